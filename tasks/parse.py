@@ -1,0 +1,166 @@
+"""Parse stage: one document's bytes to text elements with unstructured, or a clear reason why not."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Optional
+
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from flows.config import ParseSettings
+from tasks.store import Ref, RunStore
+
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+
+TEXT_TYPES = {".txt": "text", ".text": "text", ".rst": "text", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
+
+
+class ParsedDoc(BaseModel):
+    """The parse result of one document, keyed by its content hash (never its path)."""
+
+    sha256: str
+    filetype: str
+    status: Literal["ok", "error"]
+    error: Optional[str] = None
+    elements: int = 0
+    chars: int = 0
+    ref: Optional[Ref] = None
+
+
+class ParseError(ValueError):
+    """A document that cannot be parsed, with the reason a user can act on."""
+
+
+def decode_text(data: bytes) -> str:
+    """Decode text bytes (UTF-8, UTF-16 with BOM, else a detected charset); reject binary data."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    sample = data[:8192]
+    if b"\x00" in sample:
+        raise ParseError("binary data in a text file (NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise ParseError("binary data in a text file (no text encoding fits)")
+    text = str(best)
+    if _control_ratio(text) > 0.05:
+        raise ParseError("binary data in a text file (mostly control characters)")
+    return text
+
+
+def _control_ratio(text: str) -> float:
+    sample = text[:8192]
+    control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
+    return control / max(1, len(sample))
+
+
+def _check_pdf(path: str, data_head: bytes) -> None:
+    if not data_head.startswith(b"%PDF-"):
+        raise ParseError("not a PDF (missing %PDF- header)")
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(path)
+        encrypted = reader.is_encrypted
+    except (PdfReadError, ValueError, OSError) as exc:
+        raise ParseError(f"corrupt or truncated PDF: {exc}") from exc
+    if encrypted:
+        raise ParseError("encrypted PDF (password protected)")
+
+
+def partition_file(path: str, ext: str, strategy: str) -> list:
+    """Run unstructured on one file; raise ParseError with a reason on any failure."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not data.strip():
+        raise ParseError("empty file (no content)")
+    try:
+        if ext in TEXT_TYPES:
+            text = decode_text(data)
+            kind = TEXT_TYPES[ext]
+            if kind == "html":
+                from unstructured.partition.html import partition_html
+
+                return partition_html(text=text)
+            if kind == "md":
+                from unstructured.partition.md import partition_md
+
+                return partition_md(text=text)
+            from unstructured.partition.text import partition_text
+
+            return partition_text(text=text)
+        if ext == ".pdf":
+            _check_pdf(path, data[:1024])
+            from unstructured.partition.pdf import partition_pdf
+
+            return partition_pdf(filename=path, strategy=strategy)
+        if ext == ".docx":
+            if not data.startswith(b"PK"):
+                raise ParseError("not a DOCX (not a zip container)")
+            from unstructured.partition.docx import partition_docx
+
+            return partition_docx(filename=path)
+    except ParseError:
+        raise
+    except Exception as exc:  # unstructured and its parsers raise many types
+        raise ParseError(f"{type(exc).__name__}: {exc}".strip()) from exc
+    raise ParseError(f"unsupported file type '{ext}'")
+
+
+def elements_to_records(elements: list) -> list[dict]:
+    """Plain records (text, category, page, section) in reading order; section is the last heading."""
+    records: list[dict] = []
+    section = ""
+    for element in elements:
+        text = (getattr(element, "text", "") or "").strip()
+        if not text:
+            continue
+        category = getattr(element, "category", "Text") or "Text"
+        if category == "Title":
+            section = text[:200]
+        page = getattr(getattr(element, "metadata", None), "page_number", None)
+        records.append({"text": text, "category": category, "page": page, "section": section})
+    return records
+
+
+def parse_document(path: str, sha256: str, ext: str, settings: ParseSettings, store: RunStore) -> ParsedDoc:
+    """Parse one file into elements in the run store; failures come back as status 'error'."""
+    filetype = ext.lstrip(".")
+    try:
+        records = elements_to_records(partition_file(path, ext, settings.strategy))
+        if not records:
+            raise ParseError("no text extracted (scanned image, or nothing but markup?)")
+    except ParseError as exc:
+        return ParsedDoc(sha256=sha256, filetype=filetype, status="error", error=str(exc)[:500])
+    ref = store.put_jsonl("elements", records)
+    chars = sum(len(r["text"]) for r in records)
+    return ParsedDoc(sha256=sha256, filetype=filetype, status="ok", elements=len(records), chars=chars, ref=ref)
+
+
+@task(
+    name="parse",
+    cache_policy=(TASK_SOURCE + INPUTS) - "path" - "rel_path",
+    retries=1,
+    task_run_name="parse-{rel_path}",
+    persist_result=True,
+)
+def parse_task(path: str, rel_path: str, sha256: str, ext: str, settings: ParseSettings, store_url: str) -> ParsedDoc:
+    """Parse one document; cached on its content hash and the parser settings."""
+    parsed = parse_document(path, sha256, ext, settings, RunStore(store_url))
+    logger = get_run_logger()
+    if parsed.status == "ok":
+        logger.info("Parsed %s: %d elements, %d characters", rel_path, parsed.elements, parsed.chars)
+    else:
+        logger.warning("Skipped %s: %s", rel_path, parsed.error)
+    return parsed
