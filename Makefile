@@ -1,0 +1,19 @@
+.PHONY: install run test test-fast up down clean
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml scripts/install.sh
+	bash scripts/install.sh
+	touch $@
+
+run: install
+	.venv/bin/domain-embed run examples/postgresql --out out
+
+test: install
+	.venv/bin/python -m pytest -q -rs
+
+test-fast: install
+	.venv/bin/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf out .venv/.installed

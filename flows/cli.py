@@ -1,0 +1,93 @@
+"""The `domain-embed` command: run the pipeline in-process, evaluate models, export datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from flows.env import set_offline_defaults, use_store
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their options."""
+    parser = argparse.ArgumentParser(prog="domain-embed", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="Build a tuned embedder from a folder of documents (in-process Prefect flow)")
+    run.add_argument("docs", help="Folder of documents (PDF, HTML, Markdown, DOCX, TXT)")
+    run.add_argument("--out", default="out", help="Output folder: model/, index/, report.json, report.md")
+    run.add_argument("--config", help="JSON file with PipelineConfig fields (command-line options win)")
+    run.add_argument("--store", help="Run store folder or fsspec URL (default ~/.cache/domain-embed/store)")
+    run.add_argument("--base-model", help="SentenceTransformer folder or packaged model name")
+    run.add_argument("--llm", help="litellm model string, or 'embedded' for the local model")
+    run.add_argument("--api-base", help="LLM endpoint override")
+    run.add_argument("--api-key-env", help="Environment variable that holds the LLM API key")
+    run.add_argument("--questions-per-chunk", type=int)
+    run.add_argument("--rpm", type=float, help="LLM requests per minute limit")
+    run.add_argument("--tpm", type=float, help="LLM tokens per minute limit")
+    run.add_argument("--epochs", type=float)
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--dims", help="Matryoshka dims, e.g. 384,256,128,64")
+    run.add_argument("--eval-dataset", help="BEIR-layout folder of your own labelled queries")
+    run.add_argument("--train-deployment", help="Train as this deployment, e.g. train-embedder/gpu")
+    run.set_defaults(func=run_command)
+    from flows.cli_eval import add_subcommands
+
+    add_subcommands(sub)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """A PipelineConfig from --config plus command-line overrides."""
+    from flows.config import PipelineConfig
+
+    data = json.loads(Path(args.config).read_text()) if args.config else {}
+    data.update({"docs_dir": args.docs, "out_dir": args.out})
+    overrides = {
+        ("store_url",): args.store, ("base_model",): args.base_model, ("eval_dataset",): args.eval_dataset,
+        ("llm", "model"): args.llm, ("llm", "api_base"): args.api_base, ("llm", "api_key_env"): args.api_key_env,
+        ("llm", "questions_per_chunk"): args.questions_per_chunk, ("llm", "requests_per_minute"): args.rpm,
+        ("llm", "tokens_per_minute"): args.tpm, ("train", "epochs"): args.epochs, ("train", "batch_size"): args.batch_size,
+        ("train", "matryoshka_dims"): [int(d) for d in args.dims.split(",")] if args.dims else None,
+        ("train", "deployment"): args.train_deployment,
+    }  # fmt: skip
+    for path, value in overrides.items():
+        if value is None:
+            continue
+        target = data
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    return PipelineConfig.model_validate(data)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run build-embedder in-process and print the before/after table."""
+    config = config_from_args(args)
+    config.store_url = use_store(config.store_url)
+    from flows.pipeline import build_embedder
+    from tasks.run_report import comparison_rows
+    from tasks.reports import markdown_table
+
+    report = build_embedder(config)
+    for label, results in report["evaluation"].items():
+        print(f"\nNDCG@10 / MRR@10 / Recall@10, base vs tuned ({label}):\n")
+        print(markdown_table(comparison_rows(results)))
+    print(f"Report: {Path(config.out_dir) / 'report.md'}    Model: {Path(config.out_dir) / 'model'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; config errors print one line and exit 2."""
+    set_offline_defaults()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"domain-embed: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Flow build-embedder: documents in, tuned model + index + before/after report out."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Iterator
+
+from prefect import flow, task
+from prefect.artifacts import create_link_artifact
+from prefect.logging import get_run_logger
+
+from flows.config import EMBEDDED_LLM, PipelineConfig
+from flows.train import train_embedder
+from tasks.chunk import ChunkedDoc, chunk_task
+from tasks.corpus import Corpus, assemble_corpus
+from tasks.discover import DocFile, DocsNotFound, discover_documents
+from tasks.embed import max_seq_length, model_dimension, model_fingerprint, resolve_model
+from tasks.evaluate import evaluate_task
+from tasks.generate import generate_task
+from tasks.llm import LLMEndpoint
+from tasks.local_llm import embedded_llm_server
+from tasks.mine import mine_task
+from tasks.parse import ParsedDoc, parse_task
+from tasks.publish import copy_model, write_index, write_reports
+from tasks.reports import histogram, markdown_table, publish_table
+from tasks.run_report import build_report, render_markdown
+from tasks.split import split_pairs
+from tasks.store import RunStore
+from tasks.train import TrainResult, matryoshka_dims
+
+
+class Stopwatch:
+    """Wall time per stage, in the order the stages ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the enclosed block as stage `name`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 2)
+
+
+def check_config(config: PipelineConfig) -> tuple[str, str, int]:
+    """Fail before any cost: the docs folder, the base model and the dims. Returns (model dir, sha, dim)."""
+    if not Path(config.docs_dir).is_dir():
+        raise DocsNotFound(f"docs folder not found: {config.docs_dir}")
+    model_dir = resolve_model(config.base_model)
+    dim = model_dimension(model_dir)
+    matryoshka_dims(dim, config.train.matryoshka_dims)
+    return model_dir, model_fingerprint(model_dir), dim
+
+
+def parse_report_rows(docs: list[DocFile], parsed: dict[str, ParsedDoc]) -> list[dict]:
+    """One row per file found: type, elements, chars, status or the reason it was skipped."""
+    rows = []
+    for doc in docs:
+        result = parsed.get(doc.sha256 or "")
+        if doc.skipped:
+            status = f"skipped: {doc.skipped}"
+        elif result is None or result.status != "ok":
+            status = f"error: {result.error if result else 'not parsed'}"
+        else:
+            status = "ok"
+        ok = result is not None and result.status == "ok" and not doc.skipped
+        rows.append(
+            {"file": doc.rel_path, "type": doc.ext.lstrip(".") or "-", "bytes": doc.size,
+             "elements": result.elements if ok else 0, "chars": result.chars if ok else 0, "status": status}
+        )  # fmt: skip
+    return rows
+
+
+@task(name="assemble-corpus", persist_result=False)
+def assemble_corpus_task(chunked: list[ChunkedDoc], store_url: str) -> Corpus:
+    """All chunks of all documents, duplicates across documents dropped."""
+    return assemble_corpus(chunked, RunStore(store_url))
+
+
+@contextlib.contextmanager
+def llm_endpoint(config: PipelineConfig) -> Iterator[LLMEndpoint]:
+    """The endpoint litellm calls: the embedded local server, or the configured provider."""
+    if config.llm.model == EMBEDDED_LLM:
+        with embedded_llm_server() as endpoint:
+            yield endpoint
+    else:
+        yield LLMEndpoint(model=config.llm.model, api_base=config.llm.api_base)
+
+
+def run_training(config: PipelineConfig, tuples, pairs, store_url: str) -> TrainResult:
+    """Train in-process, or as the configured deployment (a linked sub-flow run on its work pool)."""
+    if not config.train.deployment:
+        return train_embedder(tuples, pairs, config.base_model, config.train, store_url)
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment(
+        name=config.train.deployment,
+        parameters={"tuples": tuples, "pairs": pairs, "base_model": config.base_model, "settings": config.train, "store_url": store_url},
+        as_subflow=True,
+    )
+    if not flow_run.state or not flow_run.state.is_completed():
+        raise RuntimeError(f"training deployment {config.train.deployment} ended {flow_run.state.name if flow_run.state else 'without state'}")
+    return TrainResult.model_validate(flow_run.state.result())
+
+
+@flow(name="build-embedder", log_prints=True)
+def build_embedder(config: PipelineConfig) -> dict:
+    """Parse, chunk, generate questions, split by document, mine negatives, train, evaluate, publish."""
+    logger = get_run_logger()
+    clock = Stopwatch()
+    model_dir, model_sha, dim = check_config(config)
+    store = RunStore(config.store_url)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    with clock.stage("parse"):
+        docs = discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb)
+        todo = [d for d in docs if not d.skipped]
+        if not todo:
+            raise DocsNotFound(f"no supported document in {config.docs_dir} ({len(docs)} files, none parseable)")
+        futures = [parse_task.submit(d.path, d.rel_path, d.sha256, d.ext, config.parse, store.url) for d in todo]
+        parsed = {d.sha256: f.result() for d, f in zip(todo, futures)}
+        parse_rows = parse_report_rows(docs, parsed)
+        publish_table("parse-report", parse_rows, "Every file found: parsed, or skipped with the reason")
+        ok_docs = [d for d in todo if parsed[d.sha256].status == "ok"]
+        logger.info("Parsed %d of %d files (%d skipped or failed)", len(ok_docs), len(docs), len(docs) - len(ok_docs))
+        if not ok_docs:
+            raise DocsNotFound(f"none of the {len(docs)} files in {config.docs_dir} could be parsed: see parse-report")
+
+    with clock.stage("chunk"):
+        max_tokens = max_seq_length(model_dir)
+        futures = [
+            chunk_task.submit(parsed[d.sha256].ref, d.sha256, d.rel_path, config.chunk, model_dir, model_sha, max_tokens, store.url)
+            for d in ok_docs
+        ]
+        chunked = [f.result() for f in futures]
+        corpus = assemble_corpus_task(chunked, store.url)
+        names = {d.sha256[:16]: d.rel_path for d in ok_docs}
+        chunk_rows = [
+            {"file": names[c.sha256[:16]], "chunks": c.chunks, "dropped": ", ".join(f"{k}: {v}" for k, v in c.dropped.items()) or "-"}
+            for c in chunked
+        ]
+        lengths = [n for c in chunked for n in c.token_lengths]
+        publish_table("chunk-report", chunk_rows + [{"file": f"tokens {k}", "chunks": v, "dropped": ""} for k, v in histogram(lengths, [0, 32, 64, 128, 192, 256]).items()],
+                      "Chunks per document and the chunk token-length histogram")  # fmt: skip
+        logger.info("Chunked %d documents into %d chunks", len(chunked), corpus.chunks)
+
+    with clock.stage("generate"):
+        with llm_endpoint(config) as endpoint:
+            generation = generate_task(corpus.ref, config.llm, config.filter, config.base_model, store.url, endpoint)
+
+    with clock.stage("split"):
+        split = split_pairs(generation.pairs, config.split, store)
+        logger.info("Split by document: %d train pairs (%d docs), %d eval pairs (%d docs)",
+                    split.train.count, len(split.train_docs), split.eval.count, len(split.eval_docs))  # fmt: skip
+
+    with clock.stage("mine"):
+        mined = mine_task(split.train, corpus.ref, config.base_model, model_sha, config.mine, store.url)
+
+    with clock.stage("train"):
+        trained = run_training(config, mined.tuples, mined.pairs_without_negatives, store.url)
+
+    with clock.stage("evaluate"):
+        dims = trained.dims
+        models = {"base": model_dir, "tuned": trained.model_dir}
+        shas = {"base": model_sha, "tuned": trained.model_sha}
+        evaluations = {}
+        if split.eval.count:
+            evaluations["synthetic"] = evaluate_task(models, shas, split.eval, corpus.ref, dims, store.url, label="synthetic")
+        else:
+            logger.warning("No eval split (a single document?): nothing to compare on")
+
+    with clock.stage("publish"):
+        copy_model(trained.model_dir, out_dir)
+        index_meta = write_index(trained.model_dir, corpus.ref, names, out_dir)
+        report = build_report(
+            config=config, docs=docs, parse_rows=parse_rows, chunked=chunked, corpus=corpus, generation=generation,
+            split=split, mined=mined, trained=trained, evaluations=evaluations, index_meta=index_meta,
+            timings=clock.seconds, dim=dim,
+        )  # fmt: skip
+        markdown = render_markdown(report)
+        write_reports(out_dir, report, markdown)
+        with contextlib.suppress(Exception):
+            create_link_artifact(key="tuned-model", link=(out_dir / "model").resolve().as_uri(), description="The tuned model folder")
+    logger.info("Done: %s", out_dir / "report.md")
+    return report

@@ -1,0 +1,57 @@
+"""Flow train-embedder: fine-tune on a mined dataset; runs in-process or as the `train-embedder/gpu` deployment."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.logging import get_run_logger
+
+from flows.config import TrainSettings
+from tasks.embed import model_fingerprint, resolve_model
+from tasks.reports import markdown_table, publish_markdown, svg_line_chart
+from tasks.store import Ref, RunStore
+from tasks.train import TrainResult, run_key, train_model
+
+
+def training_markdown(result: TrainResult) -> str:
+    """The training-report: loss curve, throughput, device."""
+    chart = svg_line_chart({"loss": [(float(s), l) for s, l in result.loss_curve]}, "training loss per step")
+    facts = [
+        {"what": "device", "value": result.device},
+        {"what": "examples", "value": result.examples},
+        {"what": "steps", "value": result.steps},
+        {"what": "epochs", "value": result.epochs},
+        {"what": "samples / second", "value": round(result.samples_per_second, 2)},
+        {"what": "wall time (s)", "value": round(result.seconds, 1)},
+        {"what": "peak GPU memory (MB)", "value": round(result.peak_memory_mb, 1) if result.peak_memory_mb else "n/a (CPU)"},
+        {"what": "matryoshka dims", "value": ", ".join(map(str, result.dims))},
+        {"what": "resumed from checkpoint", "value": result.resumed_from or "no"},
+    ]
+    first, last = (result.loss_curve[0][1], result.loss_curve[-1][1]) if result.loss_curve else (None, None)
+    summary = f"Loss went from {first:.4f} to {last:.4f}.\n\n" if first is not None else ""
+    return f"# Training\n\n{summary}{chart}\n\n{markdown_table(facts)}"
+
+
+@task(name="train", cache_policy=(TASK_SOURCE + INPUTS) - "base_model", retries=2, retry_delay_seconds=5, persist_result=True)
+def train_task(
+    tuples: Ref, pairs: Ref, base_model: str, base_model_sha: str, settings: TrainSettings, store_url: str
+) -> TrainResult:
+    """Train; a retry after a crash resumes from the last checkpoint of the same content key."""
+    logger = get_run_logger()
+    key = run_key(tuples, pairs, base_model_sha, settings)
+    logger.info("Training %s on %d tuples and %d pairs (run %s)", base_model, tuples.count, pairs.count, key)
+    result = train_model(tuples, pairs, resolve_model(base_model), settings, RunStore(store_url), key)
+    if result.resumed_from:
+        logger.info("Resumed from %s", result.resumed_from)
+    logger.info(
+        "Trained %d steps in %.1f s on %s (%.1f samples/s)", result.steps, result.seconds, result.device, result.samples_per_second
+    )
+    publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
+    return result
+
+
+@flow(name="train-embedder", log_prints=True)
+def train_embedder(tuples: Ref, pairs: Ref, base_model: str, settings: TrainSettings, store_url: str) -> TrainResult:
+    """Fine-tune base_model on the mined dataset in the run store and return the model's reference."""
+    base_sha = model_fingerprint(resolve_model(base_model))
+    return train_task(tuples, pairs, base_model, base_sha, settings, store_url)

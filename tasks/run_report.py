@@ -1,0 +1,117 @@
+"""The run report: counts in / kept / dropped per stage, timings, LLM cost, training and the before/after table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tasks.reports import markdown_table, svg_line_chart
+
+HEADLINE_METRICS = ("ndcg@10", "mrr@10", "recall@10")
+
+
+def _stage(name: str, items: str, n_in: int, kept: int, dropped: dict[str, int], seconds: float | None) -> dict:
+    return {"stage": name, "items": items, "in": n_in, "kept": kept, "dropped": dict(dropped), "seconds": seconds}
+
+
+def build_report(*, config, docs, parse_rows, chunked, corpus, generation, split, mined, trained, evaluations, index_meta, timings, dim) -> dict:
+    """Everything a user needs to trust the run, as plain JSON-able data."""
+    parse_dropped = Counter(r["status"] for r in parse_rows if r["status"] != "ok")
+    chunk_dropped: Counter = Counter()
+    for doc in chunked:
+        chunk_dropped.update(doc.dropped)
+    chunk_dropped.update(corpus.dropped)
+    gen = generation.stats
+    mine_stats = mined.stats
+    stages = [
+        _stage("parse", "files", len(docs), len(chunked), parse_dropped, timings.get("parse")),
+        _stage("chunk", "chunks", corpus.chunks + sum(chunk_dropped.values()), corpus.chunks, chunk_dropped, timings.get("chunk")),
+        _stage("generate", "questions", gen.get("questions_raw", 0), gen.get("questions_kept", 0), gen.get("dropped", {}), timings.get("generate")),
+        _stage("split", "pairs", split.train.count + split.eval.count, split.train.count + split.eval.count, {}, timings.get("split")),
+        _stage("mine", "train pairs", split.train.count, mined.tuples.count + mined.pairs_without_negatives.count,
+               {"no negative found (kept as pair)": mined.pairs_without_negatives.count} if mined.pairs_without_negatives.count else {},
+               timings.get("mine")),  # fmt: skip
+        _stage("train", "examples", trained.examples, trained.examples, {}, timings.get("train")),
+        _stage("evaluate", "eval queries", split.eval.count, split.eval.count, {}, timings.get("evaluate")),
+    ]
+    return {
+        "base_model": config.base_model,
+        "llm": config.llm.model,
+        "dimension": dim,
+        "matryoshka_dims": trained.dims,
+        "documents": {"found": len(docs), "parsed": len(chunked), "train": len(split.train_docs), "eval": len(split.eval_docs)},
+        "stages": stages,
+        "timings_s": timings,
+        "llm_usage": {k: gen.get(k) for k in ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")},
+        "chunks_failed": gen.get("chunks_failed", []),
+        "mining": mine_stats,
+        "training": trained.model_dump(exclude={"model_dir"}),
+        "evaluation": evaluations,
+        "index": index_meta,
+        "files": parse_rows,
+        "store": {"corpus": corpus.ref.uri, "train_pairs": split.train.uri, "eval_pairs": split.eval.uri,
+                  "tuples": mined.tuples.uri, "model": trained.model_dir},  # fmt: skip
+    }
+
+
+def by_dim(results: dict[str, Any]) -> dict[int, dict[str, float]]:
+    """A model's results keyed by int dim (JSON round trips turn keys into strings)."""
+    return {int(d): m for d, m in results.items()}
+
+
+def comparison_rows(results: dict[str, dict]) -> list[dict]:
+    """Rows per dim: base, tuned and delta for the headline metrics."""
+    base, tuned = by_dim(results.get("base", {})), by_dim(results.get("tuned", {}))
+    rows = []
+    for d in sorted(set(base) | set(tuned), reverse=True):
+        row: dict[str, Any] = {"dim": d}
+        for metric in HEADLINE_METRICS:
+            b, t = base.get(d, {}).get(metric), tuned.get(d, {}).get(metric)
+            row[f"base {metric}"] = b
+            row[f"tuned {metric}"] = t
+            row[f"Δ {metric}"] = (t - b) if b is not None and t is not None else None
+        rows.append(row)
+    return rows
+
+
+def evaluation_section(label: str, results: dict[str, dict]) -> str:
+    """Markdown table + NDCG@10 chart for one evaluation set."""
+    rows = comparison_rows(results)
+    title = "synthetic eval split (held-out documents, LLM-written queries)" if label == "synthetic" else f"your labelled set: {label}"
+    chart = svg_line_chart(
+        {name: [(float(r["dim"]), r[f"{name} ndcg@10"]) for r in sorted(rows, key=lambda r: r["dim"]) if r[f"{name} ndcg@10"] is not None]
+         for name in ("base", "tuned")},
+        f"NDCG@10 per dimension: {label}",
+    )  # fmt: skip
+    return f"### Evaluation on the {title}\n\n{markdown_table(rows)}\n{chart}\n"
+
+
+def render_markdown(report: dict) -> str:
+    """report.md: headline table first, then stages, cost and training."""
+    parts = [f"# domain-embed report\n\nBase model `{report['base_model']}`, LLM `{report['llm']}`, "
+             f"Matryoshka dims {report['matryoshka_dims']}.\n"]  # fmt: skip
+    docs = report["documents"]
+    parts.append(f"Documents: {docs['found']} found, {docs['parsed']} parsed, {docs['train']} for training, {docs['eval']} held out for eval.\n")
+    if not report["evaluation"]:
+        parts.append("**No evaluation**: the corpus has a single document, so nothing was held out.\n")
+    for label, results in report["evaluation"].items():
+        parts.append(evaluation_section(label, results))
+    stage_rows = [
+        {"stage": s["stage"], "items": s["items"], "in": s["in"], "kept": s["kept"],
+         "dropped (reason: count)": "; ".join(f"{k}: {v}" for k, v in s["dropped"].items()) or "-", "seconds": s["seconds"]}
+        for s in report["stages"]
+    ]  # fmt: skip
+    parts.append("## Stages\n\n" + markdown_table(stage_rows))
+    usage = report["llm_usage"]
+    parts.append("## LLM usage\n\n" + markdown_table([{k: v for k, v in usage.items()}]))
+    if report["chunks_failed"]:
+        parts.append("Chunks with no questions (retried on the next run):\n\n" + markdown_table(report["chunks_failed"][:50]))
+    training = report["training"]
+    parts.append(
+        f"## Training\n\n{training['steps']} steps on {training['examples']} examples, {training['device']}, "
+        f"{training['seconds']:.1f} s ({training['samples_per_second']:.1f} samples/s).\n"
+    )
+    skipped = [f for f in report["files"] if f["status"] != "ok"]
+    if skipped:
+        parts.append("## Files not used\n\n" + markdown_table(skipped, ["file", "type", "status"]))
+    return "\n".join(parts)
