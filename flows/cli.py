@@ -66,7 +66,9 @@ def run_command(args: argparse.Namespace) -> int:
     """Run build-embedder in-process and print the before/after table."""
     config = config_from_args(args)
     config.store_url = use_store(config.store_url)
-    from flows.pipeline import build_embedder
+    from flows.pipeline import build_embedder, check_config
+
+    check_config(config)
     from tasks.run_report import comparison_rows
     from tasks.reports import markdown_table
 

@@ -11,7 +11,7 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact
 from prefect.logging import get_run_logger
 
-from flows.config import EMBEDDED_LLM, PipelineConfig
+from flows.config import EMBEDDED_LLM, LLMSettings, PipelineConfig
 from flows.train import train_embedder
 from tasks.chunk import ChunkedDoc, chunk_task
 from tasks.corpus import Corpus, assemble_corpus
@@ -19,7 +19,7 @@ from tasks.discover import DocFile, DocsNotFound, discover_documents
 from tasks.embed import max_seq_length, model_dimension, model_fingerprint, resolve_model
 from tasks.evaluate import evaluate_task
 from tasks.generate import generate_task
-from tasks.llm import LLMEndpoint
+from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
 from tasks.local_llm import embedded_llm_server
 from tasks.mine import mine_task
 from tasks.parse import ParsedDoc, parse_task
@@ -48,13 +48,32 @@ class Stopwatch:
 
 
 def check_config(config: PipelineConfig) -> tuple[str, str, int]:
-    """Fail before any cost: the docs folder, the base model and the dims. Returns (model dir, sha, dim)."""
-    if not Path(config.docs_dir).is_dir():
-        raise DocsNotFound(f"docs folder not found: {config.docs_dir}")
+    """Fail before any cost, with one clear line: docs folder, base model, dims, LLM and its key."""
+    docs = discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb)
+    if not any(not d.skipped for d in docs):
+        raise DocsNotFound(
+            f"no supported document in {config.docs_dir} ({len(docs)} files; supported: {', '.join(config.parse.extensions)})"
+        )
     model_dir = resolve_model(config.base_model)
     dim = model_dimension(model_dir)
     matryoshka_dims(dim, config.train.matryoshka_dims)
+    if config.llm.model != EMBEDDED_LLM:
+        check_llm(config.llm)
     return model_dir, model_fingerprint(model_dir), dim
+
+
+def check_llm(llm: LLMSettings) -> None:
+    """The LLM model string names a provider litellm knows, and its key variable or block resolves."""
+    import litellm
+
+    try:
+        litellm.get_llm_provider(llm.model, api_base=llm.api_base)
+    except Exception as exc:
+        raise ValueError(f"unknown LLM '{llm.model}': litellm cannot tell its provider ({type(exc).__name__})") from None
+    try:
+        resolve_api_key(llm)
+    except LLMError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def parse_report_rows(docs: list[DocFile], parsed: dict[str, ParsedDoc]) -> list[dict]:
@@ -160,7 +179,7 @@ def build_embedder(config: PipelineConfig) -> dict:
                     split.train.count, len(split.train_docs), split.eval.count, len(split.eval_docs))  # fmt: skip
 
     with clock.stage("mine"):
-        mined = mine_task(split.train, corpus.ref, config.base_model, model_sha, config.mine, store.url)
+        mined = mine_task(split.train, corpus.ref, config.base_model, config.mine, store.url, model_sha=model_sha)
 
     with clock.stage("train"):
         trained = run_training(config, mined.tuples, mined.pairs_without_negatives, store.url)

@@ -66,8 +66,16 @@ def load_model(model_dir: str, device: str | None = None):
 
 
 def model_dimension(model_dir: str) -> int:
-    """Output dimension of a SentenceTransformer folder."""
-    return int(load_model(model_dir).get_sentence_embedding_dimension())
+    """Output dimension of a SentenceTransformer folder, from its module configs (loads the model only if needed)."""
+    root = Path(model_dir)
+    modules = json.loads((root / "modules.json").read_text()) if (root / "modules.json").exists() else []
+    kinds = [m.get("type", "") for m in modules]
+    pooling = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
+    if pooling and not any(k.endswith(("Dense", "LayerNorm")) for k in kinds):
+        config = root / pooling.get("path", "") / "config.json"
+        if config.exists():
+            return int(json.loads(config.read_text())["word_embedding_dimension"])
+    return int(load_model(model_dir).get_embedding_dimension())
 
 
 def max_seq_length(model_dir: str) -> int:

@@ -22,7 +22,7 @@ def build_report(*, config, docs, parse_rows, chunked, corpus, generation, split
         chunk_dropped.update(doc.dropped)
     chunk_dropped.update(corpus.dropped)
     gen = generation.stats
-    mine_stats = mined.stats
+    mine_stats = {**mined.stats.model_dump(mode="json"), "index": mined.index.model_dump(mode="json") if mined.index else None}
     stages = [
         _stage("parse", "files", len(docs), len(chunked), parse_dropped, timings.get("parse")),
         _stage("chunk", "chunks", corpus.chunks + sum(chunk_dropped.values()), corpus.chunks, chunk_dropped, timings.get("chunk")),

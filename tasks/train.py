@@ -58,7 +58,7 @@ def latest_checkpoint(output_dir: Path) -> Optional[str]:
 
 
 def train_model(
-    tuples: Ref, pairs: Ref, base_model_dir: str, settings: TrainSettings, store: RunStore, run_key: str
+    tuples: Ref, pairs: Ref, base_model_dir: str, settings: TrainSettings, store: RunStore, run_key: str, callbacks: Optional[list] = None
 ) -> TrainResult:
     """Fine-tune the base model; resume from the last checkpoint in this run's folder if one exists."""
     import torch
@@ -89,7 +89,7 @@ def train_model(
     model = SentenceTransformer(base_model_dir, device="cuda" if cuda else "cpu", local_files_only=True, model_kwargs={"attn_implementation": "sdpa"})
     if settings.max_seq_length:
         model.max_seq_length = settings.max_seq_length
-    dims = matryoshka_dims(model.get_sentence_embedding_dimension(), settings.matryoshka_dims)
+    dims = matryoshka_dims(model.get_embedding_dimension(), settings.matryoshka_dims)
     if settings.cached_mnrl_mini_batch:
         inner = CachedMultipleNegativesRankingLoss(model, mini_batch_size=settings.cached_mnrl_mini_batch)
     else:
@@ -120,8 +120,9 @@ def train_model(
         report_to="none",
         disable_tqdm=not os.environ.get("DOMAIN_EMBED_PROGRESS"),
         dataloader_drop_last=False,
+        dataloader_pin_memory=cuda,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, callbacks=callbacks)
     resume = latest_checkpoint(work_dir)
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)

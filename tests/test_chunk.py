@@ -1,0 +1,68 @@
+"""Chunking with the base model's tokenizer, corpus assembly and the document split."""
+
+from __future__ import annotations
+
+from flows.config import ChunkSettings, ParseSettings, SplitSettings
+from tasks.chunk import chunk_document, chunk_records, load_tokenizer
+from tasks.corpus import assemble_corpus
+from tasks.parse import parse_document
+from tasks.split import assign_eval_docs, split_pairs
+from tasks.store import read_jsonl, sha256_file
+
+from conftest import FIXTURES
+
+
+def parsed(name, store):
+    path = FIXTURES / "docs" / name
+    return parse_document(str(path), sha256_file(path), path.suffix, ParseSettings(), store)
+
+
+def test_chunks_fit_the_token_budget_and_keep_sections(store, base_model_dir):
+    doc = parsed("tutorial-agg.txt", store)
+    settings = ChunkSettings(chunk_tokens=64, overlap_tokens=8, min_tokens=10)
+    result = chunk_document(doc.ref, doc.sha256, settings, base_model_dir, 256, store)
+    rows = read_jsonl(result.ref)
+    tokenizer = load_tokenizer(base_model_dir)
+    assert result.chunks == len(rows) >= 8
+    assert all(len(tokenizer.tokenize(r["text"])) <= 64 for r in rows)
+    assert all(r["n_tokens"] >= 10 for r in rows)
+    assert all(r["doc_id"] == doc.sha256[:16] for r in rows)
+    assert len({r["chunk_id"] for r in rows}) == len(rows)
+
+
+def test_chunk_size_is_capped_by_model_max_length(store, base_model_dir):
+    doc = parsed("wal-intro.html", store)
+    rows, _ = chunk_records(read_jsonl(doc.ref), "d" * 16, ChunkSettings(chunk_tokens=1000), base_model_dir, max_tokens=100)
+    assert max(r["n_tokens"] for r in rows) <= 98
+
+
+def test_short_pieces_are_dropped_with_a_reason(base_model_dir):
+    records = [{"text": "Heading", "category": "Title", "page": None, "section": "Heading"}]
+    rows, dropped = chunk_records(records, "d" * 16, ChunkSettings(min_tokens=20), base_model_dir, 256)
+    assert rows == [] and dropped == {"shorter than 20 tokens": 1}
+
+
+def test_corpus_keeps_a_passage_once(store, base_model_dir):
+    doc = parsed("tutorial-inheritance.md", store)
+    chunked = chunk_document(doc.ref, doc.sha256, ChunkSettings(), base_model_dir, 256, store)
+    twin = chunked.model_copy(update={"sha256": "f" * 64})
+    corpus = assemble_corpus([chunked, twin], store)
+    assert corpus.chunks == chunked.chunks
+    assert corpus.dropped == {"same passage in another document": chunked.chunks}
+
+
+def test_split_never_puts_a_document_in_both(store):
+    rows = [{"query": f"q{i}", "chunk_id": f"c{i}", "doc_id": f"doc{i % 10}"} for i in range(100)]
+    result = split_pairs(store.put_jsonl("pairs", rows), SplitSettings(eval_fraction=0.3), store)
+    train_docs = {r["doc_id"] for r in read_jsonl(result.train)}
+    eval_docs = {r["doc_id"] for r in read_jsonl(result.eval)}
+    assert train_docs and eval_docs and not train_docs & eval_docs
+    assert result.train.count + result.eval.count == 100
+
+
+def test_adding_a_document_does_not_move_the_others():
+    settings = SplitSettings(eval_fraction=0.25)
+    docs = [f"{i:016x}" for i in range(40)]
+    before = assign_eval_docs(docs, settings)
+    after = assign_eval_docs(docs + ["ffffffffffffffff"], settings)
+    assert before == after - {"ffffffffffffffff"}

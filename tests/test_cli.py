@@ -1,0 +1,55 @@
+"""Config errors stop at once, with one line naming the problem, before any cost is spent."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from flows.cli import main
+
+from conftest import FIXTURES
+
+
+@pytest.fixture
+def docs(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "docs" / "wal-intro.html", folder)
+    return folder
+
+
+def run_cli(args, capsys) -> tuple[int, str]:
+    code = main(["run", *map(str, args)])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--base-model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--dims", "512,128"], "matryoshka dims [512] are not between 1 and the model's dimension 384"),
+        (["--llm", "not-a-provider-model-xyz"], "unknown LLM 'not-a-provider-model-xyz'"),
+        (["--llm", "openai/gpt-4o-mini", "--api-key-env", "DOMAIN_EMBED_TEST_MISSING_KEY"], "DOMAIN_EMBED_TEST_MISSING_KEY"),
+    ],
+)
+def test_bad_settings_fail_with_one_line(docs, tmp_path, capsys, monkeypatch, extra, expected):
+    monkeypatch.delenv("DOMAIN_EMBED_TEST_MISSING_KEY", raising=False)
+    code, err = run_cli([docs, "--out", tmp_path / "out", "--store", tmp_path / "store", *extra], capsys)
+    assert code == 2
+    assert expected in err
+    assert err.count("\n") == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_folder_and_unsupported_files(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run_cli([empty, "--out", tmp_path / "out"], capsys)
+    assert code == 2 and "no supported document" in err
+    (empty / "photo.png").write_bytes(b"\x89PNG")
+    code, err = run_cli([empty, "--out", tmp_path / "out"], capsys)
+    assert code == 2 and "no supported document" in err and "1 files" in err
+    code, err = run_cli([tmp_path / "missing", "--out", tmp_path / "out"], capsys)
+    assert code == 2 and "docs folder not found" in err
