@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.cli_eval import add_subcommands
 
     add_subcommands(sub)
+    __import__("flows.cli_server").cli_server.add_subcommands(sub)
     return parser
 
 
@@ -73,9 +74,9 @@ def run_command(args: argparse.Namespace) -> int:
     from tasks.reports import markdown_table
 
     report = build_embedder(config)
-    for label, results in report["evaluation"].items():
+    for label, evaluation in report["evaluation"].items():
         print(f"\nNDCG@10 / MRR@10 / Recall@10, base vs tuned ({label}):\n")
-        print(markdown_table(comparison_rows(results)))
+        print(markdown_table(comparison_rows(evaluation["results"])))
     print(f"Report: {Path(config.out_dir) / 'report.md'}    Model: {Path(config.out_dir) / 'model'}")
     return 0
 

@@ -17,7 +17,8 @@ from tasks.chunk import ChunkedDoc, chunk_task
 from tasks.corpus import Corpus, assemble_corpus
 from tasks.discover import DocFile, DocsNotFound, discover_documents
 from tasks.embed import max_seq_length, model_dimension, model_fingerprint, resolve_model
-from tasks.evaluate import evaluate_task
+from tasks.beir import beir_fingerprint, load_beir
+from tasks.evaluate import evaluate_beir_task, evaluate_task
 from tasks.generate import generate_task
 from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
 from tasks.local_llm import embedded_llm_server
@@ -59,6 +60,8 @@ def check_config(config: PipelineConfig) -> tuple[str, str, int]:
     matryoshka_dims(dim, config.train.matryoshka_dims)
     if config.llm.model != EMBEDDED_LLM:
         check_llm(config.llm)
+    if config.eval_dataset:
+        load_beir(config.eval_dataset)
     return model_dir, model_fingerprint(model_dir), dim
 
 
@@ -193,6 +196,11 @@ def build_embedder(config: PipelineConfig) -> dict:
             evaluations["synthetic"] = evaluate_task(models, shas, split.eval, corpus.ref, dims, store.url, label="synthetic")
         else:
             logger.warning("No eval split (a single document?): nothing to compare on")
+        if config.eval_dataset:
+            user = evaluate_beir_task(
+                models, shas, config.eval_dataset, beir_fingerprint(config.eval_dataset), dims, store.url, split.train, corpus.ref
+            )
+            evaluations[user.label] = user
 
     with clock.stage("publish"):
         copy_model(trained.model_dir, out_dir)

@@ -17,6 +17,14 @@ PACKAGED_MODELS = {
 }
 
 
+MATRYOSHKA_SIZES = (1024, 768, 512, 256, 128, 64)
+
+
+def default_matryoshka_dims(full_dim: int) -> list[int]:
+    """The full dimension and the usual Matryoshka sizes below it, largest first."""
+    return [full_dim] + [d for d in MATRYOSHKA_SIZES if d < full_dim]
+
+
 class ModelNotFound(ValueError):
     """The named model is neither a folder nor a packaged model."""
 

@@ -46,7 +46,7 @@ def build_report(*, config, docs, parse_rows, chunked, corpus, generation, split
         "chunks_failed": gen.get("chunks_failed", []),
         "mining": mine_stats,
         "training": trained.model_dump(exclude={"model_dir"}),
-        "evaluation": evaluations,
+        "evaluation": {label: report.model_dump(mode="json", exclude={"ref"}) for label, report in evaluations.items()},
         "index": index_meta,
         "files": parse_rows,
         "store": {"corpus": corpus.ref.uri, "train_pairs": split.train.uri, "eval_pairs": split.eval.uri,
@@ -74,16 +74,23 @@ def comparison_rows(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def evaluation_section(label: str, results: dict[str, dict]) -> str:
+def evaluation_section(label: str, evaluation: dict) -> str:
     """Markdown table + NDCG@10 chart for one evaluation set."""
-    rows = comparison_rows(results)
-    title = "synthetic eval split (held-out documents, LLM-written queries)" if label == "synthetic" else f"your labelled set: {label}"
+    rows = comparison_rows(evaluation["results"])
+    if label == "synthetic":
+        title = "synthetic eval split (held-out documents, LLM-written queries)"
+    else:
+        title = f"YOUR labelled queries: {label.removeprefix('user:')}"
+    facts = f"{evaluation['queries']} queries over {evaluation['passages']} passages."
+    if evaluation.get("train_overlap") is not None:
+        facts += (f" {evaluation['train_overlap']} of these passages ({evaluation['train_overlap_relevant']} judged relevant)"
+                  " also occur among the training positives.")  # fmt: skip
     chart = svg_line_chart(
         {name: [(float(r["dim"]), r[f"{name} ndcg@10"]) for r in sorted(rows, key=lambda r: r["dim"]) if r[f"{name} ndcg@10"] is not None]
          for name in ("base", "tuned")},
         f"NDCG@10 per dimension: {label}",
     )  # fmt: skip
-    return f"### Evaluation on the {title}\n\n{markdown_table(rows)}\n{chart}\n"
+    return f"### Evaluation on the {title}\n\n{facts}\n\n{markdown_table(rows)}\n{chart}\n"
 
 
 def render_markdown(report: dict) -> str:

@@ -12,11 +12,8 @@ from typing import Optional
 from pydantic import BaseModel
 
 from flows.config import TrainSettings
-from tasks.embed import model_fingerprint
+from tasks.embed import default_matryoshka_dims, model_fingerprint
 from tasks.store import Ref, RunStore, read_jsonl, stable_hash
-
-MATRYOSHKA_CANDIDATES = (1024, 768, 512, 256, 128, 64)
-
 
 class TrainResult(BaseModel):
     """A trained model in the run store, with what the training did."""
@@ -42,7 +39,7 @@ def matryoshka_dims(full_dim: int, requested: Optional[list[int]]) -> list[int]:
         if bad:
             raise ValueError(f"matryoshka dims {bad} are not between 1 and the model's dimension {full_dim}")
         return sorted(set(requested), reverse=True)
-    return [full_dim] + [d for d in MATRYOSHKA_CANDIDATES if d < full_dim]
+    return default_matryoshka_dims(full_dim)
 
 
 def training_rows(tuples: Ref, pairs: Ref) -> dict[str, list[dict]]:

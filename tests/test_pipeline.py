@@ -1,0 +1,115 @@
+"""The whole flow under Prefect's test harness, with the stub LLM called through litellm like a hosted one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from flows.config import PipelineConfig
+from tasks.store import read_jsonl
+
+from conftest import FIXTURES
+from llm_stub import LLMStub
+
+NEW_DOC = """# Tablespaces
+
+Tablespaces in PostgreSQL allow database administrators to define locations in the file system where the
+files representing database objects can be stored. Once created, a tablespace can be referred to by name
+when creating database objects.
+
+By using tablespaces, an administrator can control the disk layout of a PostgreSQL installation. This is
+useful when a partition or volume on which the cluster was initialized runs out of space and cannot be
+extended: a tablespace can be created on a different partition and used until the system can be reconfigured.
+
+Tablespaces also allow an administrator to use knowledge of the usage pattern of database objects to
+optimize performance. For example, an index which is very heavily used can be placed on a very fast, highly
+available disk, such as an expensive solid state device.
+"""
+
+
+@pytest.fixture(scope="module")
+def stub():
+    with LLMStub(latency_s=0.0) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    docs = root / "docs"
+    shutil.copytree(FIXTURES / "docs", docs)
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n%broken")
+    (docs / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    return root
+
+
+def config_for(root, stub, monkeypatch) -> PipelineConfig:
+    monkeypatch.setenv("STUB_LLM_KEY", "sk-stub-secret")
+    return PipelineConfig.model_validate({
+        "docs_dir": str(root / "docs"), "out_dir": str(root / "out"), "store_url": str(root / "store"),
+        "llm": {"model": "openai/stub-model", "api_base": stub.api_base, "api_key_env": "STUB_LLM_KEY",
+                "questions_per_chunk": 2},
+        "chunk": {"chunk_tokens": 96, "overlap_tokens": 8, "min_tokens": 16},
+        "filter": {"roundtrip_top_k": 10},
+        "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 96},
+        "split": {"eval_fraction": 0.4},
+    })  # fmt: skip
+
+
+def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, prefect_harness, monkeypatch):
+    from flows.pipeline import build_embedder
+
+    config = config_for(run_dirs, stub, monkeypatch)
+    first = build_embedder(config)
+    out = run_dirs / "out"
+
+    # outputs: loadable model, index over every chunk, reports with both models at every dim
+    model = SentenceTransformer(str(out / "model"), device="cpu")
+    assert model.encode(["write-ahead log"]).shape == (1, 384)
+    assert (out / "model" / "README.md").exists()
+    chunks = read_jsonl(str(out / "index" / "chunks.jsonl"))
+    assert json.loads((out / "index" / "index.json").read_text())["vectors"] == len(chunks) > 20
+    report = json.loads((out / "report.json").read_text())
+    synthetic = report["evaluation"]["synthetic"]["results"]
+    assert set(synthetic) >= {"base", "tuned"}
+    assert {int(d) for d in synthetic["tuned"]} == {384, 256, 128, 64}
+    assert "NDCG@10" in (out / "report.md").read_text() or "ndcg@10" in (out / "report.md").read_text()
+    assert set(report["timings_s"]) >= {"parse", "chunk", "generate", "split", "mine", "train", "evaluate"}
+
+    # bad files are reported and skipped, good ones kept: every file accounted for
+    status = {f["file"]: f["status"] for f in report["files"]}
+    assert status["empty.txt"] == "skipped: empty file (0 bytes)"
+    assert status["broken.pdf"].startswith("error:")
+    assert status["binary.txt"].startswith("error: binary data")
+    assert sum(s == "ok" for s in status.values()) == 5
+
+    # no eval document was used for training
+    train_docs = {r["doc_id"] for r in read_jsonl(report["store"]["train_pairs"])}
+    eval_docs = {r["doc_id"] for r in read_jsonl(report["store"]["eval_pairs"])}
+    assert train_docs and eval_docs and not train_docs & eval_docs
+    first_calls = len(stub.requests)
+    corpus_texts = {r["text"] for r in read_jsonl(report["store"]["corpus"])}
+    assert first_calls >= len(corpus_texts)
+
+    # second run, nothing changed: zero LLM calls, training not run again
+    stub.reset()
+    second = build_embedder(config)
+    assert len(stub.requests) == 0
+    assert second["training"] == first["training"]
+    assert second["evaluation"] == first["evaluation"]
+
+    # one new document: only its chunks reach the LLM
+    (run_dirs / "docs" / "tablespaces.md").write_text(NEW_DOC)
+    stub.reset()
+    third = build_embedder(config)
+    new_corpus = read_jsonl(third["store"]["corpus"])
+    new_doc_ids = {r["doc_id"] for r in new_corpus} - {r["doc_id"] for r in read_jsonl(report["store"]["corpus"])}
+    assert len(new_doc_ids) == 1
+    new_texts = {r["text"] for r in new_corpus if r["doc_id"] in new_doc_ids}
+    seen = set(stub.chunks_seen)
+    assert seen and seen <= new_texts
+    assert third["training"]["seconds"] != first["training"]["seconds"]
