@@ -50,6 +50,11 @@ class LLMSettings(BaseModel):
     concurrency_limit: Optional[str] = Field(
         None, description="Prefect global concurrency limit (rate_limit) shared by all runs using this provider"
     )
+    backoff_base_s: float = Field(0.5, gt=0, description="First wait before a retry; doubles each attempt, with jitter")
+    max_backoff_s: float = Field(60, gt=0, description="Longest wait between attempts, a server's Retry-After included")
+    max_consecutive_failures: int = Field(
+        10, ge=1, description="Stop generating when this many chunks in a row fail (endpoint down or rejecting all)"
+    )
 
 
 class FilterSettings(BaseModel):
@@ -79,6 +84,16 @@ class MineSettings(BaseModel):
     exclude_same_document: bool = Field(False, description="Never take a negative from the positive's document")
     exact_search_max: int = Field(200_000, ge=1, description="Exact inner-product index up to this many chunks, HNSW above")
     seed: int = 13
+    near_duplicate_cosine: float = Field(
+        0.98, gt=0, le=1, description="A candidate this close (cosine) to the positive chunk is a near-duplicate, never a negative"
+    )
+    approximate_index: Literal["hnsw", "ivf"] = Field("hnsw", description="Index used above exact_search_max chunks")
+    hnsw_m: int = Field(32, ge=4, description="HNSW graph degree")
+    hnsw_ef_construction: int = Field(80, ge=8, description="HNSW build-time beam width")
+    hnsw_ef_search: int = Field(128, ge=8, description="HNSW search-time beam width (raised to range_max when lower)")
+    ivf_nprobe: int = Field(32, ge=1, description="IVF lists visited per query (lists = 4 x sqrt(chunks))")
+    recall_sample: int = Field(256, ge=1, description="Queries sampled to measure the index's recall@range_max against exact search")
+    embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch")
 
 
 class TrainSettings(BaseModel):

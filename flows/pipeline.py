@@ -111,7 +111,7 @@ def llm_endpoint(config: PipelineConfig) -> Iterator[LLMEndpoint]:
         with embedded_llm_server() as endpoint:
             yield endpoint
     else:
-        yield LLMEndpoint(model=config.llm.model, api_base=config.llm.api_base)
+        yield LLMEndpoint.from_settings(config.llm)
 
 
 def run_training(config: PipelineConfig, tuples, pairs, store_url: str) -> TrainResult:

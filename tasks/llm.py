@@ -1,0 +1,337 @@
+"""LLM calls through litellm: the endpoint, the API key, retries on transient faults only, usage and cost."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price list at import
+
+import litellm  # noqa: E402
+import openai  # noqa: E402
+from pydantic import BaseModel, Field, SecretStr  # noqa: E402
+
+from flows.config import EMBEDDED_LLM, LLMSettings  # noqa: E402
+from tasks.ratelimit import RateLimiter  # noqa: E402
+
+litellm.suppress_debug_info = True
+log = logging.getLogger("domain_embed.llm")
+
+PLACEHOLDER_KEY = "sk-no-key-required"
+TRANSIENT_TYPES = (
+    litellm.RateLimitError,
+    litellm.Timeout,
+    litellm.APIConnectionError,
+    litellm.InternalServerError,
+    litellm.ServiceUnavailableError,
+    litellm.BadGatewayError,
+)
+FATAL_TYPES = (litellm.AuthenticationError, litellm.PermissionDeniedError, litellm.NotFoundError)
+MISSING_KEY = re.compile(
+    r"missing credentials|api[_ ]key.{0,40}(must be set|missing|not set)|missing.{0,20}api[_ ]key", re.I
+)
+LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+Error: )?(\w+(Exception|Error) - )?")
+RESPONSE_FORMAT = re.compile(r"response[_ ]format|json[_ ]schema|json[_ ]object|structured output", re.I)
+
+
+class LLMEndpoint(BaseModel):
+    """What is actually called: a litellm model string and an optional api_base. Never part of a cache key."""
+
+    model: str
+    api_base: Optional[str] = None
+    api_key: Optional[SecretStr] = Field(
+        None, description="A local server's dummy key only; real keys come from LLMSettings (env var or Secret block)"
+    )
+
+    @classmethod
+    def from_settings(cls, llm: LLMSettings) -> "LLMEndpoint":
+        """The endpoint of a hosted or self-served model named in the settings (not 'embedded')."""
+        if llm.model == EMBEDDED_LLM:
+            raise ValueError("the embedded model's endpoint comes from the local LLM server, not the settings")
+        return cls(model=llm.model, api_base=llm.api_base)
+
+
+class LLMError(RuntimeError):
+    """An LLM request that failed for good; `status` is the HTTP status when there was one."""
+
+    transient = False
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LLMTransientError(LLMError):
+    """Rate limits, timeouts, 5xx or connection faults outlasted every attempt; trying later may work."""
+
+    transient = True
+
+
+class LLMRejectedError(LLMError):
+    """The provider rejected this request (400-type: bad request, context window, content policy)."""
+
+
+class LLMFatalError(LLMError):
+    """The endpoint refuses every request (missing or wrong key, no permission, unknown model): stop the run."""
+
+
+@dataclass
+class Completion:
+    """One successful answer with its usage."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass
+class Usage:
+    """Running totals of a client: real calls (retries included), tokens, cost and faults seen."""
+
+    calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    faults: dict = field(default_factory=dict)
+
+    def count_fault(self, name: str) -> None:
+        self.faults[name] = self.faults.get(name, 0) + 1
+
+
+def resolve_api_key(llm: LLMSettings) -> Optional[str]:
+    """The key from the env var named by api_key_env, else the Prefect Secret block, else None (provider env vars)."""
+    if llm.api_key_env:
+        value = os.environ.get(llm.api_key_env, "").strip()
+        if not value:
+            raise LLMFatalError(
+                f"the environment variable {llm.api_key_env} (LLMSettings.api_key_env) is not set or empty"
+            )
+        return value
+    if llm.api_key_secret_block:
+        from prefect.blocks.system import Secret
+
+        try:
+            return str(Secret.load(llm.api_key_secret_block, _sync=True).get())
+        except Exception as exc:  # missing block, no API, wrong type: all mean no key
+            raise LLMFatalError(
+                f"the Prefect Secret block '{llm.api_key_secret_block}' (LLMSettings.api_key_secret_block) "
+                f"could not be loaded: {type(exc).__name__}"
+            ) from None
+    return None
+
+
+def classify(exc: BaseException) -> str:
+    """'fatal' (auth, payment, permission, unknown model, missing key), 'transient' (429, timeout, 5xx, connection)
+    or 'rejected' (anything else the provider refused)."""
+    status = getattr(exc, "status_code", None)
+    if MISSING_KEY.search(str(exc)) or isinstance(exc, FATAL_TYPES) or status in (401, 402, 403, 404):
+        return "fatal"
+    server_side = isinstance(status, int) and status >= 500
+    if isinstance(exc, TRANSIENT_TYPES) or status in (408, 409, 425, 429) or server_side:
+        return "transient"
+    return "rejected"
+
+
+def retry_after_s(exc: BaseException) -> Optional[float]:
+    """Seconds the server asked us to wait (retry-after-ms, Retry-After seconds or HTTP date), if it said."""
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "headers", None),
+    ):
+        if not headers:
+            continue
+        try:
+            if headers.get("retry-after-ms"):
+                return max(0.0, float(headers["retry-after-ms"]) / 1000)
+            value = headers.get("retry-after")
+            if value:
+                try:
+                    return max(0.0, float(value))
+                except ValueError:
+                    return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def estimate_tokens(messages: list[dict], max_tokens: int) -> int:
+    """Tokens a request may use before it is sent: ~4 characters a token for the prompt plus the completion cap."""
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    return chars // 4 + 4 * len(messages) + max_tokens
+
+
+def error_status(exc: BaseException) -> str:
+    """A short name for a fault: the HTTP status, or the exception type."""
+    status = getattr(exc, "status_code", None)
+    return str(status) if isinstance(status, int) else type(exc).__name__
+
+
+def _refuses_format(exc: BaseException) -> bool:
+    """A refusal of response_format: 400/422, or a 500 from servers that fail validation (llama-cpp-python)."""
+    status = getattr(exc, "status_code", None)
+    return classify(exc) != "fatal" and status != 429 and bool(RESPONSE_FORMAT.search(str(exc)))
+
+
+Outcome = Optional[Completion | openai.OpenAIError]
+
+
+class LLMClient:
+    """Calls one endpoint through litellm with our own retry loop under a shared RateLimiter."""
+
+    def __init__(
+        self,
+        endpoint: LLMEndpoint,
+        settings: LLMSettings,
+        limiter: Optional[RateLimiter] = None,
+        api_key: Optional[str] = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.settings = settings
+        self.limiter = limiter or RateLimiter(
+            settings.requests_per_minute,
+            settings.tokens_per_minute,
+            settings.max_concurrency,
+            concurrency_limit=settings.concurrency_limit,
+        )
+        endpoint_key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
+        self.api_key = api_key or endpoint_key or self._default_key()
+        self.response_format_ok = True
+        self.usage = Usage()
+        self._warm = False
+        self._warming = asyncio.Lock()
+
+    def _default_key(self) -> Optional[str]:
+        """None lets litellm read the provider's env vars; a self-hosted OpenAI-compatible server gets a placeholder."""
+        try:
+            _, provider, _, _ = litellm.get_llm_provider(self.endpoint.model, api_base=self.endpoint.api_base)
+        except Exception:  # unknown provider: litellm will say so on the first call
+            return None
+        if provider == "openai" and self.endpoint.api_base and not os.environ.get("OPENAI_API_KEY"):
+            return PLACEHOLDER_KEY
+        return None
+
+    def key_hint(self) -> str:
+        """Where the key should come from, naming variables and blocks but never the key itself."""
+        if self.settings.api_key_env:
+            return f"check the key in the environment variable {self.settings.api_key_env} (LLMSettings.api_key_env)"
+        if self.settings.api_key_secret_block:
+            return f"check the API key in the Prefect Secret block '{self.settings.api_key_secret_block}'"
+        try:
+            missing = litellm.validate_environment(model=self.endpoint.model).get("missing_keys") or []
+        except Exception:  # litellm may not know the provider
+            missing = []
+        also = f" or set {' / '.join(missing)}" if missing else ""
+        return f"set LLMSettings.api_key_env to the name of an environment variable holding the key{also}"
+
+    def describe(self, exc: BaseException) -> str:
+        """The provider's message with the model named and the key scrubbed out."""
+        message = LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc).strip())
+        if self.api_key and self.api_key != PLACEHOLDER_KEY:
+            message = message.replace(self.api_key, "***")
+        return f"{self.endpoint.model}: {error_status(exc)} {message[:400]}"
+
+    def backoff(self, attempt: int, exc: BaseException) -> float:
+        """Retry-After when the server gave one (plus up to 10% jitter), else exponential backoff with equal jitter."""
+        cap = self.settings.max_backoff_s
+        server = retry_after_s(exc)
+        if server is not None:
+            server = min(server, cap)
+            return server + random.uniform(0, min(1.0, 0.1 * server))
+        delay = min(cap, self.settings.backoff_base_s * 2 ** (attempt - 1))
+        return delay / 2 + random.uniform(0, delay / 2)
+
+    async def complete(self, messages: list[dict], response_format: Optional[dict] = None) -> Completion:
+        """One chat completion; transient faults are retried up to max_attempts, anything else raises at once."""
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await self._first_or_concurrent(messages, response_format)
+            if outcome is None:  # response_format refused: ask again without, not counted as an attempt
+                attempt -= 1
+                continue
+            if isinstance(outcome, Completion):
+                self.limiter.succeeded()
+                return outcome
+            error, kind = outcome, classify(outcome)
+            self.usage.count_fault(error_status(error))
+            status = getattr(error, "status_code", None)
+            if kind == "fatal":
+                raise LLMFatalError(f"{self.describe(error)} ({self.key_hint()})", status)
+            if kind == "rejected":
+                raise LLMRejectedError(self.describe(error), status)
+            if attempt >= self.settings.max_attempts:
+                raise LLMTransientError(f"gave up after {attempt} attempts: {self.describe(error)}", status)
+            delay = self.backoff(attempt, error)
+            self.usage.retries += 1
+            if status == 429:
+                self.usage.rate_limited += 1
+                self.limiter.throttled(delay)
+            await asyncio.sleep(delay)
+
+    async def _first_or_concurrent(self, messages: list[dict], response_format: Optional[dict]) -> Outcome:
+        """The first request goes alone: litellm's cold start would bunch the next ones; a bad key costs one call."""
+        if not self._warm:
+            async with self._warming:
+                if not self._warm:
+                    outcome = await self._attempt(messages, response_format)
+                    self._warm = not isinstance(outcome, openai.OpenAIError) or classify(outcome) != "fatal"
+                    return outcome
+        return await self._attempt(messages, response_format)
+
+    async def _attempt(self, messages: list[dict], response_format: Optional[dict]) -> Outcome:
+        """One call under the limiter: the completion, the provider's error, or None if response_format was refused."""
+        fmt = response_format if self.response_format_ok else None
+        async with self.limiter.slot(estimate_tokens(messages, self.settings.max_tokens)) as slot:
+            self.usage.calls += 1
+            try:
+                response = await litellm.acompletion(**self._kwargs(messages, fmt))
+            except openai.OpenAIError as exc:
+                if fmt is not None and _refuses_format(exc):
+                    self.response_format_ok = False
+                    log.warning("%s rejected response_format; asking without it from now on", self.endpoint.model)
+                    return None
+                return exc
+            completion = self._account(response)
+            slot.actual_tokens = completion.prompt_tokens + completion.completion_tokens or None
+            return completion
+
+    def _kwargs(self, messages: list[dict], fmt: Optional[dict]) -> dict:
+        kwargs = dict(
+            model=self.endpoint.model,
+            messages=messages,
+            api_base=self.endpoint.api_base,
+            api_key=self.api_key,
+            timeout=self.settings.timeout_s,
+            temperature=self.settings.temperature,
+            max_tokens=self.settings.max_tokens,
+            num_retries=0,
+            drop_params=True,
+        )
+        if fmt is not None:
+            kwargs["response_format"] = fmt
+        return kwargs
+
+    def _account(self, response) -> Completion:
+        usage = getattr(response, "usage", None)
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        try:
+            cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+        except Exception:  # unpriced model (local, self-hosted): free as far as we know
+            cost = 0.0
+        self.usage.prompt_tokens += prompt
+        self.usage.completion_tokens += completion
+        self.usage.cost_usd += cost
+        text = (response.choices[0].message.content or "") if response.choices else ""
+        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)

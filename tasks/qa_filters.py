@@ -1,0 +1,140 @@
+"""Quality filters for generated questions; every dropped question carries the reason it was dropped."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from typing import Iterable, Optional
+
+import numpy as np
+
+from flows.config import FilterSettings
+
+WORDS = re.compile(r"\w+")
+TOO_SHORT, TOO_LONG, COPIED = "too short", "too long", "copies the passage"
+DUPLICATE, NEAR_DUPLICATE, ROUNDTRIP = "duplicate", "near duplicate", "round-trip miss"
+
+
+def normalize(text: str) -> str:
+    """Lower case, NFKC, punctuation dropped, whitespace collapsed."""
+    return " ".join(WORDS.findall(unicodedata.normalize("NFKC", text).lower()))
+
+
+def length_reason(question: str, filters: FilterSettings) -> Optional[str]:
+    """'too short' / 'too long' by characters, else None."""
+    if len(question) < filters.min_chars:
+        return TOO_SHORT
+    if len(question) > filters.max_chars:
+        return TOO_LONG
+    return None
+
+
+def copies_span(question: str, passage: str, n_words: int) -> bool:
+    """Whether the question repeats n_words consecutive words of the passage."""
+    q = normalize(question).split()
+    if len(q) < n_words:
+        return False
+    p = normalize(passage).split()
+    shingles = {tuple(p[i : i + n_words]) for i in range(len(p) - n_words + 1)}
+    return any(tuple(q[i : i + n_words]) in shingles for i in range(len(q) - n_words + 1))
+
+
+class NearDuplicateIndex:
+    """Word-set Jaccard search over the questions kept so far, with prefix filtering on a global word order."""
+
+    def __init__(self, threshold: float, corpus: Iterable[set[str]]) -> None:
+        self.threshold = threshold
+        freq = Counter(w for words in corpus for w in words)
+        self._rank = lambda w: (freq.get(w, 0), w)
+        self._kept: list[set[str]] = []
+        self._postings: dict[str, list[int]] = {}
+
+    def _prefix(self, words: set[str]) -> list[str]:
+        ordered = sorted(words, key=self._rank)
+        return ordered[: len(words) - math.ceil(self.threshold * len(words) - 1e-9) + 1]
+
+    def find(self, words: set[str]) -> bool:
+        """Whether a kept question has Jaccard >= threshold with these words."""
+        seen: set[int] = set()
+        for w in self._prefix(words):
+            for i in self._postings.get(w, ()):
+                if i not in seen:
+                    seen.add(i)
+                    other = self._kept[i]
+                    if len(words & other) >= self.threshold * len(words | other) - 1e-9:
+                        return True
+        return False
+
+    def add(self, words: set[str]) -> None:
+        self._kept.append(words)
+        for w in self._prefix(words):
+            self._postings.setdefault(w, []).append(len(self._kept) - 1)
+
+
+def roundtrip_ranks(questions: np.ndarray, chunks: np.ndarray, own: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Rank (0 = best) of each question's own chunk among all chunks by inner product; ties count in its favour."""
+    ranks = np.zeros(len(own), dtype=np.int64)
+    for start in range(0, len(own), batch):
+        scores = questions[start : start + batch] @ chunks.T
+        mine = scores[np.arange(len(scores)), own[start : start + batch]]
+        ranks[start : start + batch] = (scores > mine[:, None] + 1e-6).sum(axis=1)
+    return ranks
+
+
+def filter_questions(
+    candidates: list[dict], chunk_texts: dict[str, str], filters: FilterSettings, base_model_dir: Optional[str]
+) -> tuple[list[dict], list[dict]]:
+    """Split candidate pairs ({query, chunk_id, doc_id}, deterministically ordered) into kept and dropped (+ 'reason').
+
+    chunk_texts holds every chunk of the corpus (chunk_id -> text): the round-trip check ranks against all of them.
+    Order: length, copied span, round-trip, exact and near duplicates (so a duplicate is dropped only for a kept twin).
+    """
+    dropped: list[dict] = []
+    survivors: list[dict] = []
+    for row in candidates:
+        passage = chunk_texts.get(row["chunk_id"], "")
+        reason = length_reason(row["query"], filters)
+        if not reason and copies_span(row["query"], passage, filters.max_copied_words):
+            reason = COPIED
+        if reason:
+            dropped.append({**row, "reason": reason})
+        else:
+            survivors.append(row)
+    survivors, missed = _roundtrip(survivors, chunk_texts, filters.roundtrip_top_k, base_model_dir)
+    dropped += missed
+    kept: list[dict] = []
+    exact: set[str] = set()
+    word_sets = [set(normalize(r["query"]).split()) for r in survivors]
+    index = NearDuplicateIndex(filters.near_duplicate_jaccard, word_sets)
+    for row, words in zip(survivors, word_sets):
+        norm = normalize(row["query"])
+        if norm in exact:
+            dropped.append({**row, "reason": DUPLICATE})
+        elif words and index.find(words):
+            dropped.append({**row, "reason": NEAR_DUPLICATE})
+        else:
+            exact.add(norm)
+            if words:
+                index.add(words)
+            kept.append(row)
+    return kept, dropped
+
+
+def _roundtrip(
+    rows: list[dict], chunk_texts: dict[str, str], top_k: int, base_model_dir: Optional[str]
+) -> tuple[list[dict], list[dict]]:
+    texts = sorted(set(chunk_texts.values()))
+    if not rows or top_k <= 0 or top_k >= len(texts) or base_model_dir is None:
+        return rows, []
+    from tasks.embed import embed_texts
+
+    position = {text: i for i, text in enumerate(texts)}
+    chunk_vecs = embed_texts(base_model_dir, texts)
+    question_vecs = embed_texts(base_model_dir, [r["query"] for r in rows])
+    own = np.array([position[chunk_texts[r["chunk_id"]]] for r in rows], dtype=np.int64)
+    ranks = roundtrip_ranks(question_vecs, chunk_vecs, own)
+    kept = [r for r, rank in zip(rows, ranks) if rank < top_k]
+    missed = [{**r, "reason": ROUNDTRIP} for r, rank in zip(rows, ranks) if rank >= top_k]
+    return kept, missed

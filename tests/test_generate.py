@@ -1,0 +1,227 @@
+"""Question generation against a real OpenAI-compatible server: no chunk lost, per-chunk cache, resume, filters."""
+
+import asyncio
+import contextlib
+import os
+import random
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+from llm_stub import LLMStub  # noqa: E402
+
+from flows.config import FilterSettings, LLMSettings  # noqa: E402
+from tasks.embed import resolve_model  # noqa: E402
+from tasks.generate import (  # noqa: E402
+    MALFORMED,
+    MalformedAnswer,
+    _retry_if_transient,
+    cache_key,
+    collect_answers,
+    generate_pairs,
+    parse_questions,
+)
+from tasks.llm import LLMEndpoint, LLMFatalError, LLMTransientError  # noqa: E402
+from tasks.qa_filters import NearDuplicateIndex, filter_questions  # noqa: E402
+from tasks.store import RunStore, read_jsonl  # noqa: E402
+
+PASSAGES = [
+    "Volcanoes erupt when magma rises through the crust and dissolved gases force molten rock, ash and steam out.",
+    "Honeybees tell their hive mates where flowers are with a waggle dance whose angle encodes direction to the sun.",
+    "The TCP three-way handshake opens a connection: the client sends SYN, the server answers SYN-ACK, then ACK.",
+    "Roman aqueducts carried water across valleys on stone arches, keeping a gentle downhill gradient for kilometres.",
+    "Photosynthesis in chloroplasts turns sunlight, carbon dioxide and water into glucose, releasing oxygen.",
+    "Ocean tides rise and fall twice a day because the gravity of the moon and the sun pulls on the seas.",
+    "Espresso is brewed by forcing hot water at nine bars of pressure through finely ground, tamped coffee.",
+    "Glaciers carve U-shaped valleys as compacted snow turns to ice and slowly flows downhill, grinding the bedrock.",
+    "Vaccines train the immune system by presenting a harmless antigen so memory cells recognise the real pathogen.",
+    "In chess, the Sicilian Defence answers the king's pawn opening with c5, fighting for the centre asymmetrically.",
+    "Lithium-ion batteries store energy by shuttling lithium ions between a graphite anode and a metal oxide cathode.",
+    "Jazz musicians improvise over chord progressions, and swing rhythm gives the eighth notes a lilting feel.",
+]
+CHUNKS = [
+    {"chunk_id": f"{i:016x}", "doc_id": f"{i // 3:016x}", "section": "", "text": text, "n_tokens": 30}
+    for i, text in enumerate(PASSAGES)
+]
+FILTERS = FilterSettings(roundtrip_top_k=3)
+
+
+@pytest.fixture(scope="module")
+def base_model() -> str:
+    return resolve_model("all-MiniLM-L6-v2")
+
+
+def llm(**kw) -> LLMSettings:
+    base = dict(model="stub-logical", backoff_base_s=0.02, timeout_s=5, max_attempts=4, max_concurrency=4)
+    return LLMSettings(**{**base, **kw})
+
+
+def endpoint(stub: LLMStub) -> LLMEndpoint:
+    return LLMEndpoint(model="openai/stub-model", api_base=stub.api_base)
+
+
+def cached_keys(store: RunStore) -> set[str]:
+    return {p.stem for p in Path(store.root, "qa-cache").rglob("*.json")}
+
+
+def test_all_chunks_answered_then_rerun_makes_no_call(tmp_path, base_model):
+    store, settings = RunStore(str(tmp_path)), llm()
+    with LLMStub() as stub:
+        first = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, store)
+        assert stub.count() == 12 and set(stub.chunks_seen.values()) == {1}
+        stub.reset()
+        second = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, store)
+        assert stub.count() == 0
+    s = first.stats
+    assert (s["chunks_in"], s["chunks_answered"], s["chunks_failed_count"], s["llm_calls"]) == (12, 12, 0, 12)
+    assert s["questions_raw"] == 24 and s["questions_kept"] + sum(s["dropped"].values()) == 24
+    assert s["questions_kept"] >= 20 and s["prompt_tokens"] > 0 and s["response_format"] == "json_object"
+    rows = read_jsonl(first.pairs)
+    assert len(rows) == s["questions_kept"]
+    assert rows == sorted(rows, key=lambda r: (r["doc_id"], r["chunk_id"], r["query"]))
+    assert {r["chunk_id"] for r in rows} <= {c["chunk_id"] for c in CHUNKS}
+    assert set(rows[0]) == {"query", "chunk_id", "doc_id"}
+    assert second.stats["llm_calls"] == 0 and second.stats["cache_hits"] == 12
+    assert second.pairs.sha256 == first.pairs.sha256
+
+
+def test_faults_lose_no_chunk_and_failed_chunks_are_retried_next_run(tmp_path, base_model):
+    scripts = {
+        "Volcanoes": ["malformed", "malformed"],  # asked twice, then dropped as malformed
+        "Honeybees": ["malformed"],  # second answer parses
+        "TCP": ["400"],  # rejected at once
+        "aqueducts": ["500", "429", "timeout"],  # three transient faults, then answered
+        "Photosynthesis": ["503"] * 10,  # outlasts max_attempts
+    }
+    store, settings = RunStore(str(tmp_path)), llm(timeout_s=0.5)
+    with LLMStub(scripts=scripts, retry_after_s=0.05, hang_s=3) as stub:
+        result = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, store)
+        seen = {text.split()[0]: n for text, n in stub.chunks_seen.items()}
+        s = result.stats
+        assert s["chunks_answered"] + s["chunks_failed_count"] == s["chunks_in"] == 12
+        failed = {f["chunk_id"]: f["reason"] for f in s["chunks_failed"]}
+        assert failed == {
+            CHUNKS[0]["chunk_id"]: MALFORMED,
+            CHUNKS[2]["chunk_id"]: "rejected by the provider (400)",
+            CHUNKS[4]["chunk_id"]: "transient faults outlasted every attempt (503)",
+        }
+        counts = [seen[w] for w in ("Volcanoes", "Honeybees", "The", "Roman", "Photosynthesis")]
+        assert counts == [2, 2, 1, 4, 4]
+        assert s["llm_calls"] == stub.count() == sum(seen.values())
+        assert len(cached_keys(store)) == 9
+
+        stub.reset()
+        stub.scripts = {}
+        again = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, store)
+        assert sorted(stub.chunks_seen) == sorted(PASSAGES[i] for i in (0, 2, 4))
+        assert again.stats["chunks_answered"] == 12 and again.stats["llm_calls"] == 3
+
+
+def test_server_rate_limit_and_rejected_response_format(tmp_path, base_model):
+    with LLMStub(rpm=240, reject_response_format=True) as stub:
+        settings = llm(requests_per_minute=2000, max_attempts=8)
+        result = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, RunStore(str(tmp_path)))
+        assert stub.count(429) > 0 and result.stats["rate_limited"] == stub.count(429)
+        assert [r.status for r in stub.requests if r.status != 429][:2] == [400, 200]
+    assert result.stats["chunks_answered"] == 12 and result.stats["response_format"] == "rejected, sent without"
+
+
+def test_wrong_key_stops_the_run_with_one_call(tmp_path, base_model, monkeypatch):
+    monkeypatch.setenv("STUB_KEY", "sk-wrong-777")
+    with LLMStub(fault_rates={"401": 1.0}) as stub:
+        with pytest.raises(LLMFatalError, match="STUB_KEY") as caught:
+            settings = llm(api_key_env="STUB_KEY")
+            generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, RunStore(str(tmp_path)))
+        assert stub.count() == 1
+    assert "sk-wrong-777" not in str(caught.value)
+
+
+def test_unreachable_endpoint_stops_after_a_failure_streak(tmp_path, base_model):
+    with LLMStub() as stub:
+        dead = endpoint(stub)  # the port is closed once the stub stops
+    settings = llm(max_attempts=2, max_consecutive_failures=3)
+    with pytest.raises(LLMTransientError, match="3 chunks in a row failed"):
+        generate_pairs(CHUNKS, settings, FILTERS, dead, base_model, RunStore(str(tmp_path)))
+
+
+def test_crash_halfway_resumes_paying_only_for_the_rest(tmp_path, base_model):
+    store, settings = RunStore(str(tmp_path)), llm(max_concurrency=2)
+
+    async def crash_after(n_cached: int) -> None:
+        run = asyncio.create_task(collect_answers(CHUNKS, settings, endpoint(stub), store))
+        while len(cached_keys(store)) < n_cached:
+            await asyncio.sleep(0.01)
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+
+    with LLMStub(latency_s=0.05) as stub:
+        asyncio.run(crash_after(5))
+        done = cached_keys(store)
+        assert 5 <= len(done) < 12
+        stub.reset()
+        result = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, store)
+        asked = set(stub.chunks_seen)
+    remaining = {c["text"] for c in CHUNKS if cache_key(c["text"], settings) not in done}
+    assert asked == remaining and result.stats["llm_calls"] == len(remaining)
+    assert result.stats["cache_hits"] == len(done) and result.stats["chunks_answered"] == 12
+
+
+def test_parse_questions_is_tolerant():
+    assert parse_questions('```json\n{"questions": ["a b c", "d e f"]}\n```') == ["a b c", "d e f"]
+    assert parse_questions('Sure! {"queries": [{"question": "x  y"}]} hope that helps') == ["x y"]
+    assert parse_questions('Here: ["one", "two", "one"]') == ["one", "two"]
+    for bad in ("Sure! Here are some questions: a; b", '{"questions": []}', "{not json"):
+        with pytest.raises(MalformedAnswer):
+            parse_questions(bad)
+
+
+def test_filters_drop_with_reasons(base_model):
+    texts = {c["chunk_id"]: c["text"] for c in CHUNKS}
+    volcano, bees = CHUNKS[0]["chunk_id"], CHUNKS[1]["chunk_id"]
+    rows = [
+        ("why do volcanoes erupt", volcano),
+        ("lava?", volcano),  # too short
+        ("volcano " * 60, volcano),  # too long
+        ("when magma rises through the crust and dissolved gases force molten rock ash", volcano),  # 12 copied words
+        ("Why do VOLCANOES erupt?!", volcano),  # exact duplicate after normalising
+        ("how do honeybees tell hive mates where the flowers are", bees),
+        ("how do honeybees tell hive mates where flowers are", bees),  # Jaccard 9/10
+        ("how does a volcano erupt with magma and gas", bees),  # own chunk is not in the top 3
+    ]
+    candidates = [{"query": q, "chunk_id": c, "doc_id": "d"} for q, c in rows]
+    kept, dropped = filter_questions(candidates, texts, FILTERS, base_model)
+    assert [k["query"] for k in kept] == [rows[0][0], rows[5][0]]
+    assert [d["reason"] for d in dropped] == [
+        "too short", "too long", "copies the passage", "round-trip miss", "duplicate", "near duplicate"
+    ]  # fmt: skip
+
+
+def test_near_duplicate_index_matches_brute_force():
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(14)]
+    sets = [set(rng.sample(vocab, rng.randint(1, 6))) for _ in range(400)]
+    index, kept_fast = NearDuplicateIndex(0.6, sets), []
+    for words in sets:
+        if not index.find(words):
+            index.add(words)
+            kept_fast.append(words)
+    kept_slow: list[set] = []
+    for words in sets:
+        if not any(len(words & o) / len(words | o) >= 0.6 for o in kept_slow):
+            kept_slow.append(words)
+    assert kept_fast == kept_slow and 10 < len(kept_slow) < 400
+
+
+def test_task_retries_only_transient_failures():
+    from prefect.states import Failed
+
+    from tasks.llm import LLMRejectedError
+
+    assert _retry_if_transient(None, None, Failed(data=LLMTransientError("endpoint down")))
+    assert not _retry_if_transient(None, None, Failed(data=LLMRejectedError("bad request")))
+    assert not _retry_if_transient(None, None, Failed(data=LLMFatalError("401")))
