@@ -7,13 +7,19 @@ install: .venv/.installed
 	touch $@
 
 run: install
-	.venv/bin/domain-embed run examples/postgresql --out out
+	.venv/bin/domain-embed run examples/postgresql --out out --chunk-fraction 0.5
 
 test: install
 	.venv/bin/python -m pytest -q -rs
 
 test-fast: install
 	.venv/bin/python -m pytest -q -m "not slow"
+
+up: install
+	.venv/bin/domain-embed up
+
+down:
+	.venv/bin/domain-embed down
 
 clean:
 	rm -rf out .venv/.installed

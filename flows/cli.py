@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-base", help="LLM endpoint override")
     run.add_argument("--api-key-env", help="Environment variable that holds the LLM API key")
     run.add_argument("--questions-per-chunk", type=int)
+    run.add_argument("--chunk-fraction", type=float, help="Fraction of chunks sent to the LLM (stable sample)")
     run.add_argument("--rpm", type=float, help="LLM requests per minute limit")
     run.add_argument("--tpm", type=float, help="LLM tokens per minute limit")
     run.add_argument("--epochs", type=float)
@@ -32,10 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-dataset", help="BEIR-layout folder of your own labelled queries")
     run.add_argument("--train-deployment", help="Train as this deployment, e.g. train-embedder/gpu")
     run.set_defaults(func=run_command)
-    from flows.cli_eval import add_subcommands
+    from flows import cli_eval, cli_server
 
-    add_subcommands(sub)
-    __import__("flows.cli_server").cli_server.add_subcommands(sub)
+    cli_eval.add_subcommands(sub)
+    cli_server.add_subcommands(sub)
     return parser
 
 
@@ -48,7 +49,7 @@ def config_from_args(args: argparse.Namespace):
     overrides = {
         ("store_url",): args.store, ("base_model",): args.base_model, ("eval_dataset",): args.eval_dataset,
         ("llm", "model"): args.llm, ("llm", "api_base"): args.api_base, ("llm", "api_key_env"): args.api_key_env,
-        ("llm", "questions_per_chunk"): args.questions_per_chunk, ("llm", "requests_per_minute"): args.rpm,
+        ("llm", "questions_per_chunk"): args.questions_per_chunk, ("llm", "chunk_fraction"): args.chunk_fraction, ("llm", "requests_per_minute"): args.rpm,
         ("llm", "tokens_per_minute"): args.tpm, ("train", "epochs"): args.epochs, ("train", "batch_size"): args.batch_size,
         ("train", "matryoshka_dims"): [int(d) for d in args.dims.split(",")] if args.dims else None,
         ("train", "deployment"): args.train_deployment,

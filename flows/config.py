@@ -39,6 +39,10 @@ class LLMSettings(BaseModel):
     api_base: Optional[str] = Field(None, description="Override the provider's endpoint")
     api_key_env: Optional[str] = Field(None, description="Environment variable holding the API key")
     api_key_secret_block: Optional[str] = Field(None, description="Prefect Secret block holding the API key")
+    chunk_fraction: float = Field(
+        1.0, gt=0, le=1, description="Fraction of chunks sent to the LLM (a stable hash sample: adding documents never "
+        "changes which earlier chunks are picked); the rest stay in the corpus as retrieval distractors",
+    )
     questions_per_chunk: int = Field(2, ge=1, le=10, description="Questions asked for per chunk")
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(256, ge=16, description="Completion token cap per call")

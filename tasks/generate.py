@@ -32,7 +32,7 @@ from tasks.llm import (
     resolve_api_key,
 )
 from tasks.qa_filters import filter_questions
-from tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, stable_hash
+from tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, sha256_bytes, stable_hash
 
 PROMPT_VERSION = "qa-v1"  # bump whenever the prompt below changes: it is part of every per-chunk cache key
 SYSTEM_PROMPT = (
@@ -376,6 +376,14 @@ def failure_kind(exc: LLMError) -> str:
     return f"rejected by the provider ({status})"
 
 
+def sample_chunks(chunks: list[dict], fraction: float) -> list[dict]:
+    """A stable sample: a chunk is in iff its id hashes below the fraction, so adding documents never reshuffles it."""
+    if fraction >= 1:
+        return chunks
+    threshold = int(fraction * 2**32)
+    return [c for c in chunks if int(sha256_bytes(c["chunk_id"].encode())[:8], 16) < threshold]
+
+
 def generate_pairs(
     chunks: list[dict],
     llm: LLMSettings,
@@ -386,6 +394,7 @@ def generate_pairs(
 ) -> GenerationResult:
     """Ask the LLM for questions about every chunk (paying only for uncached ones), filter them, store the pairs."""
     started = time.monotonic()
+    corpus, chunks = chunks, sample_chunks(chunks, llm.chunk_fraction)
     answers, failures, stats = _run(collect_answers(chunks, llm, endpoint, store))
     keys = [cache_key(c["text"], llm) for c in chunks]
     candidates = [
@@ -393,7 +402,7 @@ def generate_pairs(
         for c, k in zip(chunks, keys)
         for q in answers.get(k, [])
     ]
-    texts = {c["chunk_id"]: c["text"] for c in chunks}
+    texts = {c["chunk_id"]: c["text"] for c in corpus}
     kept, dropped = filter_questions(candidates, texts, filters, base_model_dir)
     rows = sorted(kept, key=lambda r: (r["doc_id"], r["chunk_id"], r["query"]))
     failed = [
@@ -402,7 +411,9 @@ def generate_pairs(
         if k in failures
     ]
     stats.update(
-        chunks_in=len(chunks),
+        chunks_in=len(corpus),
+        chunks_asked=len(chunks),
+        chunks_not_sampled=len(corpus) - len(chunks),
         chunks_answered=sum(1 for k in keys if k in answers),
         chunks_failed=failed[:FAILED_LIST_CAP],
         chunks_failed_count=len(failed),
