@@ -122,6 +122,9 @@ class PipelineConfig(BaseModel):
     docs_dir: str = Field(..., description="Folder of documents (PDF, HTML, Markdown, DOCX, TXT)")
     out_dir: str = Field("out", description="Where model/, index/, report.json and report.md are written")
     store_url: Optional[str] = Field(None, description="Run store (folder or fsspec URL); default ~/.cache/domain-embed/store")
+    model_name: str = Field(
+        "default", description="Name of this model line: the run store keeps one `current` (promoted) model per name"
+    )
     base_model: str = Field("all-MiniLM-L6-v2", description="SentenceTransformer folder or packaged model name")
     eval_dataset: Optional[str] = Field(None, description="BEIR-layout folder of your own labelled queries")
     parse: ParseSettings = ParseSettings()

@@ -25,7 +25,8 @@ from tasks.local_llm import embedded_llm_server
 from tasks.mine import mine_task
 from tasks.parse import ParsedDoc, parse_task
 from tasks.publish import copy_model, write_index, write_reports
-from tasks.reports import histogram, markdown_table, publish_table
+from tasks.promote import decide, read_current, write_current
+from tasks.reports import histogram, publish_markdown, publish_table
 from tasks.run_report import build_report, render_markdown
 from tasks.split import split_pairs
 from tasks.store import RunStore
@@ -189,8 +190,11 @@ def build_embedder(config: PipelineConfig) -> dict:
 
     with clock.stage("evaluate"):
         dims = trained.dims
+        current = read_current(store, config.model_name)
         models = {"base": model_dir, "tuned": trained.model_dir}
         shas = {"base": model_sha, "tuned": trained.model_sha}
+        if current and current["model_sha"] != trained.model_sha and Path(current["model_dir"]).is_dir():
+            models["current"], shas["current"] = current["model_dir"], current["model_sha"]
         evaluations = {}
         if split.eval.count:
             evaluations["synthetic"] = evaluate_task(models, shas, split.eval, corpus.ref, dims, store.url, label="synthetic")
@@ -201,18 +205,28 @@ def build_embedder(config: PipelineConfig) -> dict:
                 models, shas, config.eval_dataset, beir_fingerprint(config.eval_dataset), dims, store.url, split.train, corpus.ref
             )
             evaluations[user.label] = user
+        promotion = decide(current, evaluations["synthetic"].results if "synthetic" in evaluations else None)
+        logger.info("Promotion: %s", promotion.reason)
 
     with clock.stage("publish"):
-        copy_model(trained.model_dir, out_dir)
-        index_meta = write_index(trained.model_dir, corpus.ref, names, out_dir)
+        published = trained.model_dir if promotion.promoted else current["model_dir"]
+        if promotion.promoted:
+            write_current(store, config.model_name, {
+                "model_dir": trained.model_dir, "model_sha": trained.model_sha, "corpus_sha": corpus.ref.sha256,
+                "eval_pairs_sha": split.eval.sha256, "ndcg@10": promotion.tuned_ndcg,
+            })  # fmt: skip
+        copy_model(published, out_dir)
+        index_meta = write_index(published, corpus.ref, names, out_dir)
         report = build_report(
             config=config, docs=docs, parse_rows=parse_rows, chunked=chunked, corpus=corpus, generation=generation,
             split=split, mined=mined, trained=trained, evaluations=evaluations, index_meta=index_meta,
-            timings=clock.seconds, dim=dim,
+            timings=clock.seconds, dim=dim, promotion=promotion,
+            new_documents=current is None or current.get("corpus_sha") != corpus.ref.sha256,
         )  # fmt: skip
         markdown = render_markdown(report)
         write_reports(out_dir, report, markdown)
+        publish_markdown("build-report", markdown, "The run's report: before/after table, NDCG@10 chart, stages, cost")
         with contextlib.suppress(Exception):
-            create_link_artifact(key="tuned-model", link=(out_dir / "model").resolve().as_uri(), description="The tuned model folder")
+            create_link_artifact(key="tuned-model", link=(out_dir / "model").resolve().as_uri(), description="The published model folder")
     logger.info("Done: %s", out_dir / "report.md")
     return report

@@ -509,8 +509,9 @@ def generate_task(
     logger = get_run_logger()
     chunks = read_jsonl(corpus)
     logger.info(
-        "Generating %d questions per chunk for %d chunks with %s (served by %s, prompt %s)",
-        llm.questions_per_chunk, len(chunks), llm.model, endpoint.model, prompt_version,
+        "Generating %d questions per chunk for %d of %d chunks (chunk_fraction %g) with %s (served by %s, prompt %s)",
+        llm.questions_per_chunk, len(sample_chunks(chunks, llm.chunk_fraction)), len(chunks), llm.chunk_fraction,
+        llm.model, endpoint.model, prompt_version,
     )
     result = generate_pairs(chunks, llm, filters, endpoint, resolve_model(base_model), RunStore(store_url))
     s = result.stats

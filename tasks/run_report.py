@@ -14,7 +14,10 @@ def _stage(name: str, items: str, n_in: int, kept: int, dropped: dict[str, int],
     return {"stage": name, "items": items, "in": n_in, "kept": kept, "dropped": dict(dropped), "seconds": seconds}
 
 
-def build_report(*, config, docs, parse_rows, chunked, corpus, generation, split, mined, trained, evaluations, index_meta, timings, dim) -> dict:
+def build_report(
+    *, config, docs, parse_rows, chunked, corpus, generation, split, mined, trained, evaluations, index_meta, timings, dim,
+    promotion, new_documents: bool,
+) -> dict:
     """Everything a user needs to trust the run, as plain JSON-able data."""
     parse_dropped = Counter(r["status"] for r in parse_rows if r["status"] != "ok")
     chunk_dropped: Counter = Counter()
@@ -39,6 +42,8 @@ def build_report(*, config, docs, parse_rows, chunked, corpus, generation, split
         "llm": config.llm.model,
         "dimension": dim,
         "matryoshka_dims": trained.dims,
+        "new_documents": new_documents,
+        "promotion": promotion.model_dump(mode="json", exclude={"previous"}),
         "documents": {"found": len(docs), "parsed": len(chunked), "train": len(split.train_docs), "eval": len(split.eval_docs)},
         "stages": stages,
         "timings_s": timings,
@@ -97,6 +102,9 @@ def render_markdown(report: dict) -> str:
     """report.md: headline table first, then stages, cost and training."""
     parts = [f"# domain-embed report\n\nBase model `{report['base_model']}`, LLM `{report['llm']}`, "
              f"Matryoshka dims {report['matryoshka_dims']}.\n"]  # fmt: skip
+    if not report["new_documents"]:
+        parts.append("**No new documents** since the current model: every stage was served from cache.\n")
+    parts.append(f"**Promotion:** {report['promotion']['reason']}.\n")
     docs = report["documents"]
     parts.append(f"Documents: {docs['found']} found, {docs['parsed']} parsed, {docs['train']} for training, {docs['eval']} held out for eval.\n")
     if not report["evaluation"]:

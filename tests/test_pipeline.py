@@ -44,7 +44,24 @@ def run_dirs(tmp_path_factory):
     (docs / "empty.txt").write_bytes(b"")
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n%broken")
     (docs / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    write_beir(root / "labelled")
     return root
+
+
+def write_beir(folder) -> None:
+    """A tiny labelled set in the BEIR layout, as a user would bring it."""
+    passages = {
+        "p1": "Write-ahead logging ensures that changes to data files are written only after the change has been logged.",
+        "p2": "Template databases: CREATE DATABASE works by copying an existing database, template1 by default.",
+        "p3": "Aggregate functions compute a single result from multiple input rows, for example count, sum and avg.",
+        "p4": "A generated column is a special column that is always computed from other columns.",
+    }
+    queries = {"q1": "why log changes before writing data pages", "q2": "what does create database copy",
+               "q3": "compute one value from many rows"}  # fmt: skip
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in passages.items()))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in queries.items()))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp2\t1\nq3\tp3\t1\n")
 
 
 def config_for(root, stub, monkeypatch) -> PipelineConfig:
@@ -57,6 +74,7 @@ def config_for(root, stub, monkeypatch) -> PipelineConfig:
         "filter": {"roundtrip_top_k": 10},
         "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 96},
         "split": {"eval_fraction": 0.4},
+        "eval_dataset": str(root / "labelled"),
     })  # fmt: skip
 
 
@@ -79,6 +97,13 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     assert {int(d) for d in synthetic["tuned"]} == {384, 256, 128, 64}
     assert "NDCG@10" in (out / "report.md").read_text() or "ndcg@10" in (out / "report.md").read_text()
     assert set(report["timings_s"]) >= {"parse", "chunk", "generate", "split", "mine", "train", "evaluate"}
+    assert report["promotion"]["promoted"] and report["new_documents"]
+
+    # the user's labelled set is evaluated too, labelled as such, with the training overlap counted
+    user = report["evaluation"]["user:labelled"]
+    assert user["queries"] == 3 and user["train_overlap"] == 0
+    assert {int(d) for d in user["results"]["tuned"]} == {384, 256, 128, 64}
+    assert "YOUR labelled queries: labelled" in (out / "report.md").read_text()
 
     # bad files are reported and skipped, good ones kept: every file accounted for
     status = {f["file"]: f["status"] for f in report["files"]}
@@ -101,6 +126,7 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     assert len(stub.requests) == 0
     assert second["training"] == first["training"]
     assert second["evaluation"] == first["evaluation"]
+    assert second["new_documents"] is False and "No new documents" in (out / "report.md").read_text()
 
     # one new document: only its chunks reach the LLM
     (run_dirs / "docs" / "tablespaces.md").write_text(NEW_DOC)
@@ -113,3 +139,6 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     seen = set(stub.chunks_seen)
     assert seen and seen <= new_texts
     assert third["training"]["seconds"] != first["training"]["seconds"]
+    assert third["new_documents"] is True
+    assert third["promotion"]["current_ndcg"] is not None  # compared with the model promoted by the first run
+    assert "current" in third["evaluation"]["synthetic"]["results"]

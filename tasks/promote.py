@@ -1,0 +1,60 @@
+"""Promotion: the `current` pointer in the run store moves to a new model only if it is not worse."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+from pydantic import BaseModel
+
+from tasks.store import RunStore, atomic_write, exists, read_json
+
+
+class Promotion(BaseModel):
+    """Which model won on the fixed eval split, and why."""
+
+    promoted: bool
+    reason: str
+    tuned_ndcg: Optional[float] = None
+    current_ndcg: Optional[float] = None
+    previous: Optional[dict] = None
+
+
+def pointer_uri(store: RunStore, name: str) -> str:
+    """Where the `current` pointer of a named model lives."""
+    return store.uri("current", f"{name}.json")
+
+
+def read_current(store: RunStore, name: str) -> Optional[dict]:
+    """The current model's record, or None before the first promotion."""
+    uri = pointer_uri(store, name)
+    return read_json(uri) if exists(uri) else None
+
+
+def ndcg_at_full_dim(results: dict, label: str) -> Optional[float]:
+    """NDCG@10 at the largest dim for one model label of an evaluation's results."""
+    by_dim = {int(d): m for d, m in results.get(label, {}).items()}
+    return by_dim[max(by_dim)]["ndcg@10"] if by_dim else None
+
+
+def decide(current: Optional[dict], results: Optional[dict]) -> Promotion:
+    """Promote unless the current model scores higher NDCG@10 on the same eval split."""
+    if current is None:
+        return Promotion(promoted=True, reason="first model: nothing to compare with")
+    if results is None:
+        return Promotion(promoted=False, reason="no eval split to compare on: current model kept", previous=current)
+    tuned = ndcg_at_full_dim(results, "tuned")
+    if "current" not in results:
+        return Promotion(promoted=True, reason="the tuned model is the current model", tuned_ndcg=tuned, current_ndcg=tuned, previous=current)
+    held = ndcg_at_full_dim(results, "current")
+    if tuned is not None and held is not None and tuned >= held:
+        reason = f"tuned NDCG@10 {tuned:.4f} >= current {held:.4f}: promoted"
+        return Promotion(promoted=True, reason=reason, tuned_ndcg=tuned, current_ndcg=held, previous=current)
+    reason = f"tuned NDCG@10 {tuned:.4f} < current {held:.4f}: current model kept"
+    return Promotion(promoted=False, reason=reason, tuned_ndcg=tuned, current_ndcg=held, previous=current)
+
+
+def write_current(store: RunStore, name: str, record: dict) -> None:
+    """Move the pointer (atomically) to a new model record."""
+    atomic_write(pointer_uri(store, name), json.dumps({**record, "promoted_at": time.time()}, indent=1).encode())

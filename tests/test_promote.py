@@ -1,0 +1,36 @@
+"""The promotion rule: a new model replaces the current one only if it is not worse on the same eval split."""
+
+from __future__ import annotations
+
+from tasks.promote import decide, read_current, write_current
+
+
+def results(tuned: float, current: float | None = None) -> dict:
+    out = {"base": {384: {"ndcg@10": 0.5}}, "tuned": {384: {"ndcg@10": tuned}, 64: {"ndcg@10": 0.1}}}
+    if current is not None:
+        out["current"] = {"384": {"ndcg@10": current}}
+    return out
+
+
+def test_first_model_is_promoted():
+    assert decide(None, results(0.6)).promoted
+
+
+def test_better_or_equal_is_promoted_worse_is_not():
+    current = {"model_sha": "old"}
+    assert decide(current, results(0.62, 0.61)).promoted
+    assert decide(current, results(0.61, 0.61)).promoted
+    kept = decide(current, results(0.60, 0.61))
+    assert not kept.promoted and "current model kept" in kept.reason
+    assert kept.tuned_ndcg == 0.60 and kept.current_ndcg == 0.61
+
+
+def test_no_eval_split_keeps_the_current_model():
+    assert not decide({"model_sha": "old"}, None).promoted
+
+
+def test_pointer_round_trip(store):
+    assert read_current(store, "docs") is None
+    write_current(store, "docs", {"model_dir": "m", "model_sha": "abc"})
+    assert read_current(store, "docs")["model_sha"] == "abc"
+    assert read_current(store, "other") is None
