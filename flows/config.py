@@ -43,6 +43,10 @@ class LLMSettings(BaseModel):
         1.0, gt=0, le=1, description="Fraction of chunks sent to the LLM (a stable hash sample: adding documents never "
         "changes which earlier chunks are picked); the rest stay in the corpus as retrieval distractors",
     )
+    prompt_style: Literal["auto", "json", "single"] = Field(
+        "auto", description="'json': n questions per call as JSON; 'single': one plain question per call (tiny local "
+        "models follow it far better); 'auto': single for the embedded model, json otherwise",
+    )
     questions_per_chunk: int = Field(2, ge=1, le=10, description="Questions asked for per chunk")
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(256, ge=16, description="Completion token cap per call")

@@ -19,7 +19,7 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from flows.config import FilterSettings, LLMSettings
+from flows.config import EMBEDDED_LLM, FilterSettings, LLMSettings
 from tasks.embed import resolve_model
 from tasks.llm import (
     LLMClient,
@@ -35,6 +35,9 @@ from tasks.qa_filters import filter_questions
 from tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, sha256_bytes, stable_hash
 
 PROMPT_VERSION = "qa-v1"  # bump whenever the prompt below changes: it is part of every per-chunk cache key
+SINGLE_PROMPT_VERSION = "single-v1"  # the one-question prompt for tiny local models; bump when it changes
+SINGLE_PROMPT = "Read the text and write one short question about it.\n\nText: {text}\n\nQuestion:"
+ANSWER_PREFIX = re.compile(r"^\s*(?:question\s*\d*\s*[:.)-]|q\s*[:.)-]|\d+\s*[.)-])\s*", re.I)
 SYSTEM_PROMPT = (
     "You write search queries for training a document retrieval model: queries that the given passage answers. "
     "Mix short keyword queries (2-6 words) with full natural questions. Write in the passage's language. "
@@ -77,13 +80,25 @@ class MalformedAnswer(ValueError):
     """The LLM's answer holds no list of questions."""
 
 
+def prompt_style(llm: LLMSettings) -> str:
+    """'single' (one plain question per call: tiny local models do far better) or 'json' (n questions per call)."""
+    if llm.prompt_style != "auto":
+        return llm.prompt_style
+    return "single" if llm.model == EMBEDDED_LLM else "json"
+
+
+def prompt_version(llm: LLMSettings) -> str:
+    """The version of the prompt this run uses."""
+    return SINGLE_PROMPT_VERSION if prompt_style(llm) == "single" else PROMPT_VERSION
+
+
 def cache_key(text: str, llm: LLMSettings) -> str:
     """Per-chunk cache key: content and the settings that change the answer (never the endpoint or a path)."""
     return stable_hash(
         {
             "text": text,
             "model": llm.model,
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": prompt_version(llm),
             "questions_per_chunk": llm.questions_per_chunk,
             "temperature": llm.temperature,
             "max_tokens": llm.max_tokens,
@@ -162,8 +177,42 @@ def _questions_in(value: Any) -> list[str]:
     return out
 
 
+def parse_single(text: str) -> str:
+    """One question from a plain answer: first line, without 'Question:' or numbering, cut after its '?'."""
+    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+    line = ANSWER_PREFIX.sub("", line).strip().strip('"\'*').strip()
+    if "?" in line:
+        line = line[: line.index("?") + 1]
+    if len(line.split()) < 3:
+        raise MalformedAnswer(MALFORMED)
+    return line
+
+
+async def ask_single(client: LLMClient, chunk: dict, n: int) -> tuple[list[str], float]:
+    """n calls of the one-question prompt (distinct answers kept); each malformed answer is asked again once."""
+    messages = [{"role": "user", "content": SINGLE_PROMPT.format(text=chunk["text"])}]
+    questions: list[str] = []
+    cost = 0.0
+    for _ in range(2 * n):
+        completion = await client.complete(messages, None)
+        cost += completion.cost_usd
+        try:
+            question = parse_single(completion.text)
+        except MalformedAnswer:
+            continue
+        if question not in questions:
+            questions.append(question)
+        if len(questions) == n:
+            break
+    if not questions:
+        raise MalformedAnswer(MALFORMED)
+    return questions, cost
+
+
 async def ask(client: LLMClient, chunk: dict, n: int, response_format: Optional[dict]) -> tuple[list[str], float]:
     """Questions for one chunk and what they cost; a malformed answer is asked again once, then MalformedAnswer."""
+    if prompt_style(client.settings) == "single":
+        return await ask_single(client, chunk, n)
     messages = build_messages(chunk["text"], chunk.get("section") or "", n)
     cost = 0.0
     for _ in range(2):
@@ -270,7 +319,7 @@ async def collect_answers(
     if todo:
         client = LLMClient(endpoint, llm, api_key=await asyncio.to_thread(resolve_api_key, llm))
         usage = client.usage
-        fmt = response_format_for(endpoint, llm.questions_per_chunk)
+        fmt = response_format_for(endpoint, llm.questions_per_chunk) if prompt_style(llm) == "json" else None
         await _ask_all(todo, client, llm, fmt, store, answers, failures)
         stats["response_format"] = (fmt or {}).get("type") if client.response_format_ok else "rejected, sent without"
     stats.update(
@@ -321,7 +370,7 @@ async def _ask_all(
                 error = exc
                 failures[key] = (failure_kind(exc), str(exc))
             else:
-                record = dict(questions=questions, model=llm.model, prompt_version=PROMPT_VERSION, cost_usd=cost)
+                record = dict(questions=questions, model=llm.model, prompt_version=prompt_version(llm), cost_usd=cost)
                 data = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
                 await asyncio.to_thread(atomic_write, store.key_path("qa-cache", key, ".json"), data)
                 answers[key] = questions
@@ -425,7 +474,7 @@ def generate_pairs(
         cost_usd_total=round(stats["cost_usd"] + stats.pop("cost_usd_cached"), 6),
         model=llm.model,
         served_by=endpoint.model,
-        prompt_version=PROMPT_VERSION,
+        prompt_version=prompt_version(llm),
         elapsed_s=round(time.monotonic() - started, 2),
         samples=_samples(kept, dropped, texts),
     )
@@ -503,7 +552,7 @@ def generate_task(
     base_model: str,
     store_url: str,
     endpoint: LLMEndpoint,
-    prompt_version: str = PROMPT_VERSION,
+    prompts_version: str = f"{PROMPT_VERSION}+{SINGLE_PROMPT_VERSION}",
 ) -> GenerationResult:
     """Questions for every chunk of the corpus; cached per chunk, so only new or failed chunks cost LLM calls."""
     logger = get_run_logger()
@@ -511,7 +560,7 @@ def generate_task(
     logger.info(
         "Generating %d questions per chunk for %d of %d chunks (chunk_fraction %g) with %s (served by %s, prompt %s)",
         llm.questions_per_chunk, len(sample_chunks(chunks, llm.chunk_fraction)), len(chunks), llm.chunk_fraction,
-        llm.model, endpoint.model, prompt_version,
+        llm.model, endpoint.model, prompt_version(llm),
     )
     result = generate_pairs(chunks, llm, filters, endpoint, resolve_model(base_model), RunStore(store_url))
     s = result.stats

@@ -225,3 +225,23 @@ def test_task_retries_only_transient_failures():
     assert _retry_if_transient(None, None, Failed(data=LLMTransientError("endpoint down")))
     assert not _retry_if_transient(None, None, Failed(data=LLMRejectedError("bad request")))
     assert not _retry_if_transient(None, None, Failed(data=LLMFatalError("401")))
+
+
+def test_single_style_parses_one_plain_question():
+    from tasks.generate import MalformedAnswer, parse_single
+
+    assert parse_single("Question: What does VACUUM reclaim? It reclaims space.") == "What does VACUUM reclaim?"
+    assert parse_single('1. "How are partial indexes used?"\n2. other') == "How are partial indexes used?"
+    assert parse_single("brin index summary ranges") == "brin index summary ranges"
+    with pytest.raises(MalformedAnswer):
+        parse_single("Yes.")
+
+
+def test_prompt_style_and_version_follow_the_model():
+    from flows.config import LLMSettings
+    from tasks.generate import cache_key, prompt_style
+
+    embedded, hosted = LLMSettings(), LLMSettings(model="openai/gpt-4o-mini")
+    assert prompt_style(embedded) == "single" and prompt_style(hosted) == "json"
+    assert prompt_style(LLMSettings(prompt_style="json")) == "json"
+    assert cache_key("text", embedded) != cache_key("text", LLMSettings(prompt_style="json"))
