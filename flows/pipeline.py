@@ -30,7 +30,7 @@ from tasks.reports import histogram, publish_markdown, publish_table
 from tasks.run_report import build_report, render_markdown
 from tasks.split import split_pairs
 from tasks.store import RunStore
-from tasks.train import TrainResult, matryoshka_dims
+from tasks.train import TrainResult, matryoshka_dims, read_train_result, run_key
 
 
 class Stopwatch:
@@ -115,20 +115,34 @@ def llm_endpoint(config: PipelineConfig) -> Iterator[LLMEndpoint]:
         yield LLMEndpoint.from_settings(config.llm)
 
 
+def llm_settings(config: PipelineConfig) -> LLMSettings:
+    """The LLM settings of the run; the embedded server has one slot, so it is asked one request at a time
+    (its prompt cache then serves the second question of a chunk without re-reading the chunk)."""
+    if config.llm.model == EMBEDDED_LLM:
+        return config.llm.model_copy(update={"max_concurrency": 1})
+    return config.llm
+
+
 def run_training(config: PipelineConfig, tuples, pairs, store_url: str) -> TrainResult:
-    """Train in-process, or as the configured deployment (a linked sub-flow run on its work pool)."""
+    """Train in-process, or as the configured deployment (a linked sub-flow run on its work pool).
+
+    A deployment run may execute on another machine with other result storage: its TrainResult is read
+    back from the run store, under the run's content key, rather than from Prefect's persisted result.
+    """
     if not config.train.deployment:
         return train_embedder(tuples, pairs, config.base_model, config.train, store_url)
     from prefect.deployments import run_deployment
 
+    settings = config.train.model_copy(update={"deployment": None})
     flow_run = run_deployment(
         name=config.train.deployment,
-        parameters={"tuples": tuples, "pairs": pairs, "base_model": config.base_model, "settings": config.train, "store_url": store_url},
+        parameters={"tuples": tuples, "pairs": pairs, "base_model": config.base_model, "settings": settings, "store_url": store_url},
         as_subflow=True,
     )
     if not flow_run.state or not flow_run.state.is_completed():
         raise RuntimeError(f"training deployment {config.train.deployment} ended {flow_run.state.name if flow_run.state else 'without state'}")
-    return TrainResult.model_validate(flow_run.state.result())
+    key = run_key(tuples, pairs, model_fingerprint(resolve_model(config.base_model)), settings)
+    return read_train_result(RunStore(store_url), key)
 
 
 @flow(name="build-embedder", log_prints=True)
@@ -175,7 +189,7 @@ def build_embedder(config: PipelineConfig) -> dict:
 
     with clock.stage("generate"):
         with llm_endpoint(config) as endpoint:
-            generation = generate_task(corpus.ref, config.llm, config.filter, config.base_model, store.url, endpoint)
+            generation = generate_task(corpus.ref, llm_settings(config), config.filter, config.base_model, store.url, endpoint)
 
     with clock.stage("split"):
         split = split_pairs(generation.pairs, config.split, store)
