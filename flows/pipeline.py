@@ -192,7 +192,7 @@ def build_embedder(config: PipelineConfig) -> dict:
             generation = generate_task(corpus.ref, llm_settings(config), config.filter, config.base_model, store.url, endpoint)
 
     with clock.stage("split"):
-        split = split_pairs(generation.pairs, config.split, store)
+        split = split_pairs(generation.pairs, config.split, store, config.filter.roundtrip_top_k)
         logger.info("Split by document: %d train pairs (%d docs), %d eval pairs (%d docs)",
                     split.train.count, len(split.train_docs), split.eval.count, len(split.eval_docs))  # fmt: skip
 
@@ -223,7 +223,7 @@ def build_embedder(config: PipelineConfig) -> dict:
         logger.info("Promotion: %s", promotion.reason)
 
     with clock.stage("publish"):
-        published = trained.model_dir if promotion.promoted else current["model_dir"]
+        published = trained.model_dir if promotion.promoted else (current["model_dir"] if current else model_dir)
         if promotion.promoted:
             write_current(store, config.model_name, {
                 "model_dir": trained.model_dir, "model_sha": trained.model_sha, "corpus_sha": corpus.ref.sha256,

@@ -9,6 +9,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
+from transformers import AutoTokenizer  # imported here: its lazy loader is not safe when tasks import it in threads
 
 from flows.config import ChunkSettings
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
@@ -27,8 +28,6 @@ class ChunkedDoc(BaseModel):
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(model_dir: str):
     """The base model's fast tokenizer, from its folder."""
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     tokenizer.model_max_length = 10**9  # only counts tokens here; silences the over-length warning
     return tokenizer

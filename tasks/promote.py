@@ -39,19 +39,20 @@ def ndcg_at_full_dim(results: dict, label: str) -> Optional[float]:
 
 
 def decide(current: Optional[dict], results: Optional[dict]) -> Promotion:
-    """Promote unless the current model scores higher NDCG@10 on the same eval split."""
-    if current is None:
-        return Promotion(promoted=True, reason="first model: nothing to compare with")
+    """Promote unless the reference (the current model, else the base model) scores higher NDCG@10 on the same split."""
     if results is None:
+        if current is None:
+            return Promotion(promoted=True, reason="no eval split to compare on: the tuned model is the first model")
         return Promotion(promoted=False, reason="no eval split to compare on: current model kept", previous=current)
     tuned = ndcg_at_full_dim(results, "tuned")
-    if "current" not in results:
+    if current is not None and "current" not in results:
         return Promotion(promoted=True, reason="the tuned model is the current model", tuned_ndcg=tuned, current_ndcg=tuned, previous=current)
-    held = ndcg_at_full_dim(results, "current")
+    reference = "current" if current is not None else "base"
+    held = ndcg_at_full_dim(results, reference)
     if tuned is not None and held is not None and tuned >= held:
-        reason = f"tuned NDCG@10 {tuned:.4f} >= current {held:.4f}: promoted"
+        reason = f"tuned NDCG@10 {tuned:.4f} >= {reference} {held:.4f}: promoted"
         return Promotion(promoted=True, reason=reason, tuned_ndcg=tuned, current_ndcg=held, previous=current)
-    reason = f"tuned NDCG@10 {tuned:.4f} < current {held:.4f}: current model kept"
+    reason = f"tuned NDCG@10 {tuned:.4f} < {reference} {held:.4f}: {reference} model kept"
     return Promotion(promoted=False, reason=reason, tuned_ndcg=tuned, current_ndcg=held, previous=current)
 
 

@@ -14,7 +14,7 @@ from flows.config import FilterSettings
 
 WORDS = re.compile(r"\w+")
 TOO_SHORT, TOO_LONG, COPIED = "too short", "too long", "copies the passage"
-DUPLICATE, NEAR_DUPLICATE, ROUNDTRIP = "duplicate", "near duplicate", "round-trip miss"
+DUPLICATE, NEAR_DUPLICATE = "duplicate", "near duplicate"
 
 
 def normalize(text: str) -> str:
@@ -88,8 +88,10 @@ def filter_questions(
 ) -> tuple[list[dict], list[dict]]:
     """Split candidate pairs ({query, chunk_id, doc_id}, deterministically ordered) into kept and dropped (+ 'reason').
 
-    chunk_texts holds every chunk of the corpus (chunk_id -> text): the round-trip check ranks against all of them.
-    Order: length, copied span, round-trip, exact and near duplicates (so a duplicate is dropped only for a kept twin).
+    chunk_texts holds every chunk of the corpus (chunk_id -> text). Order: length, copied span, exact and near
+    duplicates. Kept rows get 'base_rank', the rank of their own chunk among all chunks under the base model: the
+    round-trip filter applies it to training pairs only (tasks.split), since filtering eval queries with the base
+    model would pick exactly the queries the base model already answers.
     """
     dropped: list[dict] = []
     survivors: list[dict] = []
@@ -102,8 +104,7 @@ def filter_questions(
             dropped.append({**row, "reason": reason})
         else:
             survivors.append(row)
-    survivors, missed = _roundtrip(survivors, chunk_texts, filters.roundtrip_top_k, base_model_dir)
-    dropped += missed
+    survivors = _with_base_ranks(survivors, chunk_texts, filters.roundtrip_top_k, base_model_dir)
     kept: list[dict] = []
     exact: set[str] = set()
     word_sets = [set(normalize(r["query"]).split()) for r in survivors]
@@ -122,12 +123,12 @@ def filter_questions(
     return kept, dropped
 
 
-def _roundtrip(
+def _with_base_ranks(
     rows: list[dict], chunk_texts: dict[str, str], top_k: int, base_model_dir: Optional[str]
-) -> tuple[list[dict], list[dict]]:
+) -> list[dict]:
     texts = sorted(set(chunk_texts.values()))
     if not rows or top_k <= 0 or top_k >= len(texts) or base_model_dir is None:
-        return rows, []
+        return rows
     from tasks.embed import embed_texts
 
     position = {text: i for i, text in enumerate(texts)}
@@ -135,6 +136,9 @@ def _roundtrip(
     question_vecs = embed_texts(base_model_dir, [r["query"] for r in rows])
     own = np.array([position[chunk_texts[r["chunk_id"]]] for r in rows], dtype=np.int64)
     ranks = roundtrip_ranks(question_vecs, chunk_vecs, own)
-    kept = [r for r, rank in zip(rows, ranks) if rank < top_k]
-    missed = [{**r, "reason": ROUNDTRIP} for r, rank in zip(rows, ranks) if rank >= top_k]
-    return kept, missed
+    return [{**r, "base_rank": int(rank)} for r, rank in zip(rows, ranks)]
+
+
+def passes_roundtrip(row: dict, top_k: int) -> bool:
+    """The round-trip rule (Promptagator/InPars): the question's own chunk ranks in the base model's top k."""
+    return top_k <= 0 or row.get("base_rank") is None or row["base_rank"] < top_k

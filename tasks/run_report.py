@@ -30,7 +30,8 @@ def build_report(
         _stage("parse", "files", len(docs), len(chunked), parse_dropped, timings.get("parse")),
         _stage("chunk", "chunks", corpus.chunks + sum(chunk_dropped.values()), corpus.chunks, chunk_dropped, timings.get("chunk")),
         _stage("generate", "questions", gen.get("questions_raw", 0), gen.get("questions_kept", 0), gen.get("dropped", {}), timings.get("generate")),
-        _stage("split", "pairs", split.train.count + split.eval.count, split.train.count + split.eval.count, {}, timings.get("split")),
+        _stage("split", "pairs", split.train.count + split.eval.count + sum(split.dropped.values()),
+               split.train.count + split.eval.count, split.dropped, timings.get("split")),  # fmt: skip
         _stage("mine", "train pairs", split.train.count, mined.tuples.count + mined.pairs_without_negatives.count,
                {"no negative found (kept as pair)": mined.pairs_without_negatives.count} if mined.pairs_without_negatives.count else {},
                timings.get("mine")),  # fmt: skip

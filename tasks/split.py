@@ -5,16 +5,18 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from flows.config import SplitSettings
+from tasks.qa_filters import passes_roundtrip
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 
 class SplitResult(BaseModel):
-    """Train and eval pairs, and which documents went where."""
+    """Train and eval pairs, which documents went where, and the training pairs dropped by the round-trip rule."""
 
     train: Ref
     eval: Ref
     train_docs: list[str]
     eval_docs: list[str]
+    dropped: dict[str, int] = {}
 
 
 def assign_eval_docs(doc_ids: list[str], settings: SplitSettings) -> set[str]:
@@ -30,13 +32,16 @@ def assign_eval_docs(doc_ids: list[str], settings: SplitSettings) -> set[str]:
     return set(docs[:n_eval])
 
 
-def split_pairs(pairs: Ref, settings: SplitSettings, store: RunStore) -> SplitResult:
-    """Write train and eval pair files; a corpus of one document has no eval split."""
+def split_pairs(pairs: Ref, settings: SplitSettings, store: RunStore, roundtrip_top_k: int = 0) -> SplitResult:
+    """Write train and eval pair files; training pairs must pass the round-trip rule, eval pairs are left unbiased."""
     rows = read_jsonl(pairs)
     eval_docs = assign_eval_docs([r["doc_id"] for r in rows], settings)
-    train_rows = [r for r in rows if r["doc_id"] not in eval_docs]
+    candidates = [r for r in rows if r["doc_id"] not in eval_docs]
+    train_rows = [r for r in candidates if passes_roundtrip(r, roundtrip_top_k)]
     eval_rows = [r for r in rows if r["doc_id"] in eval_docs]
+    missed = len(candidates) - len(train_rows)
     return SplitResult(
+        dropped={"round-trip miss (training pairs only)": missed} if missed else {},
         train=store.put_jsonl("pairs-train", train_rows),
         eval=store.put_jsonl("pairs-eval", eval_rows),
         train_docs=sorted({r["doc_id"] for r in train_rows}),

@@ -66,3 +66,12 @@ def test_adding_a_document_does_not_move_the_others():
     before = assign_eval_docs(docs, settings)
     after = assign_eval_docs(docs + ["ffffffffffffffff"], settings)
     assert before == after - {"ffffffffffffffff"}
+
+
+def test_round_trip_rule_applies_to_training_pairs_only(store):
+    rows = [{"query": f"q{i}", "chunk_id": f"c{i}", "doc_id": f"doc{i % 10}", "base_rank": i % 7} for i in range(100)]
+    result = split_pairs(store.put_jsonl("pairs", rows), SplitSettings(eval_fraction=0.3), store, roundtrip_top_k=5)
+    train, evals = read_jsonl(result.train), read_jsonl(result.eval)
+    assert all(r["base_rank"] < 5 for r in train)
+    assert any(r["base_rank"] >= 5 for r in evals)
+    assert result.dropped["round-trip miss (training pairs only)"] == 100 - len(evals) - len(train) > 0

@@ -26,7 +26,7 @@ from tasks.generate import (  # noqa: E402
     parse_questions,
 )
 from tasks.llm import LLMEndpoint, LLMFatalError, LLMTransientError  # noqa: E402
-from tasks.qa_filters import NearDuplicateIndex, filter_questions  # noqa: E402
+from tasks.qa_filters import passes_roundtrip, NearDuplicateIndex, filter_questions  # noqa: E402
 from tasks.store import RunStore, read_jsonl  # noqa: E402
 
 PASSAGES = [
@@ -84,7 +84,7 @@ def test_all_chunks_answered_then_rerun_makes_no_call(tmp_path, base_model):
     assert len(rows) == s["questions_kept"]
     assert rows == sorted(rows, key=lambda r: (r["doc_id"], r["chunk_id"], r["query"]))
     assert {r["chunk_id"] for r in rows} <= {c["chunk_id"] for c in CHUNKS}
-    assert set(rows[0]) == {"query", "chunk_id", "doc_id"}
+    assert set(rows[0]) == {"query", "chunk_id", "doc_id", "base_rank"}
     assert second.stats["llm_calls"] == 0 and second.stats["cache_hits"] == 12
     assert second.pairs.sha256 == first.pairs.sha256
 
@@ -195,10 +195,9 @@ def test_filters_drop_with_reasons(base_model):
     ]
     candidates = [{"query": q, "chunk_id": c, "doc_id": "d"} for q, c in rows]
     kept, dropped = filter_questions(candidates, texts, FILTERS, base_model)
-    assert [k["query"] for k in kept] == [rows[0][0], rows[5][0]]
-    assert [d["reason"] for d in dropped] == [
-        "too short", "too long", "copies the passage", "round-trip miss", "duplicate", "near duplicate"
-    ]  # fmt: skip
+    assert [k["query"] for k in kept] == [rows[0][0], rows[5][0], rows[7][0]]
+    assert [d["reason"] for d in dropped] == ["too short", "too long", "copies the passage", "duplicate", "near duplicate"]
+    assert [passes_roundtrip(k, FILTERS.roundtrip_top_k) for k in kept] == [True, True, False]
 
 
 def test_near_duplicate_index_matches_brute_force():

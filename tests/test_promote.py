@@ -12,8 +12,10 @@ def results(tuned: float, current: float | None = None) -> dict:
     return out
 
 
-def test_first_model_is_promoted():
+def test_first_model_must_beat_the_base_model():
     assert decide(None, results(0.6)).promoted
+    kept = decide(None, results(0.4))
+    assert not kept.promoted and kept.reason == "tuned NDCG@10 0.4000 < base 0.5000: base model kept"
 
 
 def test_better_or_equal_is_promoted_worse_is_not():
