@@ -6,12 +6,12 @@ import functools
 from collections import Counter
 
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 from transformers import AutoTokenizer  # imported here: its lazy loader is not safe when tasks import it in threads
 
 from flows.config import ChunkSettings
+from tasks.caching import code_and_inputs
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 
@@ -96,7 +96,7 @@ def chunk_document(elements: Ref, doc_sha: str, settings: ChunkSettings, model_d
 
 @task(
     name="chunk",
-    cache_policy=(TASK_SOURCE + INPUTS) - "model_dir" - "rel_path",
+    cache_policy=code_and_inputs(exclude=("model_dir", "rel_path")),
     retries=1,
     task_run_name="chunk-{rel_path}",
     persist_result=True,

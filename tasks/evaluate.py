@@ -7,12 +7,12 @@ from typing import Iterable, Optional
 import numpy as np
 from prefect import task
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from tasks.beir import BeirDataset, load_beir, normalize_ws, pairs_to_queries
 from tasks.embed import load_model
+from tasks.caching import code_and_inputs
 from tasks.store import Ref, RunStore, read_jsonl
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100")
@@ -250,7 +250,7 @@ def _publish(report: EvalReport, store_url: str) -> EvalReport:
     return report
 
 
-@task(name="evaluate", cache_policy=(TASK_SOURCE + INPUTS) - "models", persist_result=True, retries=1)
+@task(name="evaluate", cache_policy=code_and_inputs("tasks.beir", exclude=("models",)), persist_result=True, retries=1)
 def evaluate_task(
     models: dict[str, str],
     model_shas: dict[str, str],
@@ -267,7 +267,7 @@ def evaluate_task(
 
 @task(
     name="evaluate-beir",
-    cache_policy=(TASK_SOURCE + INPUTS) - "models" - "dataset_dir",
+    cache_policy=code_and_inputs("tasks.beir", exclude=("models", "dataset_dir")),
     persist_result=True,
     retries=1,
 )

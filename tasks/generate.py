@@ -14,7 +14,6 @@ from typing import Any, Coroutine, Optional
 
 import litellm
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 from tqdm import tqdm
@@ -32,6 +31,7 @@ from tasks.llm import (
     resolve_api_key,
 )
 from tasks.qa_filters import filter_questions
+from tasks.caching import code_and_inputs
 from tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, sha256_bytes, stable_hash
 
 PROMPT_VERSION = "qa-v1"  # bump whenever the prompt below changes: it is part of every per-chunk cache key
@@ -539,7 +539,7 @@ def publish_report(result: GenerationResult) -> None:
 
 @task(
     name="generate",
-    cache_policy=(TASK_SOURCE + INPUTS) - "endpoint",
+    cache_policy=code_and_inputs("tasks.qa_filters", "tasks.llm", "tasks.ratelimit", exclude=("endpoint",)),
     persist_result=True,
     retries=2,
     retry_delay_seconds=[30, 120],
@@ -552,7 +552,6 @@ def generate_task(
     base_model: str,
     store_url: str,
     endpoint: LLMEndpoint,
-    prompts_version: str = f"{PROMPT_VERSION}+{SINGLE_PROMPT_VERSION}",
 ) -> GenerationResult:
     """Questions for every chunk of the corpus; cached per chunk, so only new or failed chunks cost LLM calls."""
     logger = get_run_logger()

@@ -6,11 +6,11 @@ import os
 from typing import Literal, Optional
 
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from flows.config import ParseSettings
+from tasks.caching import code_and_inputs
 from tasks.store import Ref, RunStore
 
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -81,8 +81,11 @@ def _check_pdf(path: str, data_head: bytes) -> None:
 
 def partition_file(path: str, ext: str, strategy: str) -> list:
     """Run unstructured on one file; raise ParseError with a reason on any failure."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:  # removed or made unreadable since discovery
+        raise ParseError(f"cannot read file: {exc.strerror or exc}") from exc
     if not data.strip():
         raise ParseError("empty file (no content)")
     try:
@@ -150,7 +153,7 @@ def parse_document(path: str, sha256: str, ext: str, settings: ParseSettings, st
 
 @task(
     name="parse",
-    cache_policy=(TASK_SOURCE + INPUTS) - "path" - "rel_path",
+    cache_policy=code_and_inputs(exclude=("path", "rel_path")),
     retries=1,
     task_run_name="parse-{rel_path}",
     persist_result=True,
