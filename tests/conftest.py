@@ -1,10 +1,18 @@
-"""Shared test setup: offline environment, a run store per test, Prefect's harness for flow tests."""
+"""Shared test setup: offline environment, a run store per test, Prefect's harness for flow tests, a real Prefect server."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -39,3 +47,92 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# --- a real Prefect server (shared by the server and UI tests) -----------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def api_post(api: str, path: str, body: dict | None = None) -> Any:
+    """POST a JSON body to a Prefect API and return the decoded answer."""
+    request = urllib.request.Request(f"{api}{path}", data=json.dumps(body or {}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def api_healthy(api: str) -> bool:
+    """Whether the Prefect API answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a process started in its own session, SIGKILL it if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """`prefect server start` (API and UI) on a free 127.0.0.1 port, SQLite in a temporary PREFECT_HOME; yields the API URL."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_API_URL=api,
+               PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false")  # fmt: skip
+    log = home / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, cwd=Path(__file__).parent.parent, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: api_healthy(api) or proc.poll() is not None, 180, "the Prefect server")
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        yield api
+    finally:
+        kill_group(proc)
+
+
+@pytest.fixture(scope="module")
+def prefect_server_api(prefect_server):
+    """This process's Prefect client, events and logs pointed at the module's `prefect_server`."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    def drain() -> None:  # background senders bound to another API (e.g. the session harness) stop here
+        EventsWorker.drain_all()
+        APILogWorker.drain_all()
+
+    drain()
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        yield prefect_server
+        drain()
