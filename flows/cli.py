@@ -86,11 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; config errors print one line and exit 2."""
     set_offline_defaults()
     args = build_parser().parse_args(argv)
+    from tasks.llm import LLMError
+
     try:
         return int(args.func(args))
     except (ValueError, FileNotFoundError) as exc:
         print(f"domain-embed: error: {exc}", file=sys.stderr)
         return 2
+    except LLMError as exc:
+        print(f"domain-embed: error: the LLM failed: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

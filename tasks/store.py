@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 
 import fsspec
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel
 
 
@@ -106,13 +107,16 @@ class RunStore:
 
 
 def atomic_write(uri: str, data: bytes) -> None:
-    """Write to a temporary sibling then rename, so a crash never leaves a half file."""
+    """Write to a hidden temporary sibling, flush it to disk, then rename: a crash never leaves a half file."""
     fs, path = fsspec.core.url_to_fs(uri)
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
     with fs.open(tmp, "wb") as handle:
         handle.write(data)
+        if isinstance(fs, LocalFileSystem):  # else a power cut may keep the rename but not the bytes
+            handle.flush()
+            os.fsync(handle.fileno())
     fs.mv(tmp, path)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
+import prefect  # noqa: F401  (imported at collection, so its log handler never binds to one test's captured stream)
 import pytest
 
 from flows.cli import main
@@ -17,6 +19,13 @@ def docs(tmp_path):
     folder.mkdir()
     shutil.copy(FIXTURES / "docs" / "wal-intro.html", folder)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def pinned_store_env(monkeypatch, tmp_path):
+    """main() points the process at a run store: keep that from leaking into later tests."""
+    monkeypatch.setenv("DOMAIN_EMBED_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("PREFECT_RESULTS_LOCAL_STORAGE_PATH", os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"])
 
 
 def run_cli(args, capsys) -> tuple[int, str]:

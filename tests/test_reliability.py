@@ -1,0 +1,202 @@
+"""Bad input never stops a run: every file found is parsed or listed with the reason it was not."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows.config import ParseSettings, PipelineConfig
+from tasks import discover
+from tasks.discover import discover_documents
+from tasks.parse import parse_document
+from tasks.store import read_jsonl, sha256_file
+
+from conftest import FIXTURES
+from llm_stub import LLMStub
+
+SETTINGS = ParseSettings()
+FRENCH = "Les index partiels réduisent la taille de l'index et accélèrent les écritures sur les tables très actives. "
+GERMAN = "Die Größe des Puffers bestimmt, wie viele Seiten gleichzeitig im Speicher gehalten werden können. "
+DEEP = "Checkpoints flush every dirty page to disk so that crash recovery can start from a known position. "
+
+
+def parse(path: Path, store):
+    return parse_document(str(path), sha256_file(path), path.suffix.lower(), SETTINGS, store)
+
+
+def test_huge_sparse_file_is_skipped_without_being_opened(tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    huge = docs / "huge.pdf"
+    with open(huge, "wb") as handle:
+        handle.truncate(200 * 1024 * 1024)  # sparse: 200 MB that take no disk space
+    shutil.copy(FIXTURES / "docs" / "tutorial-agg.txt", docs)
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda file, *a, **kw: opened.append(str(file)) or real_open(file, *a, **kw))
+    found = {d.rel_path: d for d in discover_documents(str(docs), SETTINGS.extensions, SETTINGS.max_file_mb)}
+    assert found["huge.pdf"].skipped == "larger than the 50 MB limit (209.7 MB), not read"
+    assert found["huge.pdf"].sha256 is None and found["huge.pdf"].size == 200 * 1024 * 1024
+    assert str(huge) not in opened
+    assert str(docs / "tutorial-agg.txt") in opened  # the spy sees the files that are hashed
+
+
+@pytest.mark.parametrize("encoding, bom", [("utf-16-le", "\ufeff"), ("utf-16-be", "\ufeff"), ("utf-8", "\ufeff")])
+def test_text_with_a_byte_order_mark_is_decoded(tmp_path, store, encoding, bom):
+    path = tmp_path / "bom.txt"
+    path.write_bytes((bom + "Puffer\n\n" + GERMAN * 8).encode(encoding))
+    result = parse(path, store)
+    assert result.status == "ok", result.error
+    text = " ".join(r["text"] for r in read_jsonl(result.ref))
+    assert "Größe" in text and "\ufeff" not in text
+
+
+def test_symlinked_folders_are_listed_and_never_followed(tmp_path):
+    docs, outside = tmp_path / "docs", tmp_path / "outside"
+    (docs / "real").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copy(FIXTURES / "docs" / "tutorial-agg.txt", docs / "real")
+    (outside / "secret.txt").write_text("not part of the documents")
+    os.symlink(outside, docs / "elsewhere")
+    os.symlink(docs / "real", docs / "alias")
+    os.symlink(docs, docs / "real" / "loop")
+    found = {d.rel_path: d.skipped for d in discover_documents(str(docs), SETTINGS.extensions, 1)}
+    assert found == {
+        "alias": "symlinked folder (not followed)",
+        "elsewhere": "symlink pointing outside the docs folder (not followed)",
+        "real/loop": "symlinked folder (not followed)",
+        "real/tutorial-agg.txt": None,
+    }
+
+
+def test_unreadable_files_and_folders_are_reported_not_fatal(tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    (docs / "locked").mkdir(parents=True)
+    (docs / "locked" / "inside.txt").write_text("never listed")
+    shutil.copy(FIXTURES / "docs" / "tutorial-agg.txt", docs)
+    (docs / "private.txt").write_text("mode 000 on a share the pipeline cannot read")
+    real_hash, real_scandir = discover.sha256_file, os.scandir
+
+    def hash_or_deny(path):
+        if Path(path).name == "private.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_hash(path)
+
+    def scandir_or_deny(path="."):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(discover, "sha256_file", hash_or_deny)  # tests run as root: chmod would not stop a read
+    monkeypatch.setattr(os, "scandir", scandir_or_deny)
+    found = {d.rel_path: d.skipped for d in discover_documents(str(docs), SETTINGS.extensions, 1)}
+    assert found == {
+        "locked": "cannot read folder: Permission denied",
+        "private.txt": "cannot read: Permission denied",
+        "tutorial-agg.txt": None,
+    }
+
+
+def test_a_file_gone_since_discovery_is_a_parse_error(tmp_path, store):
+    result = parse_document(str(tmp_path / "removed.md"), "0" * 64, ".md", SETTINGS, store)
+    assert result.status == "error"
+    assert result.error == "cannot read file: No such file or directory"
+
+
+# --- the whole flow on a folder of every kind of bad file -------------------------------------------
+
+
+def bad_docs_folder(root: Path) -> dict[str, str]:
+    """Two good documents and one of every kind of bad file; returns the expected report status per file."""
+    docs = root / "docs"
+    docs.mkdir(parents=True)
+    for name in ("tutorial-agg.txt", "tutorial-inheritance.md"):
+        shutil.copy(FIXTURES / "docs" / name, docs)
+    pdf = (FIXTURES / "docs" / "ddl-generated-columns.pdf").read_bytes()
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "truncated.pdf").write_bytes(pdf[: len(pdf) // 3])
+    import pikepdf
+
+    with pikepdf.open(FIXTURES / "docs" / "ddl-generated-columns.pdf") as source:
+        source.save(docs / "encrypted.pdf", encryption=pikepdf.Encryption(owner="owner-pw", user="user-pw"))
+    (docs / "binary.txt").write_bytes(bytes(range(256)) * 64)
+    (docs / "big.md").write_bytes(b"# Big\n\n" + b"a big file of words " * 55_000)  # 1.05 MB, limit 0.5 MB
+    (docs / "latin1.txt").write_bytes(("Index partiels\n\n" + FRENCH * 6).encode("latin-1"))
+    (docs / "utf16.txt").write_bytes(("Puffer\n\n" + GERMAN * 6).encode("utf-16"))
+    (docs / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    (root / "outside.txt").write_text("a file outside the docs folder " * 20)
+    os.symlink(root / "outside.txt", docs / "link.txt")
+    (root / "outside-folder").mkdir()
+    os.symlink(root / "outside-folder", docs / "linked-folder")
+    deep = docs.joinpath(*(f"level{i:02d}" for i in range(30)))
+    deep.mkdir(parents=True)
+    (deep / "deep.md").write_text("# Checkpoints\n\n" + DEEP * 6)
+    (docs / "archive").mkdir()
+    shutil.copy(FIXTURES / "docs" / "tutorial-agg.txt", docs / "archive" / "tutorial-agg.txt")
+    deep_rel = deep.relative_to(docs).as_posix() + "/deep.md"
+    return {
+        "tutorial-agg.txt": "ok",
+        "tutorial-inheritance.md": "ok",
+        "latin1.txt": "ok",
+        "utf16.txt": "ok",
+        deep_rel: "ok",
+        "archive/tutorial-agg.txt": "skipped: duplicate of tutorial-agg.txt",
+        "empty.txt": "skipped: empty file (0 bytes)",
+        "big.md": "skipped: larger than the 0.5 MB limit (1.1 MB), not read",
+        "photo.png": "skipped: unsupported file type '.png'",
+        "link.txt": "skipped: symlink pointing outside the docs folder (not followed)",
+        "linked-folder": "skipped: symlink pointing outside the docs folder (not followed)",
+        "encrypted.pdf": "error: encrypted PDF (password protected)",
+        "truncated.pdf": "error: corrupt or truncated PDF",
+        "binary.txt": "error: binary data in a text file",
+    }
+
+
+def test_flow_accounts_for_every_bad_file_and_completes(tmp_path, prefect_harness, monkeypatch):
+    from flows.pipeline import build_embedder
+
+    expected = bad_docs_folder(tmp_path)
+    monkeypatch.setenv("STUB_LLM_KEY", "sk-stub-secret")
+    with LLMStub() as stub:
+        config = PipelineConfig.model_validate({
+            "docs_dir": str(tmp_path / "docs"), "out_dir": str(tmp_path / "out"), "store_url": str(tmp_path / "store"),
+            "parse": {"max_file_mb": 0.5},
+            "llm": {"model": "openai/stub-model", "api_base": stub.api_base, "api_key_env": "STUB_LLM_KEY", "questions_per_chunk": 1},
+            "chunk": {"chunk_tokens": 96, "overlap_tokens": 8, "min_tokens": 16},
+            "filter": {"roundtrip_top_k": 0},
+            "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 64},
+            "split": {"eval_fraction": 0.4},
+        })  # fmt: skip
+        build_embedder(config)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    status = {f["file"]: f["status"] for f in report["files"]}
+    assert set(status) == set(expected)
+    for name, want in expected.items():
+        assert status[name].startswith(want), (name, status[name])
+    assert report["documents"] == {**report["documents"], "found": len(expected), "parsed": 5}
+    parsed = {f["file"]: f for f in report["files"] if f["status"] == "ok"}
+    assert all(f["elements"] > 0 and f["chars"] > 200 for f in parsed.values())
+    listed = "\n".join(line for line in (tmp_path / "out" / "report.md").read_text().splitlines() if "|" in line)
+    assert all(name in listed for name, want in expected.items() if want != "ok")
+
+
+def test_a_folder_where_no_file_parses_fails_with_one_line(tmp_path, prefect_harness, monkeypatch, capsys):
+    from flows.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n%broken")
+    (docs / "notes.png").write_bytes(b"\x89PNG")
+    for name in ("DOMAIN_EMBED_STORE", "PREFECT_RESULTS_LOCAL_STORAGE_PATH"):  # the CLI points both at its store
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    code = main(["run", str(docs), "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("domain-embed: error:")]
+    assert code == 2
+    assert errors == [f"domain-embed: error: none of the 3 files in {docs} could be parsed: see parse-report"]
+    assert not (tmp_path / "out" / "report.json").exists()
