@@ -118,6 +118,14 @@ class TrainSettings(BaseModel):
     deployment: Optional[str] = Field(
         None, description="Run training as this deployment (e.g. 'train-embedder/gpu'); in-process when empty"
     )
+    group_by_length: bool = Field(
+        True, description="Batch examples of similar token length together (less padding), still without duplicate texts in a batch"
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the transformer (dynamic shapes). Compiling costs about a minute up front, so it can "
+        "only pay on a GPU for long runs; check with benchmarks/train_throughput.py --compile. Leave off on CPU",
+    )
 
 
 class PipelineConfig(BaseModel):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from prefect import flow, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
 
 from flows.config import TrainSettings
+from tasks.caching import code_and_inputs
 from tasks.embed import model_fingerprint, resolve_model
 from tasks.reports import markdown_table, publish_markdown, svg_line_chart
 from tasks.store import Ref, RunStore
-from tasks.train import TrainResult, run_key, train_model
+from tasks.train import TrainResult, run_key, save_train_result, train_model
 
 
 def training_markdown(result: TrainResult) -> str:
@@ -18,10 +18,13 @@ def training_markdown(result: TrainResult) -> str:
     chart = svg_line_chart({"loss": [(float(s), l) for s, l in result.loss_curve]}, "training loss per step")
     facts = [
         {"what": "device", "value": result.device},
+        {"what": "CUDA_VISIBLE_DEVICES", "value": result.cuda_visible_devices if result.cuda_visible_devices is not None else "unset"},
         {"what": "examples", "value": result.examples},
         {"what": "steps", "value": result.steps},
         {"what": "epochs", "value": result.epochs},
         {"what": "samples / second", "value": round(result.samples_per_second, 2)},
+        {"what": "real tokens / second", "value": round(result.tokens_per_second, 1) if result.tokens_per_second else "n/a"},
+        {"what": "padding share", "value": f"{result.padding_fraction:.1%}" if result.padding_fraction is not None else "n/a"},
         {"what": "wall time (s)", "value": round(result.seconds, 1)},
         {"what": "peak GPU memory (MB)", "value": round(result.peak_memory_mb, 1) if result.peak_memory_mb else "n/a (CPU)"},
         {"what": "matryoshka dims", "value": ", ".join(map(str, result.dims))},
@@ -32,7 +35,7 @@ def training_markdown(result: TrainResult) -> str:
     return f"# Training\n\n{summary}{chart}\n\n{markdown_table(facts)}"
 
 
-@task(name="train", cache_policy=(TASK_SOURCE + INPUTS) - "base_model", retries=2, retry_delay_seconds=5, persist_result=True)
+@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.batching", exclude=("base_model",)), retries=2, retry_delay_seconds=5, persist_result=True)
 def train_task(
     tuples: Ref, pairs: Ref, base_model: str, base_model_sha: str, settings: TrainSettings, store_url: str
 ) -> TrainResult:
@@ -44,14 +47,21 @@ def train_task(
     if result.resumed_from:
         logger.info("Resumed from %s", result.resumed_from)
     logger.info(
-        "Trained %d steps in %.1f s on %s (%.1f samples/s)", result.steps, result.seconds, result.device, result.samples_per_second
-    )
+        "Trained %d steps in %.1f s on %s (%.1f samples/s, %.0f real tokens/s, %.1f%% padding)", result.steps, result.seconds,
+        result.device, result.samples_per_second, result.tokens_per_second or 0, 100 * (result.padding_fraction or 0),
+    )  # fmt: skip
     publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
     return result
 
 
 @flow(name="train-embedder", log_prints=True)
 def train_embedder(tuples: Ref, pairs: Ref, base_model: str, settings: TrainSettings, store_url: str) -> TrainResult:
-    """Fine-tune base_model on the mined dataset in the run store and return the model's reference."""
+    """Fine-tune base_model on the mined dataset in the run store and return the model's reference.
+
+    The result is also saved in the run store under the run's content key, where a caller that ran this
+    flow as a deployment on another machine reads it back (`tasks.train.read_train_result`).
+    """
     base_sha = model_fingerprint(resolve_model(base_model))
-    return train_task(tuples, pairs, base_model, base_sha, settings, store_url)
+    result = train_task(tuples, pairs, base_model, base_sha, settings, store_url)
+    save_train_result(RunStore(store_url), run_key(tuples, pairs, base_sha, settings), result)
+    return result

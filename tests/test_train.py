@@ -1,13 +1,28 @@
-"""Real training steps on CPU with the packaged MiniLM: loss, Matryoshka dims, resume from checkpoint."""
+"""Real training steps on CPU with the packaged MiniLM: loss, Matryoshka dims, resume, length-grouped batches."""
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
+import torch
+from datasets import Dataset
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 from transformers import TrainerCallback
 
 from flows.config import TrainSettings
-from tasks.train import matryoshka_dims, train_model
+from tasks.batching import LengthGroupedBatchSampler, TokenLengths, padding_fraction
+from tasks.train import (
+    build_trainer,
+    load_for_training,
+    matryoshka_dims,
+    read_train_result,
+    save_train_result,
+    train_model,
+    training_rows,
+)
 
 TOPICS = ["index", "vacuum", "wal", "replication", "planner", "trigger", "sequence", "schema"]
 
@@ -41,6 +56,9 @@ def test_training_writes_a_loadable_model_with_a_loss_curve(store, base_model_di
     model = SentenceTransformer(result.model_dir, device="cpu")
     assert model.encode(["a query"]).shape == (1, 384)
     assert result.model_sha and result.device == "cpu"
+    assert result.tokens_per_second > 0 and 0 <= result.padding_fraction < 1
+    save_train_result(store, "unit-train", result)
+    assert read_train_result(store, "unit-train") == result
 
 
 class CrashAt(TrainerCallback):
@@ -60,3 +78,87 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(store, base_model_dir):
     result = train_model(tuples, pairs, base_model_dir, settings, store, "unit-resume")
     assert result.resumed_from and result.resumed_from.endswith("checkpoint-4")
     assert result.steps == 8
+
+
+WORDS = "table index page tuple vacuum wal replica planner cost trigger schema sequence lock snapshot".split()
+
+
+def varied_rows(n: int, seed: int = 0) -> list[dict]:
+    """Rows of very different lengths, 2 questions per passage; every 4th negative is another row's positive."""
+    rng = random.Random(seed)
+    text = lambda tag: " ".join(rng.choices(WORDS, k=rng.randint(4, 90))) + f" ({tag})"  # noqa: E731
+    positives = [text(f"passage {p}") for p in range(n // 2 + 1)]
+    negatives = [text(f"other {i}") for i in range(n)]
+    return [
+        {"anchor": " ".join(rng.choices(WORDS, k=rng.randint(3, 15))) + f" ? {i}", "positive": positives[i // 2],
+         "negative_1": positives[(i // 2 + 3) % len(positives)] if i % 4 == 0 else negatives[i]}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_length_grouped_sampler_never_repeats_a_text_in_a_batch_and_covers_every_example_once():
+    rows = varied_rows(150)
+    dataset = Dataset.from_list(rows)
+    sampler = LengthGroupedBatchSampler(dataset, batch_size=8, drop_last=False, generator=torch.Generator(), seed=3, mega_batch=4)
+    epochs = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        epochs.append(batches)
+        assert sorted(i for batch in batches for i in batch) == list(range(len(rows)))
+        for batch in batches:
+            texts = [text for i in batch for text in rows[i].values()]
+            assert len(texts) == len(set(texts)), batch
+        assert len(batches) == len(sampler)  # the trainer takes len(sampler) steps: no example is left out
+    assert epochs[0] != epochs[1]
+    again = LengthGroupedBatchSampler(dataset, batch_size=8, drop_last=False, generator=torch.Generator(), seed=3, mega_batch=4)
+    assert list(again) == epochs[0]  # same seed and epoch, same batches: a resumed run skips the right ones
+
+
+def test_length_grouped_batches_carry_less_padding_than_random_ones(base_model_dir):
+    model = SentenceTransformer(base_model_dir, device="cpu")
+    model.max_seq_length = 128
+    measure = TokenLengths(model.tokenizer, model.max_seq_length)
+    texts = [r["positive"] * 2 for r in varied_rows(30)]
+    collated = model.preprocess(texts)["attention_mask"].sum(dim=1).numpy()
+    assert np.array_equal(measure(texts), collated) and collated.max() == 128  # as the collator tokenizes, truncation included
+
+    dataset = Dataset.from_list(varied_rows(1600))
+    kwargs = dict(batch_size=16, drop_last=False, generator=torch.Generator(), seed=5)
+    grouped = LengthGroupedBatchSampler(dataset, measure=measure, **kwargs)
+    shuffled = list(NoDuplicatesBatchSampler(dataset, **kwargs))
+    grouped_padding = padding_fraction(list(grouped), grouped.lengths)
+    random_padding = padding_fraction(shuffled, grouped.lengths)
+    assert random_padding > 0.25
+    assert grouped_padding < 0.7 * random_padding, (grouped_padding, random_padding)
+
+
+def retrieval_loss(model, rows: list[dict]) -> float:
+    """MNRL of a model on all rows as one batch (scale 20): each query against every positive and negative."""
+    encode = lambda key: model.encode([r[key] for r in rows], normalize_embeddings=True)  # noqa: E731
+    scores = 20 * encode("anchor") @ np.concatenate([encode("positive"), encode("negative_1")]).T
+    scores -= scores.max(axis=1, keepdims=True)
+    log_softmax = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+    return float(-np.mean(log_softmax[np.arange(len(rows)), np.arange(len(rows))]))
+
+
+def test_length_grouping_trains_as_well_as_the_default_sampler(base_model_dir, tmp_path):
+    rows = varied_rows(32, seed=1)
+    base = retrieval_loss(SentenceTransformer(base_model_dir, device="cpu"), rows)
+    tuned, seen = {}, {}
+    for grouped in (True, False):
+        settings = TrainSettings(epochs=1, batch_size=8, learning_rate=2e-4, max_seq_length=32, group_by_length=grouped)
+        model = load_for_training(base_model_dir, settings)
+        trainer = build_trainer(model, {"with_negatives": rows}, settings, str(tmp_path / str(grouped)), checkpoints=False)
+        trainer.train()
+        tuned[grouped], seen[grouped] = retrieval_loss(model, rows), sum(trainer.data_collator.examples)
+    assert seen == {True: 32, False: 32}
+    assert tuned[False] < base - 0.1 and tuned[True] < base - 0.1, (base, tuned)
+    assert abs(tuned[True] - tuned[False]) < 0.3 * (base - tuned[False]), (base, tuned)
+
+
+def test_training_rows_put_columns_in_the_order_the_loss_reads_them(store):
+    row = {"anchor": "q", "positive": "p", **{f"negative_{i}": f"n{i}" for i in range(1, 12)}}
+    rows = training_rows(store.put_jsonl("tuples", [row]), store.put_jsonl("pairs", [{"anchor": "q2", "positive": "p2"}]))
+    assert list(rows["with_negatives"][0]) == ["anchor", "positive", *[f"negative_{i}" for i in range(1, 12)]]
+    assert rows["with_negatives"][0]["positive"] == "p" and list(rows["pairs_only"][0]) == ["anchor", "positive"]
