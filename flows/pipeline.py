@@ -25,7 +25,7 @@ from tasks.local_llm import embedded_llm_server
 from tasks.mine import mine_task
 from tasks.parse import ParsedDoc, parse_task
 from tasks.publish import copy_model, write_index, write_reports
-from tasks.promote import decide, read_current, write_current
+from tasks.promote import corpus_changed, decide, read_current, record_run, write_current
 from tasks.reports import histogram, publish_markdown, publish_table
 from tasks.run_report import build_report, render_markdown
 from tasks.split import split_pairs
@@ -235,10 +235,11 @@ def build_embedder(config: PipelineConfig) -> dict:
             config=config, docs=docs, parse_rows=parse_rows, chunked=chunked, corpus=corpus, generation=generation,
             split=split, mined=mined, trained=trained, evaluations=evaluations, index_meta=index_meta,
             timings=clock.seconds, dim=dim, promotion=promotion,
-            new_documents=current is None or current.get("corpus_sha") != corpus.ref.sha256,
+            new_documents=corpus_changed(store, config.model_name, corpus.ref.sha256),
         )  # fmt: skip
         markdown = render_markdown(report)
         write_reports(out_dir, report, markdown)
+        record_run(store, config.model_name, corpus.ref.sha256)
         publish_markdown("build-report", markdown, "The run's report: before/after table, NDCG@10 chart, stages, cost")
         with contextlib.suppress(Exception):
             create_link_artifact(key="tuned-model", link=(out_dir / "model").resolve().as_uri(), description="The published model folder")

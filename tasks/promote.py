@@ -59,3 +59,19 @@ def decide(current: Optional[dict], results: Optional[dict]) -> Promotion:
 def write_current(store: RunStore, name: str, record: dict) -> None:
     """Move the pointer (atomically) to a new model record."""
     atomic_write(pointer_uri(store, name), json.dumps({**record, "promoted_at": time.time()}, indent=1).encode())
+
+
+def last_run_uri(store: RunStore, name: str) -> str:
+    """Where the corpus hash of the last finished run of a named model lives."""
+    return store.uri("current", f"{name}.last-run.json")
+
+
+def corpus_changed(store: RunStore, name: str, corpus_sha: str) -> bool:
+    """Whether the corpus differs from the last finished run's (True on the first run)."""
+    uri = last_run_uri(store, name)
+    return not exists(uri) or read_json(uri).get("corpus_sha") != corpus_sha
+
+
+def record_run(store: RunStore, name: str, corpus_sha: str) -> None:
+    """Remember this run's corpus, promoted or not."""
+    atomic_write(last_run_uri(store, name), json.dumps({"corpus_sha": corpus_sha, "finished_at": time.time()}).encode())

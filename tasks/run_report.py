@@ -104,7 +104,7 @@ def render_markdown(report: dict) -> str:
     parts = [f"# domain-embed report\n\nBase model `{report['base_model']}`, LLM `{report['llm']}`, "
              f"Matryoshka dims {report['matryoshka_dims']}.\n"]  # fmt: skip
     if not report["new_documents"]:
-        parts.append("**No new documents** since the current model: every stage was served from cache.\n")
+        parts.append("**No new documents** since the last run: every stage was served from cache.\n")
     parts.append(f"**Promotion:** {report['promotion']['reason']}.\n")
     docs = report["documents"]
     parts.append(f"Documents: {docs['found']} found, {docs['parsed']} parsed, {docs['train']} for training, {docs['eval']} held out for eval.\n")

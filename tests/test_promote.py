@@ -36,3 +36,12 @@ def test_pointer_round_trip(store):
     write_current(store, "docs", {"model_dir": "m", "model_sha": "abc"})
     assert read_current(store, "docs")["model_sha"] == "abc"
     assert read_current(store, "other") is None
+
+
+def test_no_new_documents_is_known_whether_or_not_the_last_run_was_promoted(store):
+    from tasks.promote import corpus_changed, record_run
+
+    assert corpus_changed(store, "docs", "sha-1")
+    record_run(store, "docs", "sha-1")
+    assert not corpus_changed(store, "docs", "sha-1")
+    assert corpus_changed(store, "docs", "sha-2")
