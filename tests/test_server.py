@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
-from typing import Any, Callable
 
 import psutil
 import pytest
@@ -30,6 +25,8 @@ from flows.watch import (
     watch_docs,
 )
 from tasks.store import sha256_bytes
+
+from conftest import api_healthy as healthy, api_post as post, free_port, kill_group, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -102,53 +99,10 @@ def test_prefect_yaml_declares_the_three_deployments():
 # --- a real server ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def post(api: str, path: str, body: dict | None = None) -> Any:
-    request = urllib.request.Request(f"{api}{path}", data=json.dumps(body or {}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
-
-
-def healthy(api: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
         return subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def tail(log: Path) -> str:
@@ -161,36 +115,9 @@ def env_for(api: str | None) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`prefect server start` on a free port with SQLite in a temporary PREFECT_HOME; killed with its process group."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**env_for(None), "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    proc = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, home / "server.log")
-    try:
-        wait_for(lambda: healthy(api) or proc.poll() is not None, 180, "the Prefect server")
-        assert proc.poll() is None, tail(home / "server.log")
-        yield api
-    finally:
-        kill_group(proc)
-
-
-@pytest.fixture(scope="module")
-def prefect_api(server):
-    """This process's Prefect client, events and logs pointed at the module's server."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    def drain() -> None:  # background senders bound to another API (e.g. the session harness) stop here
-        EventsWorker.drain_all()
-        APILogWorker.drain_all()
-
-    drain()
-    with temporary_settings(updates={PREFECT_API_URL: server}):
-        yield server
-        drain()
+def prefect_api(prefect_server_api):
+    """This process's Prefect client pointed at the module's real server (tests/conftest.py)."""
+    return prefect_server_api
 
 
 @pytest.fixture(scope="module")
