@@ -189,7 +189,11 @@ def build_embedder(config: PipelineConfig) -> dict:
 
     with clock.stage("generate"):
         with llm_endpoint(config) as endpoint:
-            generation = generate_task(corpus.ref, llm_settings(config), config.filter, config.base_model, store.url, endpoint)
+            future = generate_task.submit(corpus.ref, llm_settings(config), config.filter, config.base_model, store.url, endpoint)
+            generation = future.result()
+        if future.state.name == "Cached":  # the stats describe the run that paid; this one paid nothing
+            generation.stats.update(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0,
+                                    cache_hits=generation.stats.get("chunks_asked", 0))  # fmt: skip
 
     with clock.stage("split"):
         split = split_pairs(generation.pairs, config.split, store, config.filter.roundtrip_top_k)

@@ -130,6 +130,7 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     stub.reset()
     second = build_embedder(config)
     assert len(stub.requests) == 0
+    assert second["llm_usage"]["llm_calls"] == 0 and second["llm_usage"]["cost_usd"] == 0
     assert second["training"] == first["training"]
     assert second["evaluation"] == first["evaluation"]
     assert second["new_documents"] is False and "No new documents" in (out / "report.md").read_text()
