@@ -49,8 +49,11 @@ class Stopwatch:
             self.seconds[name] = round(time.perf_counter() - started, 2)
 
 
-def check_config(config: PipelineConfig) -> tuple[str, str, int]:
-    """Fail before any cost, with one clear line: docs folder, base model, dims, LLM and its key."""
+def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
+    """Fail before any cost, with one clear line: docs folder, base model, dims, LLM and its key.
+
+    Returns the documents found (hashed once, reused by the parse stage), the model folder, its hash and dimension.
+    """
     docs = discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb)
     if not any(not d.skipped for d in docs):
         raise DocsNotFound(
@@ -63,7 +66,7 @@ def check_config(config: PipelineConfig) -> tuple[str, str, int]:
         check_llm(config.llm)
     if config.eval_dataset:
         load_beir(config.eval_dataset)
-    return model_dir, model_fingerprint(model_dir), dim
+    return docs, model_dir, model_fingerprint(model_dir), dim
 
 
 def check_llm(llm: LLMSettings) -> None:
@@ -150,16 +153,13 @@ def build_embedder(config: PipelineConfig) -> dict:
     """Parse, chunk, generate questions, split by document, mine negatives, train, evaluate, publish."""
     logger = get_run_logger()
     clock = Stopwatch()
-    model_dir, model_sha, dim = check_config(config)
+    docs, model_dir, model_sha, dim = check_config(config)
     store = RunStore(config.store_url)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     with clock.stage("parse"):
-        docs = discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb)
         todo = [d for d in docs if not d.skipped]
-        if not todo:
-            raise DocsNotFound(f"no supported document in {config.docs_dir} ({len(docs)} files, none parseable)")
         futures = [parse_task.submit(d.path, d.rel_path, d.sha256, d.ext, config.parse, store.url) for d in todo]
         parsed = {d.sha256: f.result() for d, f in zip(todo, futures)}
         parse_rows = parse_report_rows(docs, parsed)
@@ -182,6 +182,8 @@ def build_embedder(config: PipelineConfig) -> dict:
             {"file": names[c.sha256[:16]], "chunks": c.chunks, "dropped": ", ".join(f"{k}: {v}" for k, v in c.dropped.items()) or "-"}
             for c in chunked
         ]
+        chunk_rows.append({"file": "(whole corpus)", "chunks": corpus.chunks,
+                           "dropped": ", ".join(f"{k}: {v}" for k, v in corpus.dropped.items()) or "-"})  # fmt: skip
         lengths = [n for c in chunked for n in c.token_lengths]
         publish_table("chunk-report", chunk_rows + [{"file": f"tokens {k}", "chunks": v, "dropped": ""} for k, v in histogram(lengths, [0, 32, 64, 128, 192, 256]).items()],
                       "Chunks per document and the chunk token-length histogram")  # fmt: skip
@@ -199,6 +201,10 @@ def build_embedder(config: PipelineConfig) -> dict:
         split = split_pairs(generation.pairs, config.split, store, config.filter.roundtrip_top_k)
         logger.info("Split by document: %d train pairs (%d docs), %d eval pairs (%d docs)",
                     split.train.count, len(split.train_docs), split.eval.count, len(split.eval_docs))  # fmt: skip
+        split_rows = [{"set": "train", "documents": len(split.train_docs), "pairs": split.train.count, "dropped": ""},
+                      {"set": "eval", "documents": len(split.eval_docs), "pairs": split.eval.count, "dropped": ""}]
+        split_rows += [{"set": "dropped", "documents": "", "pairs": n, "dropped": why} for why, n in split.dropped.items()]
+        publish_table("split-report", split_rows, "Pairs per side of the by-document split, and training pairs dropped")  # fmt: skip
 
     with clock.stage("mine"):
         mined = mine_task(split.train, corpus.ref, config.base_model, config.mine, store.url, model_sha=model_sha)

@@ -33,7 +33,8 @@ def build_report(
         _stage("split", "pairs", split.train.count + split.eval.count + sum(split.dropped.values()),
                split.train.count + split.eval.count, split.dropped, timings.get("split")),  # fmt: skip
         _stage("mine", "train pairs", split.train.count, mined.tuples.count + mined.pairs_without_negatives.count,
-               {"no negative found (kept as pair)": mined.pairs_without_negatives.count} if mined.pairs_without_negatives.count else {},
+               {k: v for k, v in {"no negative found (kept as pair)": mined.pairs_without_negatives.count,
+                                  "pair names no corpus chunk": mined.stats.pairs_missing_chunk}.items() if v},
                timings.get("mine")),  # fmt: skip
         _stage("train", "examples", trained.examples, trained.examples, {}, timings.get("train")),
         _stage("evaluate", "eval queries", split.eval.count, split.eval.count, {}, timings.get("evaluate")),
