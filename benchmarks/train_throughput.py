@@ -5,9 +5,10 @@ Model: a bge-base-sized BERT (hidden 768, 12 layers, 12 heads, intermediate 3072
 6-18 words, positive and one hard negative passage of 120-230 words each. Both runs: MNRL inside
 MatryoshkaLoss, one epoch of --steps batches, checkpoints off; the first fifth of the steps is warm-up
 and not timed. (a) tasks.train.build_trainer with TrainSettings (length-grouped no-duplicate batches,
-SDPA, fused AdamW, bf16 + tf32 on GPUs that have them, --compile); (b) bf16 when supported, tf32,
-batch 32, NO_DUPLICATES, nothing else. Prints one JSON line: pairs/s, real (non-padding) tokens/s,
-padding share and model FLOPs utilisation = 6 x non-embedding parameters x real tokens / s / peak
+each distinct text tokenized once, SDPA, fused AdamW, bf16 + tf32 on GPUs that have them, --compile);
+(b) bf16 when supported, tf32, batch 32, NO_DUPLICATES, nothing else. Prints one JSON line: pairs/s,
+real (non-padding) tokens/s, padding share, collator milliseconds per step (host work the GPU waits
+for) and model FLOPs utilisation = 6 x non-embedding parameters x real tokens / s / peak
 bf16 FLOP/s (null on CPU or an unknown GPU).
 """
 
@@ -115,6 +116,7 @@ def measure(trainer, warmup: int, flops_per_token: float, peak: float | None) ->
         "pairs_per_s": round(pairs / seconds, 2),
         "real_tokens_per_s": round(tokens_per_s, 1),
         "padding_fraction": round(1 - real / padded, 4),
+        "collate_ms_per_step": round(1000 * sum(counted.seconds[warmup:steps]) / (steps - warmup), 2),
         "mfu": round(flops_per_token * tokens_per_s / peak, 4) if peak else None,
     }
 

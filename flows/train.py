@@ -35,7 +35,7 @@ def training_markdown(result: TrainResult) -> str:
     return f"# Training\n\n{summary}{chart}\n\n{markdown_table(facts)}"
 
 
-@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.batching", exclude=("base_model",)), retries=2, retry_delay_seconds=5, persist_result=True)
+@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5, persist_result=True)
 def train_task(
     tuples: Ref, pairs: Ref, base_model: str, base_model_sha: str, settings: TrainSettings, store_url: str
 ) -> TrainResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -70,13 +71,14 @@ def grouped_order(pool: list[int], lengths: np.ndarray, leaf: int) -> list[int]:
 
 
 class CountingCollator:
-    """Wraps a data collator and counts, per batch, the examples, the real (attention mask 1) and the computed token positions."""
+    """Wraps a data collator and counts, per batch, the examples, the real (attention mask 1) and the computed token positions, and its seconds."""
 
     def __init__(self, collate: Callable[[list[dict]], dict]) -> None:
         self.collate = collate
         self.examples: list[int] = []
         self.real: list[int] = []
         self.padded: list[int] = []
+        self.seconds: list[float] = []
 
     def __getattr__(self, name: str) -> Any:
         if name == "collate":
@@ -84,7 +86,9 @@ class CountingCollator:
         return getattr(self.collate, name)
 
     def __call__(self, features: list[dict]) -> dict:
+        started = time.perf_counter()
         batch = self.collate(features)
+        self.seconds.append(time.perf_counter() - started)
         masks = [v for k, v in batch.items() if k.endswith("attention_mask")]
         self.examples.append(len(features))
         self.real.append(int(sum(int(m.sum()) for m in masks)))

@@ -94,10 +94,13 @@ def build_loss(model, settings: TrainSettings, dims: list[int]):
     return MatryoshkaLoss(model, inner, matryoshka_dims=dims)
 
 
-def training_arguments(model, settings: TrainSettings, output_dir: str, batch_size: int, steps: int, checkpoints: bool = True):
+def training_arguments(
+    model, settings: TrainSettings, output_dir: str, batch_size: int, steps: int, checkpoints: bool = True, measure=None
+):
     """Our SentenceTransformerTrainingArguments: length-grouped no-duplicate batches, fused AdamW, bf16 + tf32 on GPUs that have them.
 
-    Checkpoints (4 per run, the last 2 kept) let a retried run resume; a benchmark turns them off.
+    `measure` gives the token lengths the batches are grouped by (default: tokenize). Checkpoints (4 per
+    run, the last 2 kept) let a retried run resume; a benchmark turns them off.
     """
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
@@ -111,7 +114,7 @@ def training_arguments(model, settings: TrainSettings, output_dir: str, batch_si
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     sampler = (
-        functools.partial(LengthGroupedBatchSampler, measure=TokenLengths(model.tokenizer, model.max_seq_length))
+        functools.partial(LengthGroupedBatchSampler, measure=measure or TokenLengths(model.tokenizer, model.max_seq_length))
         if settings.group_by_length
         else BatchSamplers.NO_DUPLICATES
     )
@@ -142,11 +145,15 @@ def training_arguments(model, settings: TrainSettings, output_dir: str, batch_si
 def build_trainer(
     model, rows: dict[str, list[dict]], settings: TrainSettings, output_dir: str, callbacks: Optional[list] = None, checkpoints: bool = True
 ):
-    """The trainer for `rows` (datasets by name) with our loss and arguments; its collator counts real and padded tokens."""
+    """The trainer for `rows` (datasets by name) with our loss and arguments.
+
+    Every distinct text is tokenized once up front (tasks.token_cache); the collator counts real and padded tokens.
+    """
     from datasets import Dataset, DatasetDict
     from sentence_transformers import SentenceTransformerTrainer
 
     from tasks.batching import CountingCollator
+    from tasks.token_cache import TokenCache
 
     examples = sum(len(r) for r in rows.values())
     if examples < 2:
@@ -156,10 +163,13 @@ def build_trainer(
     train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
     batch_size = min(settings.batch_size, examples)
     steps = max(1, math.ceil(examples / batch_size * settings.epochs))
-    args = training_arguments(model, settings, output_dir, batch_size, steps, checkpoints)
+    tokens = TokenCache.build(model, (str(text) for r in rows.values() for row in r for text in row.values()))
+    args = training_arguments(model, settings, output_dir, batch_size, steps, checkpoints, measure=tokens.lengths if tokens else None)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, loss=build_loss(model, settings, dims), callbacks=callbacks
     )
+    if tokens:
+        trainer.data_collator.preprocess_fn = tokens
     trainer.data_collator = CountingCollator(trainer.data_collator)
     return trainer
 
