@@ -241,17 +241,17 @@ def build_embedder(config: PipelineConfig) -> dict:
             })  # fmt: skip
         copy_model(published, out_dir)
         index_meta = write_index(published, corpus.ref, names, out_dir)
-        report = build_report(
-            config=config, docs=docs, parse_rows=parse_rows, chunked=chunked, corpus=corpus, generation=generation,
-            split=split, mined=mined, trained=trained, evaluations=evaluations, index_meta=index_meta,
-            timings=clock.seconds, dim=dim, promotion=promotion,
-            new_documents=corpus_changed(store, config.model_name, corpus.ref.sha256),
-        )  # fmt: skip
-        markdown = render_markdown(report)
-        write_reports(out_dir, report, markdown)
-        record_run(store, config.model_name, corpus.ref.sha256)
-        publish_markdown("build-report", markdown, "The run's report: before/after table, NDCG@10 chart, stages, cost")
-        with contextlib.suppress(Exception):
-            create_link_artifact(key="tuned-model", link=(out_dir / "model").resolve().as_uri(), description="The published model folder")
+    report = build_report(
+        config=config, docs=docs, parse_rows=parse_rows, chunked=chunked, corpus=corpus, generation=generation,
+        split=split, mined=mined, trained=trained, evaluations=evaluations, index_meta=index_meta,
+        timings=clock.seconds, dim=dim, promotion=promotion,
+        new_documents=corpus_changed(store, config.model_name, corpus.ref.sha256),
+    )  # fmt: skip
+    markdown = render_markdown(report)
+    write_reports(out_dir, report, markdown)
+    record_run(store, config.model_name, corpus.ref.sha256)
+    publish_markdown("build-report", markdown, "The run's report: before/after table, NDCG@10 chart, stages, cost")
+    with contextlib.suppress(Exception):
+        create_link_artifact(key="tuned-model", link=(out_dir / "model").resolve().as_uri(), description="The published model folder")
     logger.info("Done: %s", out_dir / "report.md")
     return report

@@ -38,6 +38,7 @@ def build_report(
                timings.get("mine")),  # fmt: skip
         _stage("train", "examples", trained.examples, trained.examples, {}, timings.get("train")),
         _stage("evaluate", "eval queries", split.eval.count, split.eval.count, {}, timings.get("evaluate")),
+        _stage("publish", "chunks indexed", corpus.chunks, index_meta["vectors"], {}, timings.get("publish")),
     ]
     return {
         "base_model": config.base_model,

@@ -99,7 +99,8 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     assert set(synthetic) >= {"base", "tuned"}
     assert {int(d) for d in synthetic["tuned"]} == {384, 256, 128, 64}
     assert "NDCG@10" in (out / "report.md").read_text() or "ndcg@10" in (out / "report.md").read_text()
-    assert set(report["timings_s"]) >= {"parse", "chunk", "generate", "split", "mine", "train", "evaluate"}
+    assert set(report["timings_s"]) >= {"parse", "chunk", "generate", "split", "mine", "train", "evaluate", "publish"}
+    assert report["stages"][-1] == {**report["stages"][-1], "stage": "publish", "kept": len(chunks)}
     assert report["new_documents"] and report["promotion"]["reason"]
     published = SentenceTransformer(str(out / "model"), device="cpu").encode(["vacuum"])
     winner = report["store"]["model"] if report["promotion"]["promoted"] else FIXTURE_BASE
