@@ -15,6 +15,7 @@ from transformers import TrainerCallback
 from flows.config import TrainSettings
 from tasks.batching import LengthGroupedBatchSampler, TokenLengths, padding_fraction
 from tasks.train import (
+    build_loss,
     build_trainer,
     load_for_training,
     matryoshka_dims,
@@ -162,3 +163,22 @@ def test_training_rows_put_columns_in_the_order_the_loss_reads_them(store):
     rows = training_rows(store.put_jsonl("tuples", [row]), store.put_jsonl("pairs", [{"anchor": "q2", "positive": "p2"}]))
     assert list(rows["with_negatives"][0]) == ["anchor", "positive", *[f"negative_{i}" for i in range(1, 12)]]
     assert rows["with_negatives"][0]["positive"] == "p" and list(rows["pairs_only"][0]) == ["anchor", "positive"]
+
+
+def test_cached_mnrl_gives_the_same_loss_and_gradients_as_mnrl(base_model_dir):
+    rows = varied_rows(8, seed=2)
+    grads = {}
+    for mini_batch in (None, 3):
+        settings = TrainSettings(cached_mnrl_mini_batch=mini_batch, max_seq_length=32)
+        model = load_for_training(base_model_dir, settings)
+        model.eval()  # no dropout: both losses see the same embeddings
+        loss_fn = build_loss(model, settings, [384, 64])
+        features = [model.preprocess([r[column] for r in rows]) for column in ("anchor", "positive", "negative_1")]
+        loss = loss_fn(features, labels=None)
+        loss.backward()
+        weight = model[0].auto_model.encoder.layer[0].attention.self.query.weight
+        grads[mini_batch] = (loss.item(), weight.grad.clone())
+    assert type(loss_fn.loss).__name__ == "CachedMultipleNegativesRankingLoss"
+    assert grads[None][0] == pytest.approx(grads[3][0], rel=1e-4)
+    assert grads[None][1].abs().sum() > 0
+    assert torch.allclose(grads[None][1], grads[3][1], atol=1e-6, rtol=1e-3)
