@@ -121,16 +121,16 @@ def measure(trainer, warmup: int, flops_per_token: float, peak: float | None) ->
     }
 
 
-def ours(model_dir: str, rows: list[dict], batch_size: int, compile_: bool, out: Path):
+def ours(model_dir: str, rows: list[dict], batch_size: int, compile_: bool, out: Path, seed: int = 13, learning_rate: float = 5e-5):
     """Our trainer (tasks.train.build_trainer), checkpoints off so that only training is timed."""
     from tasks.train import build_trainer, load_for_training
 
-    settings = TrainSettings(batch_size=batch_size, max_seq_length=MAX_SEQ_LENGTH, compile=compile_)
+    settings = TrainSettings(batch_size=batch_size, max_seq_length=MAX_SEQ_LENGTH, compile=compile_, seed=seed, learning_rate=learning_rate)
     model = load_for_training(model_dir, settings)
     return build_trainer(model, {"with_negatives": rows}, settings, str(out / "ours"), checkpoints=False)
 
 
-def seed_defaults(model_dir: str, rows: list[dict], out: Path):
+def seed_defaults(model_dir: str, rows: list[dict], out: Path, seed: int = 42, logging_steps: int = 500, learning_rate: float = 5e-5):
     """SentenceTransformerTrainer as the seed had it: bf16 when supported, tf32, batch 32, MNRL in MatryoshkaLoss, NO_DUPLICATES."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -145,7 +145,8 @@ def seed_defaults(model_dir: str, rows: list[dict], out: Path):
     loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), matryoshka_dims=default_matryoshka_dims(model.get_embedding_dimension()))
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "seed"), num_train_epochs=1, per_device_train_batch_size=SEED_BATCH, bf16=bf16, tf32=bf16,
-        batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none", disable_tqdm=True,
+        batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none", disable_tqdm=True, seed=seed,
+        logging_steps=logging_steps, learning_rate=learning_rate,
     )  # fmt: skip
     return SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss)
 
