@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="Runs per configuration")
     parser.add_argument("--every", type=int, default=10, help="Held-out loss every N steps")
     parser.add_argument("--learning-rate", type=float, default=None, help="Both configurations; default 5e-5 (base), 1e-3 (tiny)")
+    parser.add_argument("--tokenizer", help="Tokenizer folder (default: the packaged MiniLM's); see benchmarks/device_wheels.sh")
     parser.add_argument("--heldout", type=int, default=256, help="Held-out rows")
     parser.add_argument("--size", choices=["tiny", "base"], default=None, help="Default: base on GPU, tiny on CPU")
     args = parser.parse_args()
@@ -103,7 +104,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {"seed_defaults": [], "ours": []}
     with tempfile.TemporaryDirectory(prefix="loss-parity-") as tmp:
         out = Path(tmp)
-        model_dir = build_model(out, size)
+        model_dir = build_model(out, size, args.tokenizer)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         train_rows = learnable_rows(tokenizer, args.steps * SEED_BATCH, seed=11)
         heldout_rows = learnable_rows(tokenizer, args.heldout, seed=12)

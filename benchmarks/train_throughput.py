@@ -48,13 +48,13 @@ def peak_flops(device: str) -> float | None:
     return next((peak for name, peak in PEAK_BF16 if name in device), None)
 
 
-def build_model(folder: Path, size: str) -> str:
-    """A randomly initialised BERT with the packaged MiniLM's tokenizer, saved as a SentenceTransformer folder."""
+def build_model(folder: Path, size: str, tokenizer_dir: str | None = None) -> str:
+    """A randomly initialised BERT with the packaged MiniLM's tokenizer (or `tokenizer_dir`'s), saved as a SentenceTransformer folder."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or resolve_model("all-MiniLM-L6-v2"))
     torch.manual_seed(0)
     config = BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **SIZES[size])
     BertModel(config).save_pretrained(folder / "bert")
@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=TrainSettings().batch_size, help="Batch size of our configuration")
     parser.add_argument("--tiny", action="store_true", help="Hidden 128, 2 layers: for CPU")
     parser.add_argument("--compile", action="store_true", help="Our configuration with torch.compile")
+    parser.add_argument("--tokenizer", help="Tokenizer folder (default: the packaged MiniLM's); see benchmarks/device_wheels.sh")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     steps = args.steps or (40 if cuda else 10)
@@ -172,7 +173,7 @@ def main() -> None:
     peak = peak_flops(device) if cuda else None
     with tempfile.TemporaryDirectory(prefix="train-throughput-") as tmp:
         out = Path(tmp)
-        model_dir = build_model(out, "tiny" if args.tiny else "base")
+        model_dir = build_model(out, "tiny" if args.tiny else "base", args.tokenizer)
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
