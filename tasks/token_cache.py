@@ -9,6 +9,8 @@ by padding their ids: the same tensors, checked against `preprocess` before use.
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
@@ -49,19 +51,25 @@ class TokenCache:
         return cache
 
     def add(self, texts: list[str]) -> None:
-        """Tokenize the texts not cached yet, CHUNK at a time, through the model's own preprocess."""
+        """Tokenize the texts not cached yet through the model's own preprocess, CHUNK at a time on parallel threads."""
         missing = [t for t in dict.fromkeys(texts) if t not in self.rows]
-        for start in range(0, len(missing), CHUNK):
-            chunk = missing[start : start + CHUNK]
-            out = self.preprocess(chunk)
-            extra = set(out) - set(TEXT_KEYS) - {"modality"}
-            if extra or out.get("modality", "text") != "text" or "attention_mask" not in out:
-                raise UnsupportedModel(f"preprocess returns {sorted(out)} (modality {out.get('modality')!r})")
-            mask = out["attention_mask"].bool()
-            types = out.get("token_type_ids")
-            for i, text in enumerate(chunk):
-                ids = out["input_ids"][i][mask[i]].numpy().astype(np.int32)
-                self.rows[text] = (ids, types[i][mask[i]].numpy().astype(np.int32) if types is not None else None)
+        chunks = [missing[start : start + CHUNK] for start in range(0, len(missing), CHUNK)]
+        workers = max(1, min(len(chunks), os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for wave in range(0, len(chunks), workers):  # a wave at a time: padded outputs never pile up in memory
+                for chunk, out in zip(chunks[wave : wave + workers], pool.map(self.preprocess, chunks[wave : wave + workers])):
+                    self.keep(chunk, out)
+
+    def keep(self, chunk: list[str], out: dict[str, Any]) -> None:
+        """Store each text's unpadded ids from one preprocess output."""
+        extra = set(out) - set(TEXT_KEYS) - {"modality"}
+        if extra or out.get("modality", "text") != "text" or "attention_mask" not in out:
+            raise UnsupportedModel(f"preprocess returns {sorted(out)} (modality {out.get('modality')!r})")
+        mask = out["attention_mask"].numpy().astype(bool)
+        ids = out["input_ids"].numpy().astype(np.int32)
+        types = out["token_type_ids"].numpy().astype(np.int32) if "token_type_ids" in out else None
+        for i, text in enumerate(chunk):
+            self.rows[text] = (ids[i][mask[i]], types[i][mask[i]] if types is not None else None)
 
     def lengths(self, texts: list[str]) -> np.ndarray:
         """Token count of each text, special tokens and truncation included (the length sampler's measure)."""
