@@ -1,0 +1,34 @@
+"""The training benchmarks run on CPU and print one JSON line with the figures the closing notes quote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(*args: str) -> dict:
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_train_throughput_compares_our_batches_with_the_seed_defaults_on_a_tiny_model():
+    record = run_benchmark("benchmarks/train_throughput.py", "--tiny", "--steps", "4", "--batch-size", "16")
+    ours, seed = record["ours"], record["seed_defaults"]
+    assert (ours["batch_size"], seed["batch_size"], record["peak_bf16_flops"], record["device"]) == (16, 32, None, "cpu")
+    assert ours["timed_steps"] == seed["timed_steps"] == 3
+    assert ours["real_tokens_per_s"] > 0 and ours["mfu"] is None
+    assert ours["padding_fraction"] < seed["padding_fraction"]
+
+
+def test_loss_parity_trains_both_configurations_on_the_same_rows():
+    record = run_benchmark("-m", "benchmarks.loss_parity", "--steps", "6", "--seeds", "2", "--every", "3", "--heldout", "32")
+    for name in ("ours", "seed_defaults"):
+        curve = record[name]["heldout_curve"]
+        assert [step for step, _ in curve] == [0, 3, 6]
+        assert curve[-1][1] < curve[0][1] == record["start_heldout_loss"], (name, curve)  # both learn
+        assert len(record[name]["final_heldout_loss"]) == 2
+    assert record["noise_2se"] is not None and isinstance(record["within_noise"], bool)
