@@ -53,8 +53,10 @@ class TokenCache:
     def add(self, texts: list[str]) -> None:
         """Tokenize the texts not cached yet through the model's own preprocess, CHUNK at a time on parallel threads."""
         missing = [t for t in dict.fromkeys(texts) if t not in self.rows]
+        if not missing:  # every batch after the build: no thread pool on the hot path
+            return
         chunks = [missing[start : start + CHUNK] for start in range(0, len(missing), CHUNK)]
-        workers = max(1, min(len(chunks), os.cpu_count() or 1))
+        workers = min(len(chunks), os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for wave in range(0, len(chunks), workers):  # a wave at a time: padded outputs never pile up in memory
                 for chunk, out in zip(chunks[wave : wave + workers], pool.map(self.preprocess, chunks[wave : wave + workers])):
@@ -86,7 +88,7 @@ class TokenCache:
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         with_types = rows[0][1] is not None
-        types = np.zeros((len(rows), width), dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64) if with_types else None
         for i, (row_ids, row_types) in enumerate(rows):
             span = slice(width - len(row_ids), width) if self.pad_left else slice(0, len(row_ids))
             ids[i, span], mask[i, span] = row_ids, 1
