@@ -32,3 +32,9 @@ def test_loss_parity_trains_both_configurations_on_the_same_rows():
         assert curve[-1][1] < curve[0][1] == record["start_heldout_loss"], (name, curve)  # both learn
         assert len(record[name]["final_heldout_loss"]) == 2
     assert record["noise_2se"] is not None and isinstance(record["within_noise"], bool)
+
+
+def test_collate_benchmark_checks_the_cache_gives_the_stock_collators_tensors():
+    record = run_benchmark("-m", "benchmarks.collate", "--batch-size", "16", "--batches", "2")
+    assert record["same_tensors"] is True
+    assert record["distinct_texts"] == 16 * 3 * 3  # 3 batches of 16 rows, 3 random texts each
