@@ -68,9 +68,11 @@ def run_command(args: argparse.Namespace) -> int:
     """Run build-embedder in-process and print the before/after table."""
     config = config_from_args(args)
     config.store_url = use_store(config.store_url)
+    from flows.local_api import prepare_local_api
     from flows.pipeline import build_embedder, check_config
 
     check_config(config)
+    prepare_local_api()
     from tasks.run_report import comparison_rows
     from tasks.reports import markdown_table
 
@@ -95,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except LLMError as exc:
         print(f"domain-embed: error: the LLM failed: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        from flows.local_api import TIMEOUT_MESSAGE, startup_timeout_hint
+
+        if TIMEOUT_MESSAGE not in str(exc):
+            raise
+        print(f"domain-embed: error: {startup_timeout_hint()}", file=sys.stderr)
         return 1
 
 

@@ -1,0 +1,52 @@
+"""A first run on a new machine: a fresh Prefect home, both cores busy, two runs starting at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES
+from llm_stub import LLMStub
+
+ROOT = Path(__file__).resolve().parents[1]
+BUSY = "import time\nend = time.time() + 900\nwhile time.time() < end: pass\n"
+
+
+def cli_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), STUB_LLM_KEY="sk-stub")
+    return env
+
+
+@pytest.mark.slow
+def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_both_succeed(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("wal-intro.html", "tutorial-agg.txt", "tutorial-inheritance.md"):
+        shutil.copy(FIXTURES / "docs" / name, docs)
+    home = tmp_path / "prefect-home"  # never used before: no database yet
+    burners = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(os.cpu_count() or 2)]
+    try:
+        with LLMStub() as stub:
+            runs = []
+            for i in range(2):
+                args = [sys.executable, "-m", "flows.cli", "run", str(docs), "--out", str(tmp_path / f"out{i}"),
+                        "--store", str(tmp_path / f"store{i}"), "--llm", "openai/stub-model", "--api-base", stub.api_base,
+                        "--api-key-env", "STUB_LLM_KEY", "--batch-size", "8"]  # fmt: skip
+                runs.append(subprocess.Popen(args, cwd=ROOT, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            outputs = [run.communicate(timeout=1500)[0] for run in runs]
+    finally:
+        for burner in burners:
+            burner.kill()
+    for i, (run, output) in enumerate(zip(runs, outputs)):
+        assert run.returncode == 0, output[-4000:]
+        assert "Timed out" not in output
+        report = json.loads((tmp_path / f"out{i}" / "report.json").read_text())
+        assert report["evaluation"]["synthetic"]["results"]["tuned"]
+    assert (home / "prefect.db").is_file()
