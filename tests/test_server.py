@@ -238,6 +238,20 @@ def test_up_then_down(tmp_path):
         for pool in ("cpu", "gpu"):
             wait_for(lambda: post(api, f"/work_pools/{pool}/workers/filter"), 90, f"the {pool} worker to register")
 
+        # schedules fire with nobody clicking: the poll deployment every minute, run by the cpu worker
+        poll = deployments["watch-docs/poll"]
+        post(api, f"/deployments/{poll['id']}/schedules", [{"schedule": {"interval": 60}, "active": True}])
+
+        def scheduled_run_done() -> dict | None:
+            runs = post(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [poll["id"]]}}})
+            done = [r for r in runs if r["auto_scheduled"] and r["state_type"] in TERMINAL]
+            return done[0] if done else None
+
+        run = wait_for(scheduled_run_done, 360, "a scheduled watch-docs run to finish")
+        assert run["state_type"] == "COMPLETED", tail(state / "logs" / "worker-cpu.log")
+        server_log = (state / "logs" / "server.log").read_text(errors="replace")
+        assert "Traceback" not in server_log and "Error" not in server_log, server_log[-3000:]
+
         again = subprocess.run([*cli, "up", "--port", str(port), "--state", str(state)], cwd=tmp_path, env=env,
                                capture_output=True, text=True, timeout=60)  # fmt: skip
         assert again.returncode == 1 and "already up" in again.stderr
