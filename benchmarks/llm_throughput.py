@@ -33,7 +33,8 @@ import litellm  # noqa: E402
 from llm_stub import LLMStub  # noqa: E402
 
 from flows.config import LLMSettings  # noqa: E402
-from tasks.generate import build_messages, cache_key, collect_answers, parse_questions  # noqa: E402
+from tasks.generate import cache_key, collect_answers  # noqa: E402
+from tasks.prompts import build_messages, parse_questions  # noqa: E402
 from tasks.llm import LLMEndpoint  # noqa: E402
 from tasks.store import RunStore  # noqa: E402
 
@@ -128,7 +129,7 @@ def run_stage(chunks: list[dict], settings: LLMSettings, stub_kwargs: dict) -> d
         "chunks_unaccounted": len(chunks) - answered - len(failures),
         "rerun_llm_calls": again_stats["llm_calls"],
         "chunks_lost": len(chunks) - answered_after_rerun,
-        "llm_calls": stats["llm_calls"],
+        "llm_calls": stats.llm_calls,
         "chunks_per_s": round(answered / elapsed, 2),
     }
 

@@ -111,8 +111,8 @@ def test_kill_during_generation_pays_only_for_unanswered_chunks(tmp_path, base_m
     assert set(again) == {c["text"] for c in chunks} - answered and set(again.values()) == {1}
     assert not answered & set(again)  # no answer that reached the cache was paid for twice
     assert len(set(first) & set(again)) <= settings.max_concurrency  # only requests in flight at the kill
-    assert resumed.stats["llm_calls"] == 30 - len(cached) and resumed.stats["cache_hits"] == len(cached)
-    assert resumed.stats["chunks_answered"] == 30
+    assert resumed.stats.llm_calls == 30 - len(cached) and resumed.stats.cache_hits == len(cached)
+    assert resumed.stats.chunks_answered == 30
     assert resumed.pairs.sha256 == whole.pairs.sha256 and resumed.pairs.count > 30
 
 
@@ -160,7 +160,7 @@ from tasks.store import Ref, RunStore
 from tasks.train import train_model
 train_model(Ref(**args["tuples"]), Ref(**args["pairs"]), args["model"], TrainSettings(**args["settings"]), RunStore(args["store"]), "crash")
 """
-TRAIN_SETTINGS = TrainSettings(epochs=1, batch_size=4, max_seq_length=24, matryoshka_dims=[384, 64])  # 8 steps, a checkpoint every 2
+TRAIN_SETTINGS = TrainSettings(epochs=1, batch_size=4, max_seq_length=24, matryoshka_dims=[384, 64], teacher=None)  # 8 steps, a checkpoint every 2
 
 
 def training_data(store: RunStore):

@@ -16,15 +16,8 @@ from llm_stub import LLMStub  # noqa: E402
 
 from flows.config import FilterSettings, LLMSettings  # noqa: E402
 from tasks.embed import resolve_model  # noqa: E402
-from tasks.generate import (  # noqa: E402
-    MALFORMED,
-    MalformedAnswer,
-    _retry_if_transient,
-    cache_key,
-    collect_answers,
-    generate_pairs,
-    parse_questions,
-)
+from tasks.generate import _retry_if_transient, cache_key, collect_answers, generate_pairs  # noqa: E402
+from tasks.prompts import MALFORMED, MalformedAnswer, parse_questions  # noqa: E402
 from tasks.llm import LLMEndpoint, LLMFatalError, LLMTransientError  # noqa: E402
 from tasks.qa_filters import passes_roundtrip, NearDuplicateIndex, filter_questions  # noqa: E402
 from tasks.store import RunStore, read_jsonl  # noqa: E402
@@ -77,15 +70,15 @@ def test_all_chunks_answered_then_rerun_makes_no_call(tmp_path, base_model):
         second = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, store)
         assert stub.count() == 0
     s = first.stats
-    assert (s["chunks_in"], s["chunks_answered"], s["chunks_failed_count"], s["llm_calls"]) == (12, 12, 0, 12)
-    assert s["questions_raw"] == 24 and s["questions_kept"] + sum(s["dropped"].values()) == 24
-    assert s["questions_kept"] >= 20 and s["prompt_tokens"] > 0 and s["response_format"] == "json_object"
+    assert (s.chunks_in, s.chunks_answered, s.chunks_failed_count, s.llm_calls) == (12, 12, 0, 12)
+    assert s.questions_raw == 24 and s.questions_kept + sum(s.dropped.values()) == 24
+    assert s.questions_kept >= 20 and s.prompt_tokens > 0 and s.response_format == "json_object"
     rows = read_jsonl(first.pairs)
-    assert len(rows) == s["questions_kept"]
-    assert rows == sorted(rows, key=lambda r: (r["doc_id"], r["chunk_id"], r["query"]))
+    assert len(rows) == s.questions_kept
+    assert rows == sorted(rows, key=lambda r: (r["doc_id"], r["chunk_id"], r["candidate"]))
     assert {r["chunk_id"] for r in rows} <= {c["chunk_id"] for c in CHUNKS}
-    assert set(rows[0]) == {"query", "chunk_id", "doc_id", "base_rank"}
-    assert second.stats["llm_calls"] == 0 and second.stats["cache_hits"] == 12
+    assert set(rows[0]) == {"query", "chunk_id", "doc_id", "base_rank", "candidate"}
+    assert second.stats.llm_calls == 0 and second.stats.cache_hits == 12
     assert second.pairs.sha256 == first.pairs.sha256
 
 
@@ -102,8 +95,8 @@ def test_faults_lose_no_chunk_and_failed_chunks_are_retried_next_run(tmp_path, b
         result = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, store)
         seen = {text.split()[0]: n for text, n in stub.chunks_seen.items()}
         s = result.stats
-        assert s["chunks_answered"] + s["chunks_failed_count"] == s["chunks_in"] == 12
-        failed = {f["chunk_id"]: f["reason"] for f in s["chunks_failed"]}
+        assert s.chunks_answered + s.chunks_failed_count == s.chunks_in == 12
+        failed = {f["chunk_id"]: f["reason"] for f in s.chunks_failed}
         assert failed == {
             CHUNKS[0]["chunk_id"]: MALFORMED,
             CHUNKS[2]["chunk_id"]: "rejected by the provider (400)",
@@ -111,23 +104,23 @@ def test_faults_lose_no_chunk_and_failed_chunks_are_retried_next_run(tmp_path, b
         }
         counts = [seen[w] for w in ("Volcanoes", "Honeybees", "The", "Roman", "Photosynthesis")]
         assert counts == [2, 2, 1, 4, 4]
-        assert s["llm_calls"] == stub.count() == sum(seen.values())
+        assert s.llm_calls == stub.count() == sum(seen.values())
         assert len(cached_keys(store)) == 9
 
         stub.reset()
         stub.scripts = {}
         again = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, store)
         assert sorted(stub.chunks_seen) == sorted(PASSAGES[i] for i in (0, 2, 4))
-        assert again.stats["chunks_answered"] == 12 and again.stats["llm_calls"] == 3
+        assert again.stats.chunks_answered == 12 and again.stats.llm_calls == 3
 
 
 def test_server_rate_limit_and_rejected_response_format(tmp_path, base_model):
     with LLMStub(rpm=240, reject_response_format=True) as stub:
         settings = llm(requests_per_minute=2000, max_attempts=8)
         result = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, RunStore(str(tmp_path)))
-        assert stub.count(429) > 0 and result.stats["rate_limited"] == stub.count(429)
+        assert stub.count(429) > 0 and result.stats.rate_limited == stub.count(429)
         assert [r.status for r in stub.requests if r.status != 429][:2] == [400, 200]
-    assert result.stats["chunks_answered"] == 12 and result.stats["response_format"] == "rejected, sent without"
+    assert result.stats.chunks_answered == 12 and result.stats.response_format == "rejected, sent without"
 
 
 def test_wrong_key_stops_the_run_with_one_call(tmp_path, base_model, monkeypatch):
@@ -167,8 +160,8 @@ def test_crash_halfway_resumes_paying_only_for_the_rest(tmp_path, base_model):
         result = generate_pairs(CHUNKS, settings, FILTERS, endpoint(stub), base_model, store)
         asked = set(stub.chunks_seen)
     remaining = {c["text"] for c in CHUNKS if cache_key(c["text"], settings) not in done}
-    assert asked == remaining and result.stats["llm_calls"] == len(remaining)
-    assert result.stats["cache_hits"] == len(done) and result.stats["chunks_answered"] == 12
+    assert asked == remaining and result.stats.llm_calls == len(remaining)
+    assert result.stats.cache_hits == len(done) and result.stats.chunks_answered == 12
 
 
 def test_parse_questions_is_tolerant():
@@ -227,7 +220,7 @@ def test_task_retries_only_transient_failures():
 
 
 def test_single_style_parses_one_plain_question():
-    from tasks.generate import MalformedAnswer, parse_single
+    from tasks.prompts import MalformedAnswer, parse_single
 
     assert parse_single("Question: What does VACUUM reclaim? It reclaims space.") == "What does VACUUM reclaim?"
     assert parse_single('1. "How are partial indexes used?"\n2. other') == "How are partial indexes used?"
@@ -238,9 +231,37 @@ def test_single_style_parses_one_plain_question():
 
 def test_prompt_style_and_version_follow_the_model():
     from flows.config import LLMSettings
-    from tasks.generate import cache_key, prompt_style
+    from tasks.generate import cache_key
+    from tasks.prompts import prompt_style
 
     embedded, hosted = LLMSettings(), LLMSettings(model="openai/gpt-4o-mini")
     assert prompt_style(embedded) == "single" and prompt_style(hosted) == "json"
     assert prompt_style(LLMSettings(prompt_style="json")) == "json"
     assert cache_key("text", embedded) != cache_key("text", LLMSettings(prompt_style="json"))
+
+
+def test_editing_a_prompt_template_misses_the_cache(monkeypatch):
+    from flows.config import LLMSettings
+    from tasks import prompts
+
+    before = {style: cache_key("text", LLMSettings(prompt_style=style)) for style in ("single", "json")}
+    monkeypatch.setattr(prompts, "SINGLE_PROMPT", prompts.SINGLE_PROMPT.replace("short", "brief"))
+    assert cache_key("text", LLMSettings(prompt_style="single")) != before["single"]
+    assert cache_key("text", LLMSettings(prompt_style="json")) == before["json"]
+    monkeypatch.setattr(prompts, "USER_PROMPT", prompts.USER_PROMPT + " ")
+    assert cache_key("text", LLMSettings(prompt_style="json")) != before["json"]
+
+
+def test_asking_for_more_candidates_later_pays_only_for_the_extra_ones(tmp_path, base_model):
+    store = RunStore(str(tmp_path))
+    with LLMStub() as stub:
+        first = generate_pairs(CHUNKS[:4], llm(questions_per_chunk=2), FILTERS, endpoint(stub), base_model, store)
+        assert first.stats.llm_calls == 4 and first.stats.candidates_per_chunk == 2
+        stub.reset()
+        more = generate_pairs(CHUNKS[:4], llm(questions_per_chunk=2, candidates_per_chunk=4), FILTERS, endpoint(stub), base_model, store)
+        assert more.stats.llm_calls == 4 and more.stats.cache_hits == 0 and more.stats.questions_raw == 16
+        stub.reset()
+        fewer = generate_pairs(CHUNKS[:4], llm(questions_per_chunk=1), FILTERS, endpoint(stub), base_model, store)
+        assert fewer.stats.llm_calls == 0 and fewer.stats.cache_hits == 4 and fewer.stats.questions_raw == 4
+    first_questions = {(r["chunk_id"], r["query"]) for r in read_jsonl(first.pairs)}
+    assert first_questions <= {(r["chunk_id"], r["query"]) for r in read_jsonl(more.pairs)}

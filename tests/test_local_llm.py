@@ -30,9 +30,9 @@ def test_embedded_server_answers_through_litellm_and_stops(store, base_model_dir
         result = generate_pairs(CHUNKS, llm, FilterSettings(roundtrip_top_k=0), endpoint, base_model_dir, store)
         base = endpoint.api_base
     stats = result.stats
-    assert stats["chunks_answered"] + stats["chunks_failed_count"] == 2
-    assert stats["llm_calls"] >= 2 and stats["prompt_tokens"] > 0 and stats["cost_usd"] == 0
-    assert stats["prompt_version"].startswith("single")
+    assert stats.chunks_answered + stats.chunks_failed_count == 2
+    assert stats.llm_calls >= 2 and stats.prompt_tokens > 0 and stats.cost_usd == 0
+    assert stats.prompt.startswith("single-")
     assert all(len(row["query"]) >= 12 for row in read_jsonl(result.pairs))
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/models", timeout=2)

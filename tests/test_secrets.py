@@ -42,7 +42,7 @@ def config_for(root: Path, stub: LLMStub, **llm) -> PipelineConfig:
         "llm": {"model": "openai/stub-model", "api_base": stub.api_base, "api_key_env": KEY_ENV, "questions_per_chunk": 1, **llm},
         "chunk": {"chunk_tokens": 96, "overlap_tokens": 8, "min_tokens": 16},
         "filter": {"roundtrip_top_k": 0},
-        "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 64},
+        "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 64, "teacher": None},
         "split": {"eval_fraction": 0.4},
     })  # fmt: skip
 
