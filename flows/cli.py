@@ -78,8 +78,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     report = build_embedder(config)
     for label, evaluation in report["evaluation"].items():
-        print(f"\nNDCG@10 / MRR@10 / Recall@10, base vs tuned ({label}):\n")
-        print(markdown_table(comparison_rows(evaluation["results"])))
+        print(f"\nNDCG@10 / MRR@10 / Recall@10, base vs tuned, with 95% paired-bootstrap intervals ({label}):\n")
+        print(markdown_table(comparison_rows(evaluation)))
     print(f"Report: {Path(config.out_dir) / 'report.md'}    Model: {Path(config.out_dir) / 'model'}")
     return 0
 

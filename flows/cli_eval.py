@@ -65,7 +65,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for name, size in sizes.items():
             if max(dims) > size:
                 return _fail(f"dimension {max(dims)} is larger than model {name}'s {size} dimensions")
-        results = evaluate_models(
+        results, _ = evaluate_models(
             models, dataset.corpus, dataset.queries, dataset.relevant, dims, args.batch_size, show_progress=True
         )
     except (DatasetError, ModelNotFound, ValueError) as exc:

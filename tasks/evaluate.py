@@ -14,6 +14,7 @@ from tasks.beir import BeirDataset, load_beir, normalize_ws, pairs_to_queries
 from tasks.embed import load_model
 from tasks.caching import code_and_inputs
 from tasks.store import Ref, RunStore, read_jsonl
+from tasks.uncertainty import DeltaInterval, paired_bootstrap
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100")
 REPORT_METRICS = ("ndcg@10", "mrr@10", "recall@10")
@@ -25,6 +26,7 @@ ENCODE_BLOCK = 8192  # passages embedded per encode call, written into one preal
 MAX_SCORE_CELLS = 1 << 25  # query x passage scores held at once while ranking (128 MiB of float32)
 
 Results = dict[str, dict[int, dict[str, float]]]
+Intervals = dict[str, dict[int, dict[str, DeltaInterval]]]  # 'tuned-base' -> dim -> metric -> interval
 
 
 class EvalReport(BaseModel):
@@ -35,6 +37,7 @@ class EvalReport(BaseModel):
     queries: int
     passages: int
     results: Results
+    intervals: Intervals = {}
     ignored_queries: int = 0
     train_overlap: Optional[int] = None
     train_overlap_relevant: Optional[int] = None
@@ -89,7 +92,42 @@ def truncate(embeddings: np.ndarray, dim: int) -> np.ndarray:
     return head
 
 
-def evaluate_retrieval(
+PerQuery = dict[int, dict[str, list[float]]]  # dim -> metric -> one value per query, in a fixed query order
+
+
+def _ir_evaluator_class():
+    """InformationRetrievalEvaluator that also keeps each query's metrics (the library's definitions, query by query)."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    class PerQueryEvaluator(InformationRetrievalEvaluator):
+        per_query: list[dict] = []
+
+        def compute_metrics(self, queries_result_list):
+            ids, texts = self.queries_ids, self.queries
+            per_query = []
+            try:
+                for qid, text, hits in zip(ids, texts, queries_result_list):
+                    self.queries_ids, self.queries = [qid], [text]
+                    per_query.append(super().compute_metrics([hits]))
+            finally:
+                self.queries_ids, self.queries = ids, texts
+            self.per_query = per_query
+            return super().compute_metrics(queries_result_list)
+
+    return PerQueryEvaluator
+
+
+def _metric_values(scores: dict) -> dict[str, float]:
+    return {
+        "ndcg@10": float(scores["ndcg@k"][10]),
+        "mrr@10": float(scores["mrr@k"][10]),
+        "recall@10": float(scores["recall@k"][10]),
+        "recall@100": float(scores["recall@k"][100]),
+        "map@100": float(scores["map@k"][100]),
+    }
+
+
+def score_retrieval(
     model_dir: str,
     corpus: dict[str, str],
     queries: dict[str, str],
@@ -97,10 +135,9 @@ def evaluate_retrieval(
     dims: list[int],
     batch_size: int = 64,
     show_progress: bool = False,
-) -> dict[int, dict[str, float]]:
-    """Embed corpus and queries once, then score each dim (truncated, re-normalised) with the IR evaluator."""
+) -> tuple[dict[int, dict[str, float]], PerQuery]:
+    """Metrics per dim and each query's metrics per dim: corpus and queries embedded once, truncated per dim."""
     import torch
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
     from sentence_transformers.util import cos_sim
 
     model = load_model(model_dir)
@@ -108,7 +145,7 @@ def evaluate_retrieval(
     missing = next((cid for cids in relevant.values() for cid in cids if cid not in corpus), None)
     if missing is not None:
         raise ValueError(f"relevant passage id '{missing}' is not in the corpus")
-    evaluator = InformationRetrievalEvaluator(
+    evaluator = _ir_evaluator_class()(
         queries=queries,
         corpus=corpus,
         relevant_docs=relevant,
@@ -127,18 +164,27 @@ def evaluate_retrieval(
     full = embed_blocks(model, evaluator.corpus, batch_size, show_progress)
     full_queries = embed_blocks(model, evaluator.queries, batch_size, show_progress, query=True)
     results: dict[int, dict[str, float]] = {}
+    per_query: PerQuery = {}
     for dim in dims:
         passages = torch.from_numpy(truncate(full, dim)).to(model.device)
         queries_at_dim = _FixedQueries(torch.from_numpy(truncate(full_queries, dim)).to(model.device))
-        scores = evaluator.compute_all_metrics(queries_at_dim, corpus_embeddings=passages)["cosine"]
-        results[dim] = {
-            "ndcg@10": float(scores["ndcg@k"][10]),
-            "mrr@10": float(scores["mrr@k"][10]),
-            "recall@10": float(scores["recall@k"][10]),
-            "recall@100": float(scores["recall@k"][100]),
-            "map@100": float(scores["map@k"][100]),
-        }
-    return results
+        results[dim] = _metric_values(evaluator.compute_all_metrics(queries_at_dim, corpus_embeddings=passages)["cosine"])
+        rows = [_metric_values(scores) for scores in evaluator.per_query]
+        per_query[dim] = {metric: [row[metric] for row in rows] for metric in METRICS}
+    return results, per_query
+
+
+def evaluate_retrieval(
+    model_dir: str,
+    corpus: dict[str, str],
+    queries: dict[str, str],
+    relevant: dict[str, set[str]],
+    dims: list[int],
+    batch_size: int = 64,
+    show_progress: bool = False,
+) -> dict[int, dict[str, float]]:
+    """Metrics per dim of one model (score_retrieval without the per-query values)."""
+    return score_retrieval(model_dir, corpus, queries, relevant, dims, batch_size, show_progress)[0]
 
 
 def evaluate_models(
@@ -149,16 +195,31 @@ def evaluate_models(
     dims: list[int],
     batch_size: int = 64,
     show_progress: bool = False,
-) -> Results:
-    """evaluate_retrieval for each labelled model folder: {label: {dim: {metric: value}}}."""
-    return {
-        label: evaluate_retrieval(model_dir, corpus, queries, relevant, dims, batch_size, show_progress)
+) -> tuple[Results, dict[str, PerQuery]]:
+    """score_retrieval for each labelled model folder: {label: {dim: {metric: value}}} and the per-query values."""
+    scored = {
+        label: score_retrieval(model_dir, corpus, queries, relevant, dims, batch_size, show_progress)
         for label, model_dir in models.items()
     }
+    return {label: r for label, (r, _) in scored.items()}, {label: q for label, (_, q) in scored.items()}
 
 
-def table_rows(results: Results, metrics: Iterable[str] = METRICS) -> list[dict]:
-    """One row per dim x model (largest dim first), plus a 'tuned - base' row when both labels exist."""
+def delta_intervals(per_query: dict[str, PerQuery], metrics: Iterable[str] = REPORT_METRICS) -> Intervals:
+    """Paired-bootstrap intervals of tuned minus each other model ('tuned-base', 'tuned-current'), per dim and metric."""
+    tuned = per_query.get("tuned")
+    out: Intervals = {}
+    for label, other in per_query.items():
+        if label == "tuned" or tuned is None:
+            continue
+        out[f"tuned-{label}"] = {
+            dim: {m: paired_bootstrap(tuned[dim][m], other[dim][m]) for m in metrics} for dim in tuned if dim in other
+        }
+    return out
+
+
+def table_rows(results: Results, metrics: Iterable[str] = METRICS, intervals: Optional[Intervals] = None) -> list[dict]:
+    """One row per dim x model (largest dim first), plus a 'tuned - base' row when both labels exist, and beside it
+    the 95% paired-bootstrap interval and verdict of the NDCG@10 difference when `intervals` has them."""
     metrics = list(metrics)
     dims = sorted({dim for per_dim in results.values() for dim in per_dim}, reverse=True)
     rows = []
@@ -170,6 +231,9 @@ def table_rows(results: Results, metrics: Iterable[str] = METRICS) -> list[dict]
         if base and tuned:
             delta = {METRIC_NAMES[m]: round(tuned[m] - base[m], 4) for m in metrics}
             rows.append({"dim": dim, "model": DELTA_LABEL, **delta})
+            found = (intervals or {}).get("tuned-base", {}).get(dim, {}).get("ndcg@10")
+            if found is not None:
+                rows[-1]["NDCG@10 95% CI"] = f"[{found.low:+.4f}, {found.high:+.4f}]: {found.verdict}"
     return rows
 
 
@@ -201,23 +265,25 @@ def evaluate_pairs(
     """Score models on (query, chunk) pairs against all chunks: a query's own chunk is its relevant passage."""
     corpus = {row["chunk_id"]: row["text"] for row in corpus_rows}
     queries, relevant = pairs_to_queries(eval_pair_rows)
-    results = evaluate_models(models, corpus, queries, relevant, dims)
+    results, per_query = evaluate_models(models, corpus, queries, relevant, dims)
     return EvalReport(
-        label=label, dims=sorted(dims, reverse=True), queries=len(queries), passages=len(corpus), results=results
-    )
+        label=label, dims=sorted(dims, reverse=True), queries=len(queries), passages=len(corpus), results=results,
+        intervals=delta_intervals(per_query),
+    )  # fmt: skip
 
 
 def evaluate_dataset(
     models: dict[str, str], dataset: BeirDataset, dims: list[int], train_positives: Optional[set[str]] = None
 ) -> EvalReport:
     """Score models on a user's BEIR dataset; counts its passages that were also training positives."""
-    results = evaluate_models(models, dataset.corpus, dataset.queries, dataset.relevant, dims)
+    results, per_query = evaluate_models(models, dataset.corpus, dataset.queries, dataset.relevant, dims)
     report = EvalReport(
         label=f"user:{dataset.name}",
         dims=sorted(dims, reverse=True),
         queries=len(dataset.queries),
         passages=len(dataset.corpus),
         results=results,
+        intervals=delta_intervals(per_query),
         ignored_queries=dataset.ignored_queries,
     )
     if train_positives is not None:
@@ -244,7 +310,7 @@ def _publish(report: EvalReport, store_url: str) -> EvalReport:
         )
     create_table_artifact(
         key="evaluation-report",
-        table=[{"dataset": report.label, **row} for row in table_rows(report.results, REPORT_METRICS)],
+        table=[{"dataset": report.label, **row} for row in table_rows(report.results, REPORT_METRICS, report.intervals)],
         description=description,
     )
     return report

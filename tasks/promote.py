@@ -38,8 +38,22 @@ def ndcg_at_full_dim(results: dict, label: str) -> Optional[float]:
     return by_dim[max(by_dim)]["ndcg@10"] if by_dim else None
 
 
-def decide(current: Optional[dict], results: Optional[dict]) -> Promotion:
-    """Promote unless the reference (the current model, else the base model) scores higher NDCG@10 on the same split."""
+def interval_note(intervals: Optional[dict], reference: str, results: dict) -> str:
+    """' (Δ +0.0123, 95% CI [-0.0050, +0.0290]: within noise)' at the full dim, or '' when no interval was computed."""
+    per_dim = (intervals or {}).get(f"tuned-{reference}", {})
+    full = max((int(d) for d in results.get("tuned", {})), default=None)
+    found = per_dim.get(full, per_dim.get(str(full), {})).get("ndcg@10") if full is not None else None
+    if found is None:
+        return ""
+    found = found if isinstance(found, dict) else found.model_dump()
+    return f" (Δ {found['delta']:+.4f}, 95% CI [{found['low']:+.4f}, {found['high']:+.4f}]: {found['verdict']})"
+
+
+def decide(current: Optional[dict], results: Optional[dict], intervals: Optional[dict] = None) -> Promotion:
+    """Promote unless the reference (the current model, else the base model) scores higher NDCG@10 on the same split.
+
+    The reason states the paired-bootstrap interval of the difference when `intervals` has it.
+    """
     if results is None:
         if current is None:
             return Promotion(promoted=True, reason="no eval split to compare on: the tuned model is the first model")
@@ -49,10 +63,11 @@ def decide(current: Optional[dict], results: Optional[dict]) -> Promotion:
         return Promotion(promoted=True, reason="the tuned model is the current model", tuned_ndcg=tuned, current_ndcg=tuned, previous=current)
     reference = "current" if current is not None else "base"
     held = ndcg_at_full_dim(results, reference)
+    note = interval_note(intervals, reference, results)
     if tuned is not None and held is not None and tuned >= held:
-        reason = f"tuned NDCG@10 {tuned:.4f} >= {reference} {held:.4f}: promoted"
+        reason = f"tuned NDCG@10 {tuned:.4f} >= {reference} {held:.4f}{note}: promoted"
         return Promotion(promoted=True, reason=reason, tuned_ndcg=tuned, current_ndcg=held, previous=current)
-    reason = f"tuned NDCG@10 {tuned:.4f} < {reference} {held:.4f}: {reference} model kept"
+    reason = f"tuned NDCG@10 {tuned:.4f} < {reference} {held:.4f}{note}: {reference} model kept"
     return Promotion(promoted=False, reason=reason, tuned_ndcg=tuned, current_ndcg=held, previous=current)
 
 

@@ -15,7 +15,7 @@ def _stage(name: str, items: str, n_in: int, kept: int, dropped: dict[str, int],
 
 
 def build_report(
-    *, config, docs, parse_rows, chunked, corpus, generation, split, mined, trained, evaluations, index_meta, timings, dim,
+    *, config, docs, parse_rows, chunked, corpus, generation, split, supervised, mined, trained, evaluations, index_meta, timings, dim,
     promotion, new_documents: bool,
 ) -> dict:
     """Everything a user needs to trust the run, as plain JSON-able data."""
@@ -24,15 +24,15 @@ def build_report(
     for doc in chunked:
         chunk_dropped.update(doc.dropped)
     chunk_dropped.update(corpus.dropped)
-    gen = generation.stats
+    gen = generation.stats.model_dump()
     mine_stats = {**mined.stats.model_dump(mode="json"), "index": mined.index.model_dump(mode="json") if mined.index else None}
     stages = [
         _stage("parse", "files", len(docs), len(chunked), parse_dropped, timings.get("parse")),
         _stage("chunk", "chunks", corpus.chunks + sum(chunk_dropped.values()), corpus.chunks, chunk_dropped, timings.get("chunk")),
         _stage("generate", "questions", gen.get("questions_raw", 0), gen.get("questions_kept", 0), gen.get("dropped", {}), timings.get("generate")),
-        _stage("split", "pairs", split.train.count + split.eval.count + sum(split.dropped.values()),
-               split.train.count + split.eval.count, split.dropped, timings.get("split")),  # fmt: skip
-        _stage("mine", "train pairs", split.train.count, mined.tuples.count + mined.pairs_without_negatives.count,
+        _stage("split", "pairs", split.train.count + split.val.count + split.eval.count + sum(split.dropped.values()),
+               split.train.count + split.val.count + split.eval.count, split.dropped, timings.get("split")),  # fmt: skip
+        _stage("mine", "train pairs", supervised.pairs.count, mined.tuples.count + mined.pairs_without_negatives.count,
                {k: v for k, v in {"no negative found (kept as pair)": mined.pairs_without_negatives.count,
                                   "pair names no corpus chunk": mined.stats.pairs_missing_chunk}.items() if v},
                timings.get("mine")),  # fmt: skip
@@ -47,7 +47,9 @@ def build_report(
         "matryoshka_dims": trained.dims,
         "new_documents": new_documents,
         "promotion": promotion.model_dump(mode="json", exclude={"previous"}),
-        "documents": {"found": len(docs), "parsed": len(chunked), "train": len(split.train_docs), "eval": len(split.eval_docs)},
+        "documents": {"found": len(docs), "parsed": len(chunked), "train": len(split.train_docs), "validation": len(split.val_docs),
+                      "eval": len(split.eval_docs)},
+        "training_pairs_by_source": supervised.sources,
         "stages": stages,
         "timings_s": timings,
         "llm_usage": {k: gen.get(k) for k in ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")},
@@ -67,29 +69,42 @@ def by_dim(results: dict[str, Any]) -> dict[int, dict[str, float]]:
     return {int(d): m for d, m in results.items()}
 
 
-def comparison_rows(results: dict[str, dict]) -> list[dict]:
-    """Rows per dim: base, tuned and delta for the headline metrics."""
+def interval_of(evaluation: dict, dim: int, metric: str, against: str = "base") -> dict | None:
+    """The stored paired-bootstrap interval of tuned minus `against` (JSON round trips turn dims into strings)."""
+    per_dim = evaluation.get("intervals", {}).get(f"tuned-{against}", {})
+    return per_dim.get(dim, per_dim.get(str(dim), {})).get(metric)
+
+
+def ci_text(interval: dict | None) -> str:
+    """'+0.0412 [+0.0105, +0.0731]' or '-' when there is no interval."""
+    return f"{interval['delta']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}]" if interval else "-"
+
+
+def comparison_rows(evaluation: dict) -> list[dict]:
+    """Rows per dim: base, tuned, the delta with its 95% paired-bootstrap interval and the verdict, for NDCG@10;
+    the deltas and intervals of MRR@10 and Recall@10 beside them."""
+    results = evaluation["results"]
     base, tuned = by_dim(results.get("base", {})), by_dim(results.get("tuned", {}))
     rows = []
     for d in sorted(set(base) | set(tuned), reverse=True):
-        row: dict[str, Any] = {"dim": d}
-        for metric in HEADLINE_METRICS:
-            b, t = base.get(d, {}).get(metric), tuned.get(d, {}).get(metric)
-            row[f"base {metric}"] = b
-            row[f"tuned {metric}"] = t
-            row[f"Δ {metric}"] = (t - b) if b is not None and t is not None else None
+        ndcg = interval_of(evaluation, d, "ndcg@10")
+        row: dict[str, Any] = {"dim": d, "base ndcg@10": base.get(d, {}).get("ndcg@10"), "tuned ndcg@10": tuned.get(d, {}).get("ndcg@10"),
+                               "Δ ndcg@10 [95% CI]": ci_text(ndcg), "gain?": ndcg["verdict"] if ndcg else "-"}  # fmt: skip
+        for metric in HEADLINE_METRICS[1:]:
+            row[f"Δ {metric} [95% CI]"] = ci_text(interval_of(evaluation, d, metric))
         rows.append(row)
     return rows
 
 
 def evaluation_section(label: str, evaluation: dict) -> str:
     """Markdown table + NDCG@10 chart for one evaluation set."""
-    rows = comparison_rows(evaluation["results"])
+    rows = comparison_rows(evaluation)
     if label == "synthetic":
         title = "synthetic eval split (held-out documents, LLM-written queries)"
     else:
         title = f"YOUR labelled queries: {label.removeprefix('user:')}"
-    facts = f"{evaluation['queries']} queries over {evaluation['passages']} passages."
+    facts = (f"{evaluation['queries']} queries over {evaluation['passages']} passages. The interval is the 95% paired bootstrap "
+             "of the per-query difference: a gain is real when the whole interval is above 0, else it is within noise.")  # fmt: skip
     if evaluation.get("train_overlap") is not None:
         facts += (f" {evaluation['train_overlap']} of these passages ({evaluation['train_overlap_relevant']} judged relevant)"
                   " also occur among the training positives.")  # fmt: skip
