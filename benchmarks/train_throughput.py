@@ -4,7 +4,7 @@ Model: a bge-base-sized BERT (hidden 768, 12 layers, 12 heads, intermediate 3072
 2 layers) randomly initialised, mean pooling, max sequence length 256. Data: random words, queries of
 6-18 words, positive and one hard negative passage of 120-230 words each. Both runs: MNRL inside
 MatryoshkaLoss, one epoch of --steps batches, checkpoints off; the first fifth of the steps is warm-up
-and not timed. (a) tasks.train.build_trainer with TrainSettings (length-grouped no-duplicate batches,
+and not timed. (a) tasks.trainer.build_trainer with TrainSettings (length-grouped no-duplicate batches,
 each distinct text tokenized once, SDPA, fused AdamW, bf16 + tf32 on GPUs that have them, --compile);
 (b) bf16 when supported, tf32, batch 32, NO_DUPLICATES, nothing else. Prints one JSON line: pairs/s,
 real (non-padding) tokens/s, padding share, collator milliseconds per step (host work the GPU waits
@@ -122,10 +122,10 @@ def measure(trainer, warmup: int, flops_per_token: float, peak: float | None) ->
 
 
 def ours(model_dir: str, rows: list[dict], batch_size: int, compile_: bool, out: Path, seed: int = 13, learning_rate: float = 5e-5):
-    """Our trainer (tasks.train.build_trainer), checkpoints off so that only training is timed."""
-    from tasks.train import build_trainer, load_for_training
+    """Our trainer (tasks.trainer.build_trainer), checkpoints off so that only training is timed."""
+    from tasks.trainer import build_trainer, load_for_training
 
-    settings = TrainSettings(batch_size=batch_size, max_seq_length=MAX_SEQ_LENGTH, compile=compile_, seed=seed, learning_rate=learning_rate)
+    settings = TrainSettings(batch_size=batch_size, max_seq_length=MAX_SEQ_LENGTH, compile=compile_, seed=seed, learning_rate=learning_rate, teacher=None, epochs=1)
     model = load_for_training(model_dir, settings)
     return build_trainer(model, {"with_negatives": rows}, settings, str(out / "ours"), checkpoints=False)
 

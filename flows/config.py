@@ -47,9 +47,13 @@ class LLMSettings(BaseModel):
         "auto", description="'json': n questions per call as JSON; 'single': one plain question per call (tiny local "
         "models follow it far better); 'auto': single for the embedded model, json otherwise",
     )
-    questions_per_chunk: int = Field(2, ge=1, le=10, description="Questions asked for per chunk")
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(256, ge=16, description="Completion token cap per call")
+    questions_per_chunk: int = Field(2, ge=1, le=10, description="Questions kept per chunk")
+    candidates_per_chunk: Optional[int] = Field(
+        None, ge=1, le=20, description="Questions asked for per chunk; the training documents keep the questions_per_chunk "
+        "best by the round-trip rank, held-out documents the first ones (empty: questions_per_chunk)",
+    )
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of the LLM (higher: more varied questions)")
+    max_tokens: int = Field(256, ge=16, description="Completion token cap per call (one-question prompts cap at 64)")
     requests_per_minute: float = Field(500, gt=0, description="Client-side request rate limit")
     tokens_per_minute: float = Field(200_000, gt=0, description="Client-side token rate limit (prompt + completion)")
     max_concurrency: int = Field(16, ge=1, description="Requests in flight at once")
@@ -76,10 +80,22 @@ class FilterSettings(BaseModel):
 
 
 class SplitSettings(BaseModel):
-    """Train/eval split by document."""
+    """Train / validation / eval split by document."""
 
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="Fraction of documents held out for evaluation")
-    seed: int = 13
+    val_fraction: float = Field(
+        0.1, ge=0, lt=0.5, description="Fraction of documents whose questions choose the best checkpoint (neither trained on "
+        "nor evaluated); 0: keep the last checkpoint",
+    )
+    seed: int = Field(13, description="Seed of the document split's hash")
+
+
+class SupervisionSettings(BaseModel):
+    """Training pairs that cost no LLM call, taken from the training documents themselves."""
+
+    headings: bool = Field(True, description="Section headings (human-written) as queries for the text of their sections")
+    inverse_cloze: bool = Field(True, description="One sentence of each chunk as a query for the rest of the chunk")
+    seed: int = Field(13, description="Seed of the inverse-cloze sentence choice")
 
 
 class MineSettings(BaseModel):
@@ -107,14 +123,31 @@ class MineSettings(BaseModel):
 class TrainSettings(BaseModel):
     """Fine-tuning hyper-parameters."""
 
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(32, ge=2)
-    learning_rate: float = Field(5e-5, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    epochs: Optional[float] = Field(
+        None, gt=0, description="Passes over the training rows; empty: from the data, enough for min_steps optimizer steps "
+        "(at most max_epochs), so a few hundred pairs still train long enough to matter",
+    )
+    min_steps: int = Field(120, ge=1, description="With epochs empty: train at least this many optimizer steps")
+    max_epochs: float = Field(8.0, gt=0, description="With epochs empty: never more passes than this over the rows")
+    batch_size: int = Field(32, ge=2, description="Rows per optimizer step; each query's in-batch negatives are the others' passages")
+    learning_rate: float = Field(3e-5, gt=0, description="Peak learning rate (AdamW, cosine decay); low, to keep what the base model knows")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps spent warming the learning rate up from 0")
+    teacher: Optional[str] = Field(
+        "all-mpnet-base-v2", description="A stronger embedder whose in-batch scores the model learns to match (score "
+        "distillation over every pair of the batch); empty: plain MultipleNegativesRankingLoss",
+    )
+    distill_weight: float = Field(1.0, ge=0, description="Weight of the teacher's KL term against the ranking loss")
+    rank_weight: float = Field(1.0, ge=0, description="With a teacher: weight of the ranking loss on the generated labels (0: learn from the teacher's scores alone)")
     matryoshka_dims: Optional[list[int]] = Field(None, description="Default: full dim halved down to 64")
-    cached_mnrl_mini_batch: Optional[int] = Field(None, description="Use CachedMultipleNegativesRankingLoss with this mini-batch")
-    max_seq_length: Optional[int] = Field(None, description="Default: the base model's")
-    seed: int = 13
+    matryoshka_weights: Optional[list[float]] = Field(None, description="Loss weight per Matryoshka dim (largest first); default 1 each")
+    cached_mnrl_mini_batch: Optional[int] = Field(
+        None, description="Use CachedMultipleNegativesRankingLoss with this mini-batch (no teacher): bigger batches than memory holds"
+    )
+    max_seq_length: Optional[int] = Field(None, description="Tokens per text; default: the base model's")
+    seed: int = Field(13, description="Seed of shuffling, sampling and initialisation")
+    evaluations: int = Field(
+        4, ge=0, description="Times the validation split is scored during training; the best checkpoint is kept (0: the last)"
+    )
     deployment: Optional[str] = Field(
         None, description="Run training as this deployment (e.g. 'train-embedder/gpu'); in-process when empty"
     )
@@ -144,5 +177,6 @@ class PipelineConfig(BaseModel):
     llm: LLMSettings = LLMSettings()
     filter: FilterSettings = FilterSettings()
     split: SplitSettings = SplitSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
     mine: MineSettings = MineSettings()
     train: TrainSettings = TrainSettings()

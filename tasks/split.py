@@ -1,4 +1,4 @@
-"""Split question/chunk pairs into train and eval by document, so no document is in both."""
+"""Split documents into train, validation and eval, so no document is on two sides; pairs follow their document."""
 
 from __future__ import annotations
 
@@ -10,40 +10,84 @@ from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 
 class SplitResult(BaseModel):
-    """Train and eval pairs, which documents went where, and the training pairs dropped by the round-trip rule."""
+    """Train, validation and eval pairs, which documents went where, and the training pairs dropped by the round-trip rule."""
 
     train: Ref
+    val: Ref
     eval: Ref
     train_docs: list[str]
+    val_docs: list[str] = []
     eval_docs: list[str]
     dropped: dict[str, int] = {}
 
 
-def assign_eval_docs(doc_ids: list[str], settings: SplitSettings) -> set[str]:
-    """Documents held out for eval: a stable hash rank, so adding a document never moves the others."""
-    docs = sorted(set(doc_ids), key=lambda d: sha256_bytes(f"{settings.seed}:{d}".encode()))
-    if len(docs) < 2:
+def _rank(doc: str, tag: str) -> str:
+    return sha256_bytes(f"{tag}:{doc}".encode())
+
+
+def pick_docs(doc_ids: list[str], fraction: float, tag: str, keep: int = 1) -> set[str]:
+    """About `fraction` of the documents by a stable hash (adding a document never moves the others), leaving `keep`."""
+    docs = sorted(set(doc_ids), key=lambda d: _rank(d, tag))
+    if len(docs) <= keep:
         return set()
-    n_eval = min(len(docs) - 1, max(1, round(len(docs) * settings.eval_fraction)))
-    threshold = int(settings.eval_fraction * 2**32)
-    by_hash = {d for d in docs if int(sha256_bytes(f"{settings.seed}:{d}".encode())[:8], 16) < threshold}
-    if 1 <= len(by_hash) <= len(docs) - 1:
+    threshold = int(fraction * 2**32)
+    by_hash = {d for d in docs if int(_rank(d, tag)[:8], 16) < threshold}
+    if 1 <= len(by_hash) <= len(docs) - keep:
         return by_hash
-    return set(docs[:n_eval])
+    return set(docs[: min(len(docs) - keep, max(1, round(len(docs) * fraction)))])
 
 
-def split_pairs(pairs: Ref, settings: SplitSettings, store: RunStore, roundtrip_top_k: int = 0) -> SplitResult:
-    """Write train and eval pair files; training pairs must pass the round-trip rule, eval pairs are left unbiased."""
+def assign_eval_docs(doc_ids: list[str], settings: SplitSettings) -> set[str]:
+    """Documents held out for eval."""
+    return pick_docs(doc_ids, settings.eval_fraction, str(settings.seed))
+
+
+def assign_val_docs(doc_ids: list[str], eval_docs: set[str], settings: SplitSettings) -> set[str]:
+    """Documents for validation (checkpoint choice) among the non-eval ones; none when too few documents."""
+    rest = [d for d in set(doc_ids) if d not in eval_docs]
+    if not settings.val_fraction or len(rest) < 4:
+        return set()
+    return pick_docs(rest, settings.val_fraction / (1 - settings.eval_fraction), f"{settings.seed}:val", keep=2)
+
+
+def keep_per_chunk(rows: list[dict], n: int | None, rank: str) -> list[dict]:
+    """At most n rows per chunk, the lowest `rank` first (ties: generation order)."""
+    if not n:
+        return rows
+    by_chunk: dict[str, list[dict]] = {}
+    for row in rows:
+        by_chunk.setdefault(row["chunk_id"], []).append(row)
+    ordered = [sorted(group, key=lambda r: (r.get(rank, 0), r.get("candidate", 0)))[:n] for group in by_chunk.values()]
+    return [row for group in ordered for row in group]
+
+
+def split_pairs(
+    pairs: Ref, settings: SplitSettings, store: RunStore, roundtrip_top_k: int = 0, doc_ids: list[str] | None = None,
+    per_chunk: int | None = None,
+) -> SplitResult:  # fmt: skip
+    """Write train, validation and eval pair files over all documents (doc_ids; default: those with pairs).
+
+    Training pairs must pass the round-trip rule and are the `per_chunk` best of their chunk by round-trip rank;
+    validation and eval pairs are left unbiased: the first `per_chunk` questions asked.
+    """
     rows = read_jsonl(pairs)
-    eval_docs = assign_eval_docs([r["doc_id"] for r in rows], settings)
-    candidates = [r for r in rows if r["doc_id"] not in eval_docs]
-    train_rows = [r for r in candidates if passes_roundtrip(r, roundtrip_top_k)]
-    eval_rows = [r for r in rows if r["doc_id"] in eval_docs]
-    missed = len(candidates) - len(train_rows)
+    docs = sorted(set(doc_ids if doc_ids is not None else [r["doc_id"] for r in rows]))
+    eval_docs = assign_eval_docs(docs, settings)
+    val_docs = assign_val_docs(docs, eval_docs, settings)
+    candidates = [r for r in rows if r["doc_id"] not in eval_docs | val_docs]
+    passed = [r for r in candidates if passes_roundtrip(r, roundtrip_top_k)]
+    train_rows = keep_per_chunk(passed, per_chunk, "base_rank")
+    held_out = [r for r in rows if r["doc_id"] in eval_docs | val_docs]
+    held_kept = keep_per_chunk(held_out, per_chunk, "candidate")
+    dropped = {"round-trip miss (training pairs only)": len(candidates) - len(passed),
+               "not among the chunk's best questions (training pairs)": len(passed) - len(train_rows),
+               "beyond the chunk's first questions (held-out documents)": len(held_out) - len(held_kept)}  # fmt: skip
     return SplitResult(
-        dropped={"round-trip miss (training pairs only)": missed} if missed else {},
+        dropped={why: n for why, n in dropped.items() if n},
         train=store.put_jsonl("pairs-train", train_rows),
-        eval=store.put_jsonl("pairs-eval", eval_rows),
-        train_docs=sorted({r["doc_id"] for r in train_rows}),
+        val=store.put_jsonl("pairs-val", [r for r in held_kept if r["doc_id"] in val_docs]),
+        eval=store.put_jsonl("pairs-eval", [r for r in held_kept if r["doc_id"] in eval_docs]),
+        train_docs=sorted(set(docs) - eval_docs - val_docs),
+        val_docs=sorted(val_docs),
         eval_docs=sorted(eval_docs),
     )

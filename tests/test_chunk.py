@@ -51,13 +51,23 @@ def test_corpus_keeps_a_passage_once(store, base_model_dir):
     assert corpus.dropped == {"same passage in another document": chunked.chunks}
 
 
-def test_split_never_puts_a_document_in_both(store):
+def test_split_never_puts_a_document_on_two_sides(store):
     rows = [{"query": f"q{i}", "chunk_id": f"c{i}", "doc_id": f"doc{i % 10}"} for i in range(100)]
     result = split_pairs(store.put_jsonl("pairs", rows), SplitSettings(eval_fraction=0.3), store)
-    train_docs = {r["doc_id"] for r in read_jsonl(result.train)}
-    eval_docs = {r["doc_id"] for r in read_jsonl(result.eval)}
-    assert train_docs and eval_docs and not train_docs & eval_docs
-    assert result.train.count + result.eval.count == 100
+    sides = [{r["doc_id"] for r in read_jsonl(ref)} for ref in (result.train, result.val, result.eval)]
+    assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert result.train.count + result.val.count + result.eval.count == 100
+    assert set(result.train_docs) == sides[0] and set(result.val_docs) == sides[1] and set(result.eval_docs) == sides[2]
+
+
+def test_training_documents_keep_their_best_questions_held_out_ones_their_first(store):
+    rows = [{"query": f"q{d}-{k}", "chunk_id": f"c{d}", "doc_id": f"doc{d}", "candidate": k, "base_rank": 3 - k}
+            for d in range(10) for k in range(4)]  # fmt: skip
+    result = split_pairs(store.put_jsonl("pairs", rows), SplitSettings(eval_fraction=0.3), store, per_chunk=2)
+    assert {r["candidate"] for r in read_jsonl(result.train)} == {2, 3}  # lowest round-trip rank
+    assert {r["candidate"] for r in read_jsonl(result.eval)} == {0, 1}  # unbiased: the first asked
+    kept = result.train.count + result.val.count + result.eval.count
+    assert kept == 20 and sum(result.dropped.values()) == 20
 
 
 def test_adding_a_document_does_not_move_the_others():
@@ -74,4 +84,4 @@ def test_round_trip_rule_applies_to_training_pairs_only(store):
     train, evals = read_jsonl(result.train), read_jsonl(result.eval)
     assert all(r["base_rank"] < 5 for r in train)
     assert any(r["base_rank"] >= 5 for r in evals)
-    assert result.dropped["round-trip miss (training pairs only)"] == 100 - len(evals) - len(train) > 0
+    assert result.dropped["round-trip miss (training pairs only)"] == 100 - len(evals) - len(train) - result.val.count > 0

@@ -8,7 +8,7 @@ from sentence_transformers import SentenceTransformer
 from flows.config import TrainSettings
 from tasks.batching import TokenLengths
 from tasks.token_cache import TokenCache
-from tasks.train import build_trainer, load_for_training
+from tasks.trainer import build_trainer, load_for_training
 
 TEXTS = [
     "how does vacuum work",
@@ -64,7 +64,7 @@ def test_a_model_that_is_not_plain_text_keeps_its_preprocess():
 
 def test_the_trainer_collates_from_the_cache_the_same_batches_as_the_stock_collator(base_model_dir, tmp_path):
     rows = [{"anchor": f"question {i} about vacuum", "positive": TEXTS[1][: 50 + 7 * i], "negative_1": f"unrelated passage {i}"} for i in range(12)]
-    settings = TrainSettings(batch_size=4, max_seq_length=48)
+    settings = TrainSettings(batch_size=4, max_seq_length=48, teacher=None)
     trainer = build_trainer(load_for_training(base_model_dir, settings), {"with_negatives": rows}, settings, str(tmp_path), checkpoints=False)
     collator = trainer.data_collator.collate
     assert isinstance(collator.preprocess_fn, TokenCache)

@@ -14,16 +14,8 @@ from transformers import TrainerCallback
 
 from flows.config import TrainSettings
 from tasks.batching import LengthGroupedBatchSampler, TokenLengths, padding_fraction
-from tasks.train import (
-    build_loss,
-    build_trainer,
-    load_for_training,
-    matryoshka_dims,
-    read_train_result,
-    save_train_result,
-    train_model,
-    training_rows,
-)
+from tasks.train import read_train_result, save_train_result, train_model, training_rows
+from tasks.trainer import build_loss, build_trainer, load_for_training, matryoshka_dims
 
 TOPICS = ["index", "vacuum", "wal", "replication", "planner", "trigger", "sequence", "schema"]
 
@@ -49,7 +41,7 @@ def test_matryoshka_dims_follow_the_model_dimension():
 
 def test_training_writes_a_loadable_model_with_a_loss_curve(store, base_model_dir):
     tuples, pairs = dataset(store)
-    settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=64)
+    settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=64, teacher=None)
     result = train_model(tuples, pairs, base_model_dir, settings, store, "unit-train")
     assert result.examples == 40 and result.steps >= 5
     assert result.dims == [384, 256, 128, 64]
@@ -73,7 +65,7 @@ class CrashAt(TrainerCallback):
 
 def test_a_crashed_run_resumes_from_its_last_checkpoint(store, base_model_dir):
     tuples, pairs = dataset(store, n=56)
-    settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=48)
+    settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=48, teacher=None)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_model(tuples, pairs, base_model_dir, settings, store, "unit-resume", callbacks=[CrashAt(5)])
     result = train_model(tuples, pairs, base_model_dir, settings, store, "unit-resume")
@@ -148,7 +140,7 @@ def test_length_grouping_trains_as_well_as_the_default_sampler(base_model_dir, t
     base = retrieval_loss(SentenceTransformer(base_model_dir, device="cpu"), rows)
     tuned, seen = {}, {}
     for grouped in (True, False):
-        settings = TrainSettings(epochs=1, batch_size=8, learning_rate=2e-4, max_seq_length=32, group_by_length=grouped)
+        settings = TrainSettings(epochs=1, batch_size=8, learning_rate=2e-4, max_seq_length=32, group_by_length=grouped, teacher=None)
         model = load_for_training(base_model_dir, settings)
         trainer = build_trainer(model, {"with_negatives": rows}, settings, str(tmp_path / str(grouped)), checkpoints=False)
         trainer.train()
@@ -169,7 +161,7 @@ def test_cached_mnrl_gives_the_same_loss_and_gradients_as_mnrl(base_model_dir):
     rows = varied_rows(8, seed=2)
     grads = {}
     for mini_batch in (None, 3):
-        settings = TrainSettings(cached_mnrl_mini_batch=mini_batch, max_seq_length=32)
+        settings = TrainSettings(cached_mnrl_mini_batch=mini_batch, max_seq_length=32, teacher=None)
         model = load_for_training(base_model_dir, settings)
         model.eval()  # no dropout: both losses see the same embeddings
         loss_fn = build_loss(model, settings, [384, 64])

@@ -77,7 +77,7 @@ def test_run_training_runs_the_deployment_on_the_gpu_pool_as_a_linked_subflow(gp
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     tuples, pairs = tiny_dataset(store)
-    settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=32, deployment="train-embedder/gpu")
+    settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=32, deployment="train-embedder/gpu", teacher=None)
     config = PipelineConfig(docs_dir=str(tmp_path), train=settings)
 
     result, parent_id = train_parent(config, tuples, pairs, store.url)

@@ -52,7 +52,7 @@ def fast_config(root: Path, stub: LLMStub) -> PipelineConfig:
         "llm": {"model": "openai/stub-model", "api_base": stub.api_base, "api_key_env": "STUB_LLM_KEY", "questions_per_chunk": 1},
         "chunk": {"chunk_tokens": 96, "overlap_tokens": 8, "min_tokens": 16},
         "filter": {"roundtrip_top_k": 10},
-        "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 64},
+        "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 64, "teacher": None},
         "split": {"eval_fraction": 0.4},
     })  # fmt: skip
 
