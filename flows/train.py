@@ -10,14 +10,14 @@ from prefect.logging import get_run_logger
 from flows.config import TrainSettings
 from tasks.caching import code_and_inputs
 from tasks.embed import model_fingerprint, resolve_model
-from tasks.reports import markdown_table, publish_markdown, svg_line_chart
+from tasks.reports import markdown_table, publish_markdown, png_line_chart
 from tasks.store import Ref, RunStore
 from tasks.train import TrainResult, run_key, save_train_result, train_model, validation_set
 
 
 def training_markdown(result: TrainResult) -> str:
     """The training-report: loss curve, throughput, device."""
-    chart = svg_line_chart({"loss": [(float(s), l) for s, l in result.loss_curve]}, "training loss per step")
+    chart = png_line_chart({"loss": [(float(s), l) for s, l in result.loss_curve]}, "training loss per step")
     facts = [
         {"what": "device", "value": result.device},
         {"what": "CUDA_VISIBLE_DEVICES", "value": result.cuda_visible_devices if result.cuda_visible_devices is not None else "unset"},
@@ -60,7 +60,7 @@ def train_task(
     return result
 
 
-@flow(name="train-embedder", log_prints=True)
+@flow(name="train-embedder", log_prints=False)
 def train_embedder(
     tuples: Ref, pairs: Ref, base_model: str, settings: TrainSettings, store_url: str,
     validation: Optional[Ref] = None, corpus: Optional[Ref] = None,

@@ -1,7 +1,9 @@
-"""Artifact helpers: markdown tables, small inline SVG charts, and publishing only inside a Prefect run."""
+"""Artifact helpers: markdown tables, small PNG charts as data URIs, and publishing only inside a Prefect run."""
 
 from __future__ import annotations
 
+import base64
+import io
 from typing import Any, Iterable, Sequence
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -57,38 +59,25 @@ def histogram(values: Iterable[int], edges: Sequence[int]) -> dict[str, int]:
     return counts
 
 
-def svg_line_chart(series: dict[str, list[tuple[float, float]]], title: str, width: int = 520, height: int = 220) -> str:
-    """A small self-contained SVG line chart of named (x, y) series."""
+def png_line_chart(series: dict[str, list[tuple[float, float]]], title: str, width_px: int = 560, height_px: int = 240) -> str:
+    """A line chart of named (x, y) series as a markdown image: a PNG in a data URI (the Prefect UI strips inline SVG)."""
     points = [p for s in series.values() for p in s]
     if not points:
         return ""
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1e-9)
-    pad = 40
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    import matplotlib
 
-    def sx(x: float) -> float:
-        return pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
 
-    def sy(y: float) -> float:
-        return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{title}</text>',
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
-        f'<text x="{pad - 4}" y="{sy(y1) + 4}" text-anchor="end">{y1:.3g}</text>',
-        f'<text x="{pad - 4}" y="{sy(y0) + 4}" text-anchor="end">{y0:.3g}</text>',
-        f'<text x="{sx(x0)}" y="{height - pad + 14}" text-anchor="middle">{x0:g}</text>',
-        f'<text x="{sx(x1)}" y="{height - pad + 14}" text-anchor="middle">{x1:g}</text>',
-    ]
-    for i, (name, pts) in enumerate(series.items()):
-        colour = colours[i % len(colours)]
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
-        parts.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>' for x, y in pts)
-        parts.append(f'<text x="{width - pad + 4}" y="{pad + 14 * i}" fill="{colour}">{name}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    dpi = 80
+    figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    axes = figure.add_subplot()
+    for name, pts in series.items():
+        axes.plot([x for x, _ in pts], [y for _, y in pts], marker="o", linewidth=2, label=name)
+    axes.set_title(title, fontsize=11)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})  # no version stamp: same data, same bytes
+    return f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tasks.reports import markdown_table, svg_line_chart
+from tasks.reports import markdown_table, png_line_chart
 
 HEADLINE_METRICS = ("ndcg@10", "mrr@10", "recall@10")
 
@@ -81,19 +81,21 @@ def ci_text(interval: dict | None) -> str:
 
 
 def comparison_rows(evaluation: dict) -> list[dict]:
-    """Rows per dim: base, tuned, the delta with its 95% paired-bootstrap interval and the verdict, for NDCG@10;
-    the deltas and intervals of MRR@10 and Recall@10 beside them."""
+    """Rows per dim for NDCG@10: base, tuned, the delta with its 95% paired-bootstrap interval, and the verdict."""
     results = evaluation["results"]
     base, tuned = by_dim(results.get("base", {})), by_dim(results.get("tuned", {}))
     rows = []
     for d in sorted(set(base) | set(tuned), reverse=True):
         ndcg = interval_of(evaluation, d, "ndcg@10")
-        row: dict[str, Any] = {"dim": d, "base ndcg@10": base.get(d, {}).get("ndcg@10"), "tuned ndcg@10": tuned.get(d, {}).get("ndcg@10"),
-                               "Δ ndcg@10 [95% CI]": ci_text(ndcg), "gain?": ndcg["verdict"] if ndcg else "-"}  # fmt: skip
-        for metric in HEADLINE_METRICS[1:]:
-            row[f"Δ {metric} [95% CI]"] = ci_text(interval_of(evaluation, d, metric))
-        rows.append(row)
+        rows.append({"dim": d, "base ndcg@10": base.get(d, {}).get("ndcg@10"), "tuned ndcg@10": tuned.get(d, {}).get("ndcg@10"),
+                     "Δ [95% CI]": ci_text(ndcg), "gain?": ndcg["verdict"] if ndcg else "-"})  # fmt: skip
     return rows
+
+
+def secondary_rows(evaluation: dict) -> list[dict]:
+    """Rows per dim: the deltas of MRR@10 and Recall@10 with their intervals (a second, narrow table)."""
+    dims = sorted(by_dim(evaluation["results"].get("tuned", {})), reverse=True)
+    return [{"dim": d, **{f"Δ {m} [95% CI]": ci_text(interval_of(evaluation, d, m)) for m in HEADLINE_METRICS[1:]}} for d in dims]
 
 
 def evaluation_section(label: str, evaluation: dict) -> str:
@@ -108,12 +110,12 @@ def evaluation_section(label: str, evaluation: dict) -> str:
     if evaluation.get("train_overlap") is not None:
         facts += (f" {evaluation['train_overlap']} of these passages ({evaluation['train_overlap_relevant']} judged relevant)"
                   " also occur among the training positives.")  # fmt: skip
-    chart = svg_line_chart(
+    chart = png_line_chart(
         {name: [(float(r["dim"]), r[f"{name} ndcg@10"]) for r in sorted(rows, key=lambda r: r["dim"]) if r[f"{name} ndcg@10"] is not None]
          for name in ("base", "tuned")},
         f"NDCG@10 per dimension: {label}",
     )  # fmt: skip
-    return f"### Evaluation on the {title}\n\n{facts}\n\n{markdown_table(rows)}\n{chart}\n"
+    return f"### Evaluation on the {title}\n\n{facts}\n\n{markdown_table(rows)}\n{markdown_table(secondary_rows(evaluation))}\n{chart}\n"
 
 
 def render_markdown(report: dict) -> str:

@@ -353,3 +353,21 @@ def test_cli_export_beir_round_trip(tmp_path, capsys):
     (run_out / "report.json").write_text(json.dumps({"store": {"corpus": refs["corpus"]}}))
     assert run_cli(["export-beir", str(tmp_path / "x"), "--run", str(run_out)]) == 2
     assert "no store.corpus and store.eval_pairs" in capsys.readouterr().err
+
+
+def test_chart_is_a_png_image_the_ui_can_show():
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from tasks.reports import png_line_chart
+
+    chart = png_line_chart({"base": [(64, 0.61), (384, 0.69)], "tuned": [(64, 0.66), (384, 0.72)]}, "NDCG@10 per dimension: x")
+    found = re.fullmatch(r"!\[NDCG@10 per dimension: x\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", chart)
+    assert found, chart[:80]
+    image = Image.open(io.BytesIO(base64.b64decode(found.group(1))))
+    assert image.format == "PNG" and image.size == (560, 240)
+    assert png_line_chart({"base": []}, "empty") == ""
+    assert "<svg" not in chart

@@ -72,6 +72,30 @@ def finished_run(prefect_server_api, tmp_path_factory) -> dict:
     return runs[0]
 
 
+def show_build_report(page, finished_run: dict, api: str, shots: Path) -> None:
+    """The build-report artifact's NDCG@10 chart renders as an image of real size, and no table is cut off."""
+    from playwright.sync_api import expect
+
+    wanted = {"key": {"any_": ["build-report"]}, "flow_run_id": {"any_": [finished_run["id"]]}}
+    artifact = api_post(api, "/artifacts/filter", {"artifacts": wanted})[0]
+    page.goto(api.removesuffix("/api") + f"/artifacts/artifact/{artifact['id']}")
+    chart = page.locator("img[alt^='NDCG@10 per dimension']").first
+    expect(chart).to_be_visible()
+    size = chart.evaluate("img => ({natural: img.naturalWidth, width: img.getBoundingClientRect().width, height: img.getBoundingClientRect().height})")
+    assert size["natural"] >= 400 and size["width"] >= 200 and size["height"] >= 80, size
+    page.screenshot(path=str(shots / "build-report.png"), full_page=True)
+    clipped = page.evaluate(
+        """() => [...document.querySelectorAll('table')].filter(t => {
+            let box = t.parentElement;
+            while (box && getComputedStyle(box).overflowX === 'visible') box = box.parentElement;
+            if (box && ['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) return false;
+            const limit = box ? Math.min(box.getBoundingClientRect().right, window.innerWidth) : window.innerWidth;
+            return t.getBoundingClientRect().right > limit + 1;
+        }).length"""
+    )
+    assert clipped == 0, f"{clipped} table(s) wider than the page with no way to scroll to their last column"
+
+
 @pytest.mark.slow
 def test_finished_run_is_listed_and_its_evaluation_report_is_shown(chromium, prefect_server_api, finished_run, tmp_path):
     from playwright.sync_api import expect, sync_playwright
@@ -119,11 +143,12 @@ def test_finished_run_is_listed_and_its_evaluation_report_is_shown(chromium, pre
             expect(page.get_by_text(str(rows[0]["NDCG@10"]), exact=True).first).to_be_visible()
             expect(page.get_by_role("link", name=finished_run["name"], exact=True)).to_be_visible()
             page.screenshot(path=str(shots / "evaluation-report.png"), full_page=True)
+            show_build_report(page, finished_run, prefect_server_api, shots)
         except Exception:
             page.screenshot(path=str(shots / "failure.png"), full_page=True)
             raise
         finally:
             browser.close()
             (shots / "blocked-requests.txt").write_text("".join(f"{url}\n" for url in blocked))
-    for name in ("runs.png", "flow-run-artifacts.png", "evaluation-report.png"):
+    for name in ("runs.png", "flow-run-artifacts.png", "evaluation-report.png", "build-report.png"):
         assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (shots / name).stat().st_size > 10_000
