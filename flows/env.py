@@ -14,6 +14,8 @@ OFFLINE_DEFAULTS = {
     "SCARF_NO_ANALYTICS": "true",
     "UNSTRUCTURED_DISABLE_NOTICE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # library progress bars off: each stage logs its own progress line
+    "TQDM_DISABLE": "1",
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600",

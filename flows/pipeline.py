@@ -151,7 +151,7 @@ def run_training(config: PipelineConfig, tuples: Ref, pairs: Ref, validation: Re
     return read_train_result(RunStore(store_url), key)
 
 
-@flow(name="build-embedder", log_prints=True)
+@flow(name="build-embedder", log_prints=False)
 def build_embedder(config: PipelineConfig) -> dict:
     """Parse, chunk, generate questions, split by document, mine negatives, train, evaluate, publish."""
     logger = get_run_logger()

@@ -138,6 +138,34 @@ def training_arguments(
     )
 
 
+def step_progress(total_steps: int):
+    """A TrainerCallback that logs one progress line per cadence (steps, rate, ETA, last loss) instead of the
+    trainer's printed log dictionaries."""
+    from transformers import TrainerCallback
+
+    from tasks.progress import Progress
+
+    class StepProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.loss: Optional[float] = None
+            self.progress: Optional[Progress] = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            extra = lambda: f"loss {self.loss:.4f}" if self.loss is not None else "loss -"  # noqa: E731
+            self.progress = Progress("train", state.max_steps or total_steps, "steps", extra=extra)
+            self.progress.done = state.global_step  # a resumed run starts where it stopped
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.loss = float(logs["loss"])
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.progress is not None:
+                self.progress.advance()
+
+    return StepProgress()
+
+
 def build_trainer(
     model, rows: dict[str, list[dict]], settings: TrainSettings, output_dir: str, callbacks: Optional[list] = None,
     checkpoints: bool = True, validation: Optional[dict] = None,
@@ -171,6 +199,10 @@ def build_trainer(
         model=model, args=args, train_dataset=train_dataset, loss=build_loss(model, settings, dims), callbacks=callbacks,
         evaluator=evaluator,
     )  # fmt: skip
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # its print()s of log dictionaries would land in the run log
+    trainer.add_callback(step_progress(steps))
     if tokens:
         trainer.data_collator.preprocess_fn = tokens
     trainer.data_collator = CountingCollator(trainer.data_collator)

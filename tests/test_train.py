@@ -54,6 +54,19 @@ def test_training_writes_a_loadable_model_with_a_loss_curve(store, base_model_di
     assert read_train_result(store, "unit-train") == result
 
 
+def test_training_logs_progress_lines_and_prints_nothing(store, base_model_dir, caplog, capsys):
+    import logging
+
+    tuples, pairs = dataset(store)
+    settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=64, teacher=None, evaluations=0)
+    with caplog.at_level(logging.INFO, logger="domain_embed.progress"):
+        result = train_model(tuples, pairs, base_model_dir, settings, store, "unit-progress")
+    lines = [r.getMessage() for r in caplog.records if r.name == "domain_embed.progress"]
+    assert lines and lines[-1].startswith(f"train: {result.steps}/{result.steps} steps (100%)") and "loss " in lines[-1]
+    printed = capsys.readouterr().out
+    assert "{'loss'" not in printed and "LOAD_GLOBAL" not in printed
+
+
 class CrashAt(TrainerCallback):
     def __init__(self, step: int) -> None:
         self.step = step
