@@ -99,6 +99,16 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     assert set(synthetic) >= {"base", "tuned"}
     assert {int(d) for d in synthetic["tuned"]} == {384, 256, 128, 64}
     assert "NDCG@10" in (out / "report.md").read_text() or "ndcg@10" in (out / "report.md").read_text()
+    # every dim's gain carries its 95% paired-bootstrap interval and a plain verdict, in report.json and report.md
+    intervals = report["evaluation"]["synthetic"]["intervals"]["tuned-base"]
+    for dim, per_metric in intervals.items():
+        ndcg = per_metric["ndcg@10"]
+        delta = synthetic["tuned"][dim]["ndcg@10"] - synthetic["base"][dim]["ndcg@10"]
+        assert ndcg["low"] <= ndcg["delta"] <= ndcg["high"] and abs(ndcg["delta"] - delta) < 1e-9
+        assert ndcg["verdict"] == ("gain" if ndcg["low"] > 0 else "loss" if ndcg["high"] < 0 else "within noise")
+    full = intervals["384"]["ndcg@10"]
+    assert f"[{full['low']:+.4f}, {full['high']:+.4f}]" in (out / "report.md").read_text()
+    assert "95% CI" in report["promotion"]["reason"] and full["verdict"] in report["promotion"]["reason"]
     assert set(report["timings_s"]) >= {"parse", "chunk", "generate", "split", "mine", "train", "evaluate", "publish"}
     assert report["stages"][-1] == {**report["stages"][-1], "stage": "publish", "kept": len(chunks)}
     assert report["new_documents"] and report["promotion"]["reason"]

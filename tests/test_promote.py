@@ -27,6 +27,13 @@ def test_better_or_equal_is_promoted_worse_is_not():
     assert kept.tuned_ndcg == 0.60 and kept.current_ndcg == 0.61
 
 
+def test_the_reason_states_the_interval_and_whether_the_gain_is_real():
+    noisy = {"tuned-base": {384: {"ndcg@10": {"delta": 0.1, "low": -0.02, "high": 0.2, "verdict": "within noise"}}}}
+    promoted = decide(None, results(0.6), noisy)
+    assert promoted.promoted
+    assert promoted.reason == "tuned NDCG@10 0.6000 >= base 0.5000 (Δ +0.1000, 95% CI [-0.0200, +0.2000]: within noise): promoted"
+
+
 def test_no_eval_split_keeps_the_current_model():
     assert not decide({"model_sha": "old"}, None).promoted
 
