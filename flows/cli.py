@@ -73,13 +73,15 @@ def run_command(args: argparse.Namespace) -> int:
 
     check_config(config)
     prepare_local_api()
-    from tasks.run_report import comparison_rows
+    from tasks.run_report import bm25_rows, comparison_rows
     from tasks.reports import markdown_table
 
     report = build_embedder(config)
     for label, evaluation in report["evaluation"].items():
         print(f"\nNDCG@10 / MRR@10 / Recall@10, base vs tuned, with 95% paired-bootstrap intervals ({label}):\n")
         print(markdown_table(comparison_rows(evaluation)))
+        if bm25_rows(evaluation):
+            print(markdown_table(bm25_rows(evaluation)))
     print(f"Report: {Path(config.out_dir) / 'report.md'}    Model: {Path(config.out_dir) / 'model'}")
     return 0
 

@@ -96,6 +96,19 @@ def comparison_rows(evaluation: dict) -> list[dict]:
     return rows
 
 
+def bm25_rows(evaluation: dict) -> list[dict]:
+    """The lexical baseline's one row (BM25 has no dims) with tuned minus BM25 NDCG@10 at the full dim; [] without it."""
+    bm25 = evaluation.get("bm25")
+    if not bm25:
+        return []
+    row: dict[str, Any] = {"model": "bm25 (lexical)", "dim": "-", **{metric: bm25[metric] for metric in HEADLINE_METRICS}}
+    tuned = by_dim(evaluation["results"].get("tuned", {}))
+    if tuned:
+        full = max(tuned)
+        row[f"tuned - bm25 ndcg@10 at dim {full}"] = f"{tuned[full]['ndcg@10'] - bm25['ndcg@10']:+.4f}"
+    return [row]
+
+
 def evaluation_section(label: str, evaluation: dict) -> str:
     """Markdown table + NDCG@10 chart for one evaluation set."""
     rows = comparison_rows(evaluation)
@@ -113,7 +126,9 @@ def evaluation_section(label: str, evaluation: dict) -> str:
          for name in ("base", "tuned")},
         f"NDCG@10 per dimension: {label}",
     )  # fmt: skip
-    return f"### Evaluation on the {title}\n\n{facts}\n\n{markdown_table(rows)}\n{chart}\n"
+    lexical = bm25_rows(evaluation)
+    baseline = f"Keywords alone (BM25 by bm25s, English stopwords):\n\n{markdown_table(lexical)}\n" if lexical else ""
+    return f"### Evaluation on the {title}\n\n{facts}\n\n{markdown_table(rows)}\n{baseline}{chart}\n"
 
 
 def render_markdown(report: dict) -> str:
