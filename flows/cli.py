@@ -33,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-dataset", help="BEIR-layout folder of your own labelled queries")
     run.add_argument("--train-deployment", help="Train as this deployment, e.g. train-embedder/gpu")
     run.set_defaults(func=run_command)
-    from flows import cli_eval, cli_server
+    from flows import cli_eval, cli_server, cli_ship
 
     cli_eval.add_subcommands(sub)
+    cli_ship.add_subcommands(sub)
     cli_server.add_subcommands(sub)
     return parser
 

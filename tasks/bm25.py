@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 
@@ -10,6 +12,7 @@ def bm25_rankings(passages: list[str], queries: list[str], k: int) -> list[list[
     import bm25s
     from bm25s.tokenization import Tokenizer
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: one line per index built
     tokenizer = Tokenizer(stopwords="en")
     retriever = bm25s.BM25()
     retriever.index(tokenizer.tokenize(passages, show_progress=False, return_as="tuple"), show_progress=False)
