@@ -25,6 +25,27 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--base-model", metavar="M", help="Base model to compare with (default: the run's, from report.json)")
     search.set_defaults(func=run_search)
 
+    export = subparsers.add_parser(
+        "export", help="Write a run's published model as ONNX (and int8), compared with PyTorch: NDCG@10 per dim, CPU speed",
+    )
+    export.add_argument("--run", required=True, metavar="OUT", help="Out folder of a pipeline run (model/, report.json)")
+    export.add_argument("--onnx", action="store_true", help="Write OUT/model/onnx/model.onnx (fp32)")
+    export.add_argument("--int8", action="store_true", help="Also write a dynamically quantized int8 copy, model_qint8.onnx")
+    export.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export, compare with PyTorch, print the table and where export.json and export.md are."""
+    from tasks.export_check import export_rows, export_run
+    from tasks.reports import markdown_table
+
+    if not args.onnx:
+        raise ValueError("nothing to export: give --onnx (and --int8 for an int8 copy as well)")
+    record = export_run(args.run, int8=args.int8)
+    print(markdown_table(export_rows(record)))
+    print(f"Files: {', '.join(record['files'].values())} in {args.run}    Comparison: {args.run}/export.json, {args.run}/export.md")
+    return 0
+
 
 def run_search(args: argparse.Namespace) -> int:
     """Print the tuned and the base model's top passages side by side."""
