@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from flows.env import set_offline_defaults, use_store
+from flows.env import set_offline_defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,12 +68,7 @@ def config_from_args(args: argparse.Namespace):
 def run_command(args: argparse.Namespace) -> int:
     """Run build-embedder in-process and print the before/after table."""
     config = config_from_args(args)
-    config.store_url = use_store(config.store_url)
-    from flows.local_api import prepare_local_api
-    from flows.pipeline import build_embedder, check_config
-
-    check_config(config)
-    prepare_local_api()
+    from flows.api import build_embedder
     from tasks.run_report import bm25_rows, comparison_rows
     from tasks.reports import markdown_table
 
