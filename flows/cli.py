@@ -1,4 +1,4 @@
-"""The `domain-embed` command: run the pipeline in-process, evaluate models, export datasets."""
+"""The `domain-embed` command: run the pipeline in-process, evaluate, search and export models, export datasets."""
 
 from __future__ import annotations
 

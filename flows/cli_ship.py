@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
@@ -34,6 +35,16 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(func=run_export)
 
 
+def run_search(args: argparse.Namespace) -> int:
+    """Print the tuned and the base model's top passages side by side."""
+    from tasks.search import search_run
+
+    result = search_run(args.run, args.query, args.k, args.dim, args.base_model)
+    width = min(160, max(80, shutil.get_terminal_size((100, 24)).columns))
+    print(render_hits(result, f"tuned: {Path(args.run) / 'model'}", width))
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     """Export, compare with PyTorch, print the table and where export.json and export.md are."""
     from tasks.export_check import export_rows, export_run
@@ -44,16 +55,6 @@ def run_export(args: argparse.Namespace) -> int:
     record = export_run(args.run, int8=args.int8)
     print(markdown_table(export_rows(record)))
     print(f"Files: {', '.join(record['files'].values())} in {args.run}    Comparison: {args.run}/export.json, {args.run}/export.md")
-    return 0
-
-
-def run_search(args: argparse.Namespace) -> int:
-    """Print the tuned and the base model's top passages side by side."""
-    from tasks.search import search_run
-
-    result = search_run(args.run, args.query, args.k, args.dim, args.base_model)
-    width = min(160, max(80, shutil.get_terminal_size((100, 24)).columns))
-    print(render_hits(result, f"tuned: {args.run}/model", width))
     return 0
 
 
