@@ -1,4 +1,4 @@
-"""The `domain-embed` command: run the pipeline in-process, evaluate models, export datasets."""
+"""The `domain-embed` command: run the pipeline in-process, evaluate, search and export models, export datasets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from flows.env import set_offline_defaults, use_store
+from flows.env import set_offline_defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-dataset", help="BEIR-layout folder of your own labelled queries")
     run.add_argument("--train-deployment", help="Train as this deployment, e.g. train-embedder/gpu")
     run.set_defaults(func=run_command)
-    from flows import cli_eval, cli_server
+    from flows import cli_eval, cli_server, cli_ship
 
     cli_eval.add_subcommands(sub)
+    cli_ship.add_subcommands(sub)
     cli_server.add_subcommands(sub)
     return parser
 
@@ -67,13 +68,8 @@ def config_from_args(args: argparse.Namespace):
 def run_command(args: argparse.Namespace) -> int:
     """Run build-embedder in-process and print the before/after table."""
     config = config_from_args(args)
-    config.store_url = use_store(config.store_url)
-    from flows.local_api import prepare_local_api
-    from flows.pipeline import build_embedder, check_config
-
-    check_config(config)
-    prepare_local_api()
-    from tasks.run_report import comparison_rows, secondary_rows
+    from flows.api import build_embedder
+    from tasks.run_report import bm25_rows, comparison_rows, secondary_rows
     from tasks.reports import markdown_table
 
     report = build_embedder(config)
@@ -81,6 +77,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"\nNDCG@10 / MRR@10 / Recall@10, base vs tuned, with 95% paired-bootstrap intervals ({label}):\n")
         print(markdown_table(comparison_rows(evaluation)))
         print(markdown_table(secondary_rows(evaluation)))
+        if bm25_rows(evaluation):
+            print(markdown_table(bm25_rows(evaluation)))
     print(f"Report: {Path(config.out_dir) / 'report.md'}    Model: {Path(config.out_dir) / 'model'}")
     return 0
 

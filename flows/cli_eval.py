@@ -17,7 +17,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate",
         help="Score embedding models on a BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)",
-        description="NDCG@10, MRR@10, Recall@10, Recall@100 and MAP@100 per model and Matryoshka dimension.",
+        description="NDCG@10, MRR@10, Recall@10, Recall@100 and MAP@100 per model and Matryoshka dimension, and of BM25 (lexical).",
     )
     evaluate.add_argument("--model", action="append", required=True, metavar="M",
                           help="SentenceTransformer folder or packaged model name; repeat to compare models")
@@ -52,6 +52,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate each --model on --dataset, print one table and write the JSON results."""
     from tasks.embed import default_matryoshka_dims
     from tasks.evaluate import evaluate_models, render_table
+    from tasks.retrieval import score_bm25
 
     if args.batch_size < 1:
         return _fail("--batch-size must be at least 1")
@@ -68,13 +69,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         results, _ = evaluate_models(
             models, dataset.corpus, dataset.queries, dataset.relevant, dims, args.batch_size, show_progress=True
         )
+        bm25 = score_bm25(dataset.corpus, dataset.queries, dataset.relevant)
     except (DatasetError, ModelNotFound, ValueError) as exc:
         return _fail(str(exc))
     label = f"user:{dataset.name}"
     title = f"{label}: {len(dataset.queries)} queries, {len(dataset.corpus)} passages"
     if dataset.ignored_queries:
         title += f" ({dataset.ignored_queries} queries without relevant qrels ignored)"
-    print(render_table(results, title))
+    print(render_table(results, title, bm25=bm25))
     out = Path(args.out or f"evaluation-{dataset.name}.json")
     record = {
         "dataset": label,
@@ -84,6 +86,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "dims": sorted(set(dims), reverse=True),
         "models": models,
         "results": results,
+        "bm25": bm25,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")

@@ -24,6 +24,7 @@ from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
 from tasks.local_llm import embedded_llm_server
 from tasks.mine import mine_task
 from tasks.parse import ParsedDoc, parse_task
+from tasks.model_card import write_model_card
 from tasks.publish import copy_model, write_index, write_reports
 from tasks.promote import corpus_changed, decide, read_current, record_run, write_current
 from tasks.reports import histogram, publish_markdown, publish_table
@@ -257,6 +258,7 @@ def build_embedder(config: PipelineConfig) -> dict:
     )  # fmt: skip
     markdown = render_markdown(report)
     write_reports(out_dir, report, markdown)
+    write_model_card(out_dir / "model", report)
     record_run(store, config.model_name, corpus.ref.sha256)
     publish_markdown("build-report", markdown, "The run's report: before/after table, NDCG@10 chart, stages, cost")
     with contextlib.suppress(Exception):

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-import numpy as np
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from tasks.beir import BeirDataset, load_beir, normalize_ws, pairs_to_queries
-from tasks.embed import load_model
 from tasks.caching import code_and_inputs
+from tasks.retrieval import METRICS, PerQuery, score_bm25, score_retrieval
 from tasks.store import Ref, RunStore, read_jsonl
 from tasks.uncertainty import DeltaInterval, paired_bootstrap
 
-METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100")
 REPORT_METRICS = ("ndcg@10", "mrr@10", "recall@10")
 METRIC_NAMES = {
     "ndcg@10": "NDCG@10", "mrr@10": "MRR@10", "recall@10": "Recall@10", "recall@100": "Recall@100", "map@100": "MAP@100"
 }
 DELTA_LABEL = "tuned - base"
-ENCODE_BLOCK = 8192  # passages embedded per encode call, written into one preallocated array
-MAX_SCORE_CELLS = 1 << 25  # query x passage scores held at once while ranking (128 MiB of float32)
+SCORING_MODULES = ("tasks.beir", "tasks.retrieval", "tasks.bm25")  # their source is part of the cache key
+BM25_LABEL = "bm25"  # the lexical baseline's row; BM25 has no dims, its dim cell reads "-"
 
 Results = dict[str, dict[int, dict[str, float]]]
 Intervals = dict[str, dict[int, dict[str, DeltaInterval]]]  # 'tuned-base' -> dim -> metric -> interval
@@ -41,137 +39,8 @@ class EvalReport(BaseModel):
     ignored_queries: int = 0
     train_overlap: Optional[int] = None
     train_overlap_relevant: Optional[int] = None
+    bm25: Optional[dict[str, float]] = None
     ref: Optional[Ref] = None
-
-
-def check_dims(dims: Iterable[int], full: int, model: str) -> list[int]:
-    """Distinct dims, largest first; a dim outside 1..full is a clear error."""
-    checked = sorted({int(d) for d in dims}, reverse=True)
-    if not checked:
-        raise ValueError("no evaluation dimension given")
-    bad = [d for d in checked if d < 1 or d > full]
-    if bad:
-        raise ValueError(f"dimension {bad[0]} is not available: model {model} has {full} dimensions")
-    return checked
-
-
-def embed_blocks(
-    model, texts: list[str], batch_size: int, show_progress: bool = False, query: bool = False
-) -> np.ndarray:
-    """L2-normalised float32 passage (or query) embeddings, encoded block by block into one array."""
-    encode = model.encode_query if query else model.encode_document
-    out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
-    starts = range(0, len(texts), ENCODE_BLOCK)
-    if show_progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, desc="Embedding queries" if query else "Embedding passages", unit="block")
-    for start in starts:
-        block = texts[start : start + ENCODE_BLOCK]
-        out[start : start + len(block)] = encode(
-            block, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
-        )
-    return out
-
-
-class _FixedQueries:
-    """Stands in for the model in InformationRetrievalEvaluator.compute_all_metrics: queries embedded already."""
-
-    def __init__(self, embeddings) -> None:
-        self.embeddings = embeddings
-
-    def encode_query(self, *args, **kwargs):
-        return self.embeddings
-
-
-def truncate(embeddings: np.ndarray, dim: int) -> np.ndarray:
-    """The first dim components of each row, re-normalised to unit length."""
-    head = np.array(embeddings[:, :dim], dtype=np.float32)
-    norms = np.linalg.norm(head, axis=1, keepdims=True)
-    head /= np.maximum(norms, 1e-12)
-    return head
-
-
-PerQuery = dict[int, dict[str, list[float]]]  # dim -> metric -> one value per query, in a fixed query order
-
-
-def _ir_evaluator_class():
-    """InformationRetrievalEvaluator that also keeps each query's metrics (the library's definitions, query by query)."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
-    class PerQueryEvaluator(InformationRetrievalEvaluator):
-        per_query: list[dict] = []
-
-        def compute_metrics(self, queries_result_list):
-            ids, texts = self.queries_ids, self.queries
-            per_query = []
-            try:
-                for qid, text, hits in zip(ids, texts, queries_result_list):
-                    self.queries_ids, self.queries = [qid], [text]
-                    per_query.append(super().compute_metrics([hits]))
-            finally:
-                self.queries_ids, self.queries = ids, texts
-            self.per_query = per_query
-            return super().compute_metrics(queries_result_list)
-
-    return PerQueryEvaluator
-
-
-def _metric_values(scores: dict) -> dict[str, float]:
-    return {
-        "ndcg@10": float(scores["ndcg@k"][10]),
-        "mrr@10": float(scores["mrr@k"][10]),
-        "recall@10": float(scores["recall@k"][10]),
-        "recall@100": float(scores["recall@k"][100]),
-        "map@100": float(scores["map@k"][100]),
-    }
-
-
-def score_retrieval(
-    model_dir: str,
-    corpus: dict[str, str],
-    queries: dict[str, str],
-    relevant: dict[str, set[str]],
-    dims: list[int],
-    batch_size: int = 64,
-    show_progress: bool = False,
-) -> tuple[dict[int, dict[str, float]], PerQuery]:
-    """Metrics per dim and each query's metrics per dim: corpus and queries embedded once, truncated per dim."""
-    import torch
-    from sentence_transformers.util import cos_sim
-
-    model = load_model(model_dir)
-    dims = check_dims(dims, model.get_embedding_dimension(), model_dir)
-    missing = next((cid for cids in relevant.values() for cid in cids if cid not in corpus), None)
-    if missing is not None:
-        raise ValueError(f"relevant passage id '{missing}' is not in the corpus")
-    evaluator = _ir_evaluator_class()(
-        queries=queries,
-        corpus=corpus,
-        relevant_docs=relevant,
-        corpus_chunk_size=min(50_000, max(1024, MAX_SCORE_CELLS // max(1, len(queries)))),
-        mrr_at_k=[10],
-        ndcg_at_k=[10],
-        accuracy_at_k=[10],
-        precision_recall_at_k=[10, 100],
-        map_at_k=[100],
-        batch_size=batch_size,
-        write_csv=False,
-        score_functions={"cosine": cos_sim},
-    )
-    if not evaluator.queries:
-        raise ValueError("no query has a relevant passage")
-    full = embed_blocks(model, evaluator.corpus, batch_size, show_progress)
-    full_queries = embed_blocks(model, evaluator.queries, batch_size, show_progress, query=True)
-    results: dict[int, dict[str, float]] = {}
-    per_query: PerQuery = {}
-    for dim in dims:
-        passages = torch.from_numpy(truncate(full, dim)).to(model.device)
-        queries_at_dim = _FixedQueries(torch.from_numpy(truncate(full_queries, dim)).to(model.device))
-        results[dim] = _metric_values(evaluator.compute_all_metrics(queries_at_dim, corpus_embeddings=passages)["cosine"])
-        rows = [_metric_values(scores) for scores in evaluator.per_query]
-        per_query[dim] = {metric: [row[metric] for row in rows] for metric in METRICS}
-    return results, per_query
 
 
 def evaluate_retrieval(
@@ -217,9 +86,12 @@ def delta_intervals(per_query: dict[str, PerQuery], metrics: Iterable[str] = REP
     return out
 
 
-def table_rows(results: Results, metrics: Iterable[str] = METRICS, intervals: Optional[Intervals] = None) -> list[dict]:
+def table_rows(
+    results: Results, metrics: Iterable[str] = METRICS, intervals: Optional[Intervals] = None, bm25: Optional[dict] = None
+) -> list[dict]:
     """One row per dim x model (largest dim first), plus a 'tuned - base' row when both labels exist, and beside it
-    the 95% paired-bootstrap interval and verdict of the NDCG@10 difference when `intervals` has them."""
+    the 95% paired-bootstrap interval and verdict of the NDCG@10 difference when `intervals` has them; last, one
+    'bm25' row (dim '-') when `bm25` has the lexical baseline's metrics."""
     metrics = list(metrics)
     dims = sorted({dim for per_dim in results.values() for dim in per_dim}, reverse=True)
     rows = []
@@ -234,15 +106,17 @@ def table_rows(results: Results, metrics: Iterable[str] = METRICS, intervals: Op
             found = (intervals or {}).get("tuned-base", {}).get(dim, {}).get("ndcg@10")
             if found is not None:
                 rows[-1]["NDCG@10 95% CI"] = f"[{found.low:+.4f}, {found.high:+.4f}]: {found.verdict}"
+    if bm25:
+        rows.append({"dim": "-", "model": BM25_LABEL, **{METRIC_NAMES[m]: round(bm25[m], 4) for m in metrics}})
     return rows
 
 
-def render_table(results: Results, title: str, metrics: Iterable[str] = METRICS) -> str:
+def render_table(results: Results, title: str, metrics: Iterable[str] = METRICS, bm25: Optional[dict] = None) -> str:
     """Markdown table of table_rows under a bold title; deltas carry an explicit sign."""
     metrics = list(metrics)
     header = ["dim", "model", *(METRIC_NAMES[m] for m in metrics)]
     lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table_rows(results, metrics):
+    for row in table_rows(results, metrics, bm25=bm25):
         spec = "+.4f" if row["model"] == DELTA_LABEL else ".4f"
         cells = [str(row["dim"]), row["model"], *(format(row[METRIC_NAMES[m]], spec) for m in metrics)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -268,7 +142,7 @@ def evaluate_pairs(
     results, per_query = evaluate_models(models, corpus, queries, relevant, dims)
     return EvalReport(
         label=label, dims=sorted(dims, reverse=True), queries=len(queries), passages=len(corpus), results=results,
-        intervals=delta_intervals(per_query),
+        intervals=delta_intervals(per_query), bm25=score_bm25(corpus, queries, relevant),
     )  # fmt: skip
 
 
@@ -285,6 +159,7 @@ def evaluate_dataset(
         results=results,
         intervals=delta_intervals(per_query),
         ignored_queries=dataset.ignored_queries,
+        bm25=score_bm25(dataset.corpus, dataset.queries, dataset.relevant),
     )
     if train_positives is not None:
         judged = {cid for cids in dataset.relevant.values() for cid in cids}
@@ -297,9 +172,9 @@ def _publish(report: EvalReport, store_url: str) -> EvalReport:
     """Store the report JSON, log every figure and publish the evaluation-report table."""
     report.ref = RunStore(store_url).put_json("evaluation", report.model_dump(exclude={"ref"}))
     logger = get_run_logger()
-    for row in table_rows(report.results):
+    for row in table_rows(report.results, bm25=report.bm25):
         figures = {k: v for k, v in row.items() if "@" in k}
-        logger.info("%s dim %d %s: %s", report.label, row["dim"], row["model"], figures)
+        logger.info("%s dim %s %s: %s", report.label, row["dim"], row["model"], figures)
     user = report.label.startswith("user:")
     what = "your labelled queries" if user else "LLM-generated questions on held-out documents"
     description = f"Retrieval on the **{report.label}** eval set ({what}): "
@@ -310,13 +185,13 @@ def _publish(report: EvalReport, store_url: str) -> EvalReport:
         )
     create_table_artifact(
         key="evaluation-report",
-        table=[{"dataset": report.label, **row} for row in table_rows(report.results, REPORT_METRICS, report.intervals)],
+        table=[{"dataset": report.label, **row} for row in table_rows(report.results, REPORT_METRICS, report.intervals, report.bm25)],
         description=description,
     )
     return report
 
 
-@task(name="evaluate", cache_policy=code_and_inputs("tasks.beir", exclude=("models",)), persist_result=True, retries=1)
+@task(name="evaluate", cache_policy=code_and_inputs(*SCORING_MODULES, exclude=("models",)), persist_result=True, retries=1)
 def evaluate_task(
     models: dict[str, str],
     model_shas: dict[str, str],
@@ -333,7 +208,7 @@ def evaluate_task(
 
 @task(
     name="evaluate-beir",
-    cache_policy=code_and_inputs("tasks.beir", exclude=("models", "dataset_dir")),
+    cache_policy=code_and_inputs(*SCORING_MODULES, exclude=("models", "dataset_dir")),
     persist_result=True,
     retries=1,
 )

@@ -6,12 +6,22 @@ from collections import Counter
 from typing import Any
 
 from tasks.reports import markdown_table, png_line_chart
+from tasks.trainer import describe_loss
 
 HEADLINE_METRICS = ("ndcg@10", "mrr@10", "recall@10")
 
 
 def _stage(name: str, items: str, n_in: int, kept: int, dropped: dict[str, int], seconds: float | None) -> dict:
     return {"stage": name, "items": items, "in": n_in, "kept": kept, "dropped": dict(dropped), "seconds": seconds}
+
+
+def training_recipe(settings, dims: list[int]) -> dict:
+    """How the model was trained, in the words and numbers a model card gives."""
+    return {
+        "loss": describe_loss(settings, dims), "learning_rate": settings.learning_rate, "batch_size": settings.batch_size,
+        "schedule": f"AdamW, warm-up {settings.warmup_ratio:.0%} of the steps then cosine decay", "teacher": settings.teacher,
+        "seed": settings.seed,
+    }  # fmt: skip
 
 
 def build_report(
@@ -50,6 +60,7 @@ def build_report(
         "documents": {"found": len(docs), "parsed": len(chunked), "train": len(split.train_docs), "validation": len(split.val_docs),
                       "eval": len(split.eval_docs)},
         "training_pairs_by_source": supervised.sources,
+        "recipe": training_recipe(config.train, trained.dims),
         "stages": stages,
         "timings_s": timings,
         "llm_usage": {k: gen.get(k) for k in ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")},
@@ -98,24 +109,47 @@ def secondary_rows(evaluation: dict) -> list[dict]:
     return [{"dim": d, **{f"Δ {m} [95% CI]": ci_text(interval_of(evaluation, d, m)) for m in HEADLINE_METRICS[1:]}} for d in dims]
 
 
-def evaluation_section(label: str, evaluation: dict) -> str:
-    """Markdown table + NDCG@10 chart for one evaluation set."""
-    rows = comparison_rows(evaluation)
+def bm25_rows(evaluation: dict) -> list[dict]:
+    """The lexical baseline's one row (BM25 has no dims) with tuned minus BM25 NDCG@10 at the full dim; [] without it."""
+    bm25 = evaluation.get("bm25")
+    if not bm25:
+        return []
+    row: dict[str, Any] = {"model": "bm25 (lexical)", "dim": "-", **{metric: bm25[metric] for metric in HEADLINE_METRICS}}
+    tuned = by_dim(evaluation["results"].get("tuned", {}))
+    if tuned:
+        full = max(tuned)
+        row[f"tuned - bm25 ndcg@10 at dim {full}"] = f"{tuned[full]['ndcg@10'] - bm25['ndcg@10']:+.4f}"
+    return [row]
+
+
+def evaluation_title(label: str) -> str:
+    """What an evaluation set is, in words."""
     if label == "synthetic":
-        title = "synthetic eval split (held-out documents, LLM-written queries)"
-    else:
-        title = f"YOUR labelled queries: {label.removeprefix('user:')}"
+        return "synthetic eval split (held-out documents, LLM-written queries)"
+    return f"YOUR labelled queries: {label.removeprefix('user:')}"
+
+
+def evaluation_tables(evaluation: dict) -> str:
+    """The facts of one evaluation set, its base vs tuned table and the BM25 row beneath."""
     facts = (f"{evaluation['queries']} queries over {evaluation['passages']} passages. The interval is the 95% paired bootstrap "
              "of the per-query difference: a gain is real when the whole interval is above 0, else it is within noise.")  # fmt: skip
     if evaluation.get("train_overlap") is not None:
         facts += (f" {evaluation['train_overlap']} of these passages ({evaluation['train_overlap_relevant']} judged relevant)"
                   " also occur among the training positives.")  # fmt: skip
+    lexical = bm25_rows(evaluation)
+    baseline = f"Keywords alone (BM25 by bm25s, English stopwords):\n\n{markdown_table(lexical)}\n" if lexical else ""
+    return f"{facts}\n\n{markdown_table(comparison_rows(evaluation))}\n{markdown_table(secondary_rows(evaluation))}\n{baseline}"
+
+
+def evaluation_section(label: str, evaluation: dict) -> str:
+    """Markdown tables + NDCG@10 chart for one evaluation set."""
+    rows = comparison_rows(evaluation)
     chart = png_line_chart(
         {name: [(float(r["dim"]), r[f"{name} ndcg@10"]) for r in sorted(rows, key=lambda r: r["dim"]) if r[f"{name} ndcg@10"] is not None]
          for name in ("base", "tuned")},
         f"NDCG@10 per dimension: {label}",
     )  # fmt: skip
-    return f"### Evaluation on the {title}\n\n{facts}\n\n{markdown_table(rows)}\n{markdown_table(secondary_rows(evaluation))}\n{chart}\n"
+    return f"### Evaluation on the {evaluation_title(label)}\n\n{evaluation_tables(evaluation)}{chart}\n"
 
 
 def render_markdown(report: dict) -> str:

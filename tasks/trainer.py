@@ -69,6 +69,18 @@ def build_loss(model, settings: TrainSettings, dims: list[int]):
     return MatryoshkaLoss(model, inner, matryoshka_dims=dims, matryoshka_weights=weights)
 
 
+def describe_loss(settings: TrainSettings, dims: list[int]) -> str:
+    """build_loss's choice in words, for the report and the model card."""
+    if settings.teacher:
+        inner = (f"TeacherDistillLoss (teacher {settings.teacher}: in-batch ranking x {settings.rank_weight} "
+                 f"+ KL to the teacher's in-batch scores x {settings.distill_weight})")  # fmt: skip
+    elif settings.cached_mnrl_mini_batch:
+        inner = f"CachedMultipleNegativesRankingLoss (mini-batch {settings.cached_mnrl_mini_batch})"
+    else:
+        inner = "MultipleNegativesRankingLoss"
+    return f"MatryoshkaLoss over dims {dims} of {inner}"
+
+
 def validation_evaluator(validation: Optional[dict], batch_size: int = 64):
     """The IR evaluator of the validation split (queries of documents neither trained on nor evaluated), or None."""
     if not validation or not validation["queries"]:

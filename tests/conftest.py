@@ -41,6 +41,36 @@ def base_model_dir() -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, base_model_dir) -> Path:
+    """A published run folder, as the pipeline leaves it, with the base model as the tuned one: OUT/model,
+    OUT/index (28 one-passage documents named <topic>.md), OUT/report.json with a real evaluation of 20 questions."""
+    from tasks.evaluate import evaluate_pairs
+    from tasks.publish import copy_model, write_index, write_reports
+    from tasks.store import RunStore
+    from test_evaluate import PASSAGES, QUESTIONS
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    store = RunStore(str(root / "store"))
+    keys = list(PASSAGES)
+    chunks = [{"chunk_id": f"{i:016x}", "doc_id": f"{i:016x}", "section": PASSAGES[k][0], "text": PASSAGES[k][1], "n_tokens": 20}
+              for i, k in enumerate(keys)]  # fmt: skip
+    pairs = [{"query": q, "chunk_id": f"{keys.index(k):016x}", "doc_id": f"{keys.index(k):016x}"} for k, q in QUESTIONS.items()]
+    corpus, eval_pairs = store.put_jsonl("corpus", chunks), store.put_jsonl("pairs-eval", pairs)
+    out = root / "out"
+    out.mkdir()
+    model_dir = str(copy_model(base_model_dir, out))
+    index_meta = write_index(model_dir, corpus, {row["doc_id"]: f"{key}.md" for row, key in zip(chunks, keys)}, out)
+    evaluation = evaluate_pairs({"base": base_model_dir, "tuned": model_dir}, pairs, chunks, [384, 128, 64])
+    report = {
+        "base_model": "all-MiniLM-L6-v2", "matryoshka_dims": [384, 128, 64], "index": index_meta,
+        "evaluation": {"synthetic": evaluation.model_dump(mode="json", exclude={"ref"})},
+        "store": {"corpus": corpus.uri, "eval_pairs": eval_pairs.uri},
+    }  # fmt: skip
+    write_reports(out, report, "# domain-embed report\n")
+    return out
+
+
+@pytest.fixture(scope="session")
 def prefect_harness():
     """A temporary Prefect API for flow-level tests (one per session: each start costs seconds)."""
     from prefect.testing.utilities import prefect_test_harness

@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 
 import tasks.evaluate as evaluate
+import tasks.retrieval as retrieval
 from flows.cli_eval import add_subcommands
 from tasks.beir import beir_fingerprint, load_beir
 from tasks.embed import load_model, model_fingerprint, resolve_model
 from tasks.embed import default_matryoshka_dims
 from tasks.evaluate import (
-    METRICS,
-    check_dims,
-    embed_blocks,
     evaluate_beir_task,
     evaluate_dataset,
     evaluate_pairs,
@@ -28,8 +26,8 @@ from tasks.evaluate import (
     render_table,
     table_rows,
     train_overlap,
-    truncate,
 )
+from tasks.retrieval import METRICS, check_dims, embed_blocks, truncate
 from tasks.store import RunStore, read_json
 
 PASSAGES = {
@@ -141,7 +139,7 @@ def test_corpus_and_queries_are_embedded_once_in_blocks(model_dir, data, monkeyp
 
         return wrapper
 
-    monkeypatch.setattr(evaluate, "ENCODE_BLOCK", 8)
+    monkeypatch.setattr(retrieval, "ENCODE_BLOCK", 8)
     for name in ("encode_document", "encode_query"):
         monkeypatch.setattr(model, name, counting(name))
     evaluate_retrieval(model_dir, corpus, queries, relevant, dims=[384, 128, 64])
@@ -213,6 +211,7 @@ def test_evaluate_pairs_synthetic_split(model_dir):
     assert (report.queries, report.passages, report.dims) == (len(QUESTIONS), len(PASSAGES), [384, 64])
     assert report.results["base"] == report.results["tuned"]
     assert report.results["base"][384]["ndcg@10"] > 0.8
+    assert 0 < report.bm25["ndcg@10"] < 1 and set(report.bm25) == set(METRICS)  # few questions share words with their passage
     delta = [r for r in table_rows(report.results) if r["model"] == "tuned - base"]
     assert len(delta) == 2 and all(r["NDCG@10"] == 0 for r in delta)
 
@@ -262,7 +261,7 @@ def test_evaluate_task_publishes_labelled_report(model_dir, tmp_path, artifacts)
     assert "**synthetic**" in artifact["description"] and "LLM-generated" in artifact["description"]
     assert [(r["dataset"], r["dim"], r["model"]) for r in artifact["table"]] == [
         ("synthetic", 384, "base"), ("synthetic", 384, "tuned"), ("synthetic", 384, "tuned - base"),
-        ("synthetic", 64, "base"), ("synthetic", 64, "tuned"), ("synthetic", 64, "tuned - base"),
+        ("synthetic", 64, "base"), ("synthetic", 64, "tuned"), ("synthetic", 64, "tuned - base"), ("synthetic", "-", "bm25"),
     ]
     assert set(artifact["table"][0]) == {"dataset", "dim", "model", "NDCG@10", "MRR@10", "Recall@10"}
 
@@ -314,6 +313,7 @@ def test_cli_evaluate_writes_json(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| 384 | all-MiniLM-L6-v2 |" in printed and "| 64 | all-MiniLM-L6-v2 |" in printed
     assert "1 queries without relevant qrels ignored" in printed
+    assert "| - | bm25 |" in printed
     record = json.loads(out.read_text())
     assert record["dataset"] == "user:mydata"
     assert (record["queries"], record["passages"], record["ignored_queries"]) == (len(QUESTIONS), len(PASSAGES), 1)
@@ -321,6 +321,7 @@ def test_cli_evaluate_writes_json(tmp_path, capsys):
     assert set(metrics) == {"384", "64"}
     assert set(metrics["384"]) == set(METRICS)
     assert metrics["384"]["ndcg@10"] > 0.85
+    assert 0 <= record["bm25"]["ndcg@10"] <= 1
 
 
 def test_cli_evaluate_errors(tmp_path, capsys):

@@ -109,6 +109,9 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     full = intervals["384"]["ndcg@10"]
     assert f"[{full['low']:+.4f}, {full['high']:+.4f}]" in (out / "report.md").read_text()
     assert "95% CI" in report["promotion"]["reason"] and full["verdict"] in report["promotion"]["reason"]
+    assert 0 <= report["evaluation"]["synthetic"]["bm25"]["ndcg@10"] <= 1 and "| bm25 (lexical) | - |" in (out / "report.md").read_text()
+    card = (out / "model" / "README.md").read_text()
+    assert "## Fine-tuned by domain-embed" in card and "Δ [95% CI]" in card and report["recipe"]["loss"] in card
     assert set(report["timings_s"]) >= {"parse", "chunk", "generate", "split", "mine", "train", "evaluate", "publish"}
     assert report["stages"][-1] == {**report["stages"][-1], "stage": "publish", "kept": len(chunks)}
     assert report["new_documents"] and report["promotion"]["reason"]

@@ -1,0 +1,40 @@
+"""Python API for notebooks: what the `domain-embed` commands run, without the printing.
+
+    from flows.api import PipelineConfig, build_embedder, evaluate, search
+    report = build_embedder(PipelineConfig(docs_dir="my-docs", out_dir="my-run"))
+    result = search("my-run", "how is the WAL flushed?", k=5, dim=128)
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from flows.config import PipelineConfig
+from tasks.evaluate import EvalReport
+from tasks.export_check import export_run as export
+from tasks.search import search_run as search
+
+__all__ = ["PipelineConfig", "build_embedder", "evaluate", "export", "search"]
+
+
+def build_embedder(config: PipelineConfig) -> dict:
+    """`domain-embed run`: the build-embedder flow in-process, in the config's run store; returns report.json's dict."""
+    from flows.env import use_store
+    from flows.local_api import prepare_local_api
+    from flows.pipeline import build_embedder as flow, check_config
+
+    config.store_url = use_store(config.store_url)
+    check_config(config)
+    prepare_local_api()
+    return flow(config)
+
+
+def evaluate(models: dict[str, str], dataset: str, dims: Optional[list[int]] = None) -> EvalReport:
+    """`domain-embed evaluate`: models (label -> folder or packaged name) on a BEIR-layout folder, with the BM25 row."""
+    from tasks.beir import load_beir
+    from tasks.embed import default_matryoshka_dims, model_dimension, resolve_model
+    from tasks.evaluate import evaluate_dataset
+
+    folders = {label: resolve_model(name) for label, name in models.items()}
+    dims = dims or default_matryoshka_dims(min(model_dimension(folder) for folder in folders.values()))
+    return evaluate_dataset(folders, load_beir(dataset), dims)
