@@ -10,7 +10,7 @@ run: install
 	.venv/bin/domain-embed run examples/postgresql --out out --chunk-fraction 0.5
 
 test: install
-	.venv/bin/python -m pytest -q -rs
+	.venv/bin/python -m pytest -q -rs --durations=25
 
 test-fast: install
 	.venv/bin/python -m pytest -q -m "not slow"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from prefect import flow, task
 from prefect.artifacts import create_link_artifact
@@ -129,7 +129,9 @@ def llm_settings(config: PipelineConfig) -> LLMSettings:
     return config.llm
 
 
-def run_training(config: PipelineConfig, tuples: Ref, pairs: Ref, validation: Ref, corpus: Ref, store_url: str) -> TrainResult:
+def run_training(
+    config: PipelineConfig, tuples: Ref, pairs: Ref, store_url: str, validation: Optional[Ref] = None, corpus: Optional[Ref] = None
+) -> TrainResult:
     """Train in-process, or as the configured deployment (a linked sub-flow run on its work pool).
 
     A deployment run may execute on another machine with other result storage: its TrainResult is read
@@ -218,7 +220,7 @@ def build_embedder(config: PipelineConfig) -> dict:
         mined = mine_task(supervised.pairs, corpus.ref, config.base_model, config.mine, store.url, model_sha=model_sha)
 
     with clock.stage("train"):
-        trained = run_training(config, mined.tuples, mined.pairs_without_negatives, split.val, corpus.ref, store.url)
+        trained = run_training(config, mined.tuples, mined.pairs_without_negatives, store.url, split.val, corpus.ref)
 
     with clock.stage("evaluate"):
         dims = trained.dims

@@ -31,6 +31,8 @@ def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_both_succeed(tmp
     for name in ("wal-intro.html", "tutorial-agg.txt", "tutorial-inheritance.md"):
         shutil.copy(FIXTURES / "docs" / name, docs)
     home = tmp_path / "prefect-home"  # never used before: no database yet
+    small = tmp_path / "small.json"  # what is tested is the start-up, not the recipe: one short epoch
+    small.write_text(json.dumps({"train": {"teacher": None, "max_seq_length": 64, "epochs": 1, "evaluations": 0}}))
     burners = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(os.cpu_count() or 2)]
     try:
         with LLMStub() as stub:
@@ -38,7 +40,7 @@ def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_both_succeed(tmp
             for i in range(2):
                 args = [sys.executable, "-m", "flows.cli", "run", str(docs), "--out", str(tmp_path / f"out{i}"),
                         "--store", str(tmp_path / f"store{i}"), "--llm", "openai/stub-model", "--api-base", stub.api_base,
-                        "--api-key-env", "STUB_LLM_KEY", "--batch-size", "8"]  # fmt: skip
+                        "--api-key-env", "STUB_LLM_KEY", "--batch-size", "8", "--config", str(small)]  # fmt: skip
                 runs.append(subprocess.Popen(args, cwd=ROOT, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
             outputs = [run.communicate(timeout=1500)[0] for run in runs]
     finally:
