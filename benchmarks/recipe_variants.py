@@ -96,6 +96,7 @@ def run_variant(name: str, spec: dict, work: Path, dims: list[int], base_scores)
     from flows.config import TrainSettings
     from tasks.embed import resolve_model
     from tasks.store import RunStore
+    from tasks.store import read_jsonl
     from tasks.train import train_model
     from tasks.uncertainty import paired_bootstrap
 
@@ -111,7 +112,7 @@ def run_variant(name: str, spec: dict, work: Path, dims: list[int], base_scores)
     settings = TrainSettings(**train)
     started = time.monotonic()
     result = train_model(store.put_jsonl("variant-tuples", tuples), store.put_jsonl("variant-pairs", pairs), resolve_model(BASE),
-                         settings, store, f"variant-{name}")  # fmt: skip
+                         settings, store, f"variant-{name}", corpus_texts=[c["text"] for c in read_jsonl(str(newest(work / "store" / "corpus")))])  # fmt: skip
     seconds = time.monotonic() - started
     results, per_query = score(result.model_dir, work / "beir-dev", dims)
     base_results, base_per_query = base_scores

@@ -152,6 +152,11 @@ class TrainSettings(BaseModel):
     deployment: Optional[str] = Field(
         None, description="Run training as this deployment (e.g. 'train-embedder/gpu'); in-process when empty"
     )
+    rotate: bool = Field(
+        True, description="After training, rotate the output space onto the principal axes of the corpus's embeddings (an "
+        "orthogonal layer: full-dimension scores unchanged) so that truncated Matryoshka embeddings keep the directions "
+        "along which the passages differ most",
+    )
     group_by_length: bool = Field(
         True, description="Batch examples of similar token length together (less padding), still without duplicate texts in a batch"
     )

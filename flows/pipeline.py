@@ -150,7 +150,7 @@ def run_training(
     )
     if not flow_run.state or not flow_run.state.is_completed():
         raise RuntimeError(f"training deployment {config.train.deployment} ended {flow_run.state.name if flow_run.state else 'without state'}")
-    key = run_key(tuples, pairs, model_fingerprint(resolve_model(config.base_model)), settings, validation)
+    key = run_key(tuples, pairs, model_fingerprint(resolve_model(config.base_model)), settings, validation, corpus)
     return read_train_result(RunStore(store_url), key)
 
 

@@ -73,6 +73,7 @@ def child_env(state: Path, port: int, docs_dir: Path) -> dict[str, str]:
         PREFECT_HOME=str((state / "prefect").resolve()),
         PREFECT_API_URL=api_url(port),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_API_LOG_RETRYABLE_ERRORS="true",  # a 503 ("busy database, retry") leaves its cause in the server log
         DOMAIN_EMBED_ROOT=str(PROJECT_ROOT),
         DOMAIN_EMBED_DOCS=str(docs_dir.resolve()),
     )

@@ -12,7 +12,7 @@ from tasks.caching import code_and_inputs
 from tasks.embed import model_fingerprint, resolve_model
 from tasks.reports import markdown_table, publish_markdown, png_line_chart
 from tasks.store import Ref, RunStore
-from tasks.train import TrainResult, run_key, save_train_result, train_model, validation_set
+from tasks.train import TrainResult, corpus_texts, run_key, save_train_result, train_model, validation_set
 
 
 def training_markdown(result: TrainResult) -> str:
@@ -47,9 +47,12 @@ def train_task(
 ) -> TrainResult:  # fmt: skip
     """Train; a retry after a crash resumes from the last checkpoint of the same content key."""
     logger = get_run_logger()
-    key = run_key(tuples, pairs, base_model_sha, settings, validation)
+    key = run_key(tuples, pairs, base_model_sha, settings, validation, corpus)
     logger.info("Training %s on %d tuples and %d pairs (run %s, teacher %s)", base_model, tuples.count, pairs.count, key, settings.teacher)
-    result = train_model(tuples, pairs, resolve_model(base_model), settings, RunStore(store_url), key, validation=validation_set(validation, corpus))
+    result = train_model(
+        tuples, pairs, resolve_model(base_model), settings, RunStore(store_url), key,
+        validation=validation_set(validation, corpus), corpus_texts=corpus_texts(corpus),
+    )  # fmt: skip
     if result.resumed_from:
         logger.info("Resumed from %s", result.resumed_from)
     logger.info(
@@ -72,5 +75,5 @@ def train_embedder(
     """
     base_sha = model_fingerprint(resolve_model(base_model))
     result = train_task(tuples, pairs, base_model, base_sha, settings, store_url, validation, corpus)
-    save_train_result(RunStore(store_url), run_key(tuples, pairs, base_sha, settings, validation), result)
+    save_train_result(RunStore(store_url), run_key(tuples, pairs, base_sha, settings, validation, corpus), result)
     return result

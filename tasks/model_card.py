@@ -13,7 +13,7 @@ SOURCES = {"llm": "questions written by the LLM", "heading": "section headings",
 
 
 def recipe_rows(report: dict) -> list[dict]:
-    """The recipe as (setting, value) rows: loss, steps, batch size, learning rate, schedule, teacher, checkpoint."""
+    """The recipe as (setting, value) rows: loss, steps, batch size, learning rate, schedule, teacher, rotation, checkpoint."""
     training, recipe = report["training"], report.get("recipe", {})
     best = training.get("best_step")
     rows = [
@@ -23,6 +23,7 @@ def recipe_rows(report: dict) -> list[dict]:
         ("learning rate", recipe.get("learning_rate", "-")),
         ("schedule", recipe.get("schedule", "-")),
         ("teacher", recipe.get("teacher") or "none"),
+        ("output rotation", recipe.get("rotation") or "none"),
         ("checkpoint kept", f"step {best}, best validation NDCG@10" if best is not None else "the last"),
         ("device", training.get("device", "-")),
     ]

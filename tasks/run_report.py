@@ -20,7 +20,7 @@ def training_recipe(settings, dims: list[int]) -> dict:
     return {
         "loss": describe_loss(settings, dims), "learning_rate": settings.learning_rate, "batch_size": settings.batch_size,
         "schedule": f"AdamW, warm-up {settings.warmup_ratio:.0%} of the steps then cosine decay", "teacher": settings.teacher,
-        "seed": settings.seed,
+        "seed": settings.seed, "rotation": "principal axes of the corpus's embeddings" if settings.rotate else None,
     }  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from flows.config import TrainSettings
 from tasks.embed import model_fingerprint, resolve_model
 from tasks.store import Ref, RunStore, atomic_write, read_bytes, read_jsonl, stable_hash
+from tasks.rotation import with_rotation
 from tasks.trainer import BEST_METRIC, build_trainer, load_for_training, matryoshka_dims, planned_epochs
 
 
@@ -76,6 +77,11 @@ def validation_set(pairs: Optional[Ref], corpus: Optional[Ref]) -> Optional[dict
     return {"queries": queries, "relevant": relevant, "corpus": {row["chunk_id"]: row["text"] for row in read_jsonl(corpus)}}
 
 
+def corpus_texts(corpus: Optional[Ref]) -> Optional[list[str]]:
+    """The corpus's chunk texts, which the rotation after training is fitted on."""
+    return [row["text"] for row in read_jsonl(corpus)] if corpus is not None else None
+
+
 def validation_curve(trainer, base_score: Optional[float]) -> list[tuple[int, float]]:
     """(step, validation NDCG@10) from the trainer's log, after the base model's score at step 0."""
     curve = [(0, base_score)] if base_score is not None else []
@@ -90,10 +96,10 @@ def latest_checkpoint(output_dir: Path) -> Optional[str]:
 
 def train_model(
     tuples: Ref, pairs: Ref, base_model_dir: str, settings: TrainSettings, store: RunStore, run_key: str,
-    callbacks: Optional[list] = None, validation: Optional[dict] = None,
+    callbacks: Optional[list] = None, validation: Optional[dict] = None, corpus_texts: Optional[list[str]] = None,
 ) -> TrainResult:  # fmt: skip
-    """Fine-tune the base model, keeping the checkpoint that scores best on `validation` (if given); resume from the
-    last checkpoint in this run's folder if one exists."""
+    """Fine-tune the base model, keeping the checkpoint that scores best on `validation` (if given), then rotate it onto
+    the principal axes of `corpus_texts` (if given and settings.rotate); resume from this run's last checkpoint."""
     import torch
 
     rows = training_rows(tuples, pairs, settings.teacher, store)
@@ -108,6 +114,8 @@ def train_model(
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
+    if settings.rotate and corpus_texts:
+        model = with_rotation(model, corpus_texts)
     final_dir = Path(store.root) / "models" / run_key
     if final_dir.exists():
         shutil.rmtree(final_dir)
@@ -158,9 +166,11 @@ def read_train_result(store: RunStore, run_key: str) -> TrainResult:
     return TrainResult.model_validate_json(read_bytes(result_uri(store, run_key)))
 
 
-def run_key(tuples: Ref, pairs: Ref, base_model_sha: str, settings: TrainSettings, validation: Optional[Ref] = None) -> str:
-    """Content key of a training run: dataset, validation split, base model and hyper-parameters (not where it runs)."""
+def run_key(
+    tuples: Ref, pairs: Ref, base_model_sha: str, settings: TrainSettings, validation: Optional[Ref] = None, corpus: Optional[Ref] = None
+) -> str:
+    """Content key of a training run: dataset, validation split, corpus, base model and hyper-parameters (not where it runs)."""
     return stable_hash(
         {"tuples": tuples.sha256, "pairs": pairs.sha256, "base": base_model_sha, "settings": settings.model_dump(exclude={"deployment"}),
-         "validation": validation.sha256 if validation else None}
+         "validation": validation.sha256 if validation else None, "corpus": corpus.sha256 if corpus else None}
     )[:24]  # fmt: skip

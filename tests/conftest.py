@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -92,12 +93,19 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def api_post(api: str, path: str, body: dict | None = None) -> Any:
-    """POST a JSON body to a Prefect API and return the decoded answer."""
-    request = urllib.request.Request(f"{api}{path}", data=json.dumps(body or {}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
+def api_post(api: str, path: str, body: dict | None = None, attempts: int = 4) -> Any:
+    """POST a JSON body to a Prefect API and return the decoded answer; a 503 (the server's "retry me" for a busy
+    SQLite database) is retried with backoff, as Prefect's own client does."""
+    for attempt in range(attempts):
+        request = urllib.request.Request(f"{api}{path}", data=json.dumps(body or {}).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == attempts - 1:
+                raise
+            time.sleep(2**attempt)
 
 
 def api_healthy(api: str) -> bool:

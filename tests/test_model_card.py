@@ -21,7 +21,7 @@ def report(tiny_run) -> dict:
         documents={"found": 9, "parsed": 6, "train": 3, "validation": 1, "eval": 2},
         training={"examples": 88, "steps": 6, "epochs": 1.0, "best_step": 2, "device": "cpu", "teacher": "all-mpnet-base-v2"},
         training_pairs_by_source={"llm": 59, "heading": 13, "ict": 16},
-        recipe=training_recipe(TrainSettings(), [384, 128, 64]),
+        recipe=training_recipe(TrainSettings(teacher="all-mpnet-base-v2"), [384, 128, 64]),
     )
     return report
 
@@ -51,6 +51,7 @@ def test_card_has_the_table_data_size_and_recipe(model_dir, report):
     assert "| loss | MatryoshkaLoss over dims [384, 128, 64] of TeacherDistillLoss (teacher all-mpnet-base-v2:" in section
     assert "| steps | 6 (1.00 epochs over 88 examples) |" in section
     assert "| learning rate | 3e-05 |" in section and "| batch size | 32 |" in section
+    assert "| output rotation | principal axes of the corpus's embeddings |" in section
     assert "| teacher | all-mpnet-base-v2 |" in section and "| checkpoint kept | step 2, best validation NDCG@10 |" in section
     assert "<svg" not in section
 

@@ -93,7 +93,7 @@ def tiny_teacher(folder) -> str:
 
 
 def test_teacher_distillation_pulls_the_students_batch_scores_to_the_teachers(base_model_dir):
-    settings = TrainSettings(max_seq_length=32, distill_weight=1.0)
+    settings = TrainSettings(max_seq_length=32, distill_weight=1.0, teacher="all-mpnet-base-v2")
     model = load_for_training(base_model_dir, settings)
     model.eval()
     loss_fn = build_loss(model, settings, [384, 64])
@@ -130,3 +130,21 @@ def test_training_with_a_teacher_labels_every_text_once_and_trains(store, base_m
     settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=32, teacher=teacher, evaluations=0)
     result = train_model(tuples, pairs, base_model_dir, settings, store, "unit-teacher")
     assert result.teacher == teacher and result.steps == 2 and len(result.loss_curve) >= 1
+
+
+def test_rotation_keeps_full_dim_scores_and_puts_the_corpus_variance_first(base_model_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from tasks.rotation import with_rotation
+
+    texts = [f"The {topic} setting {i} controls how PostgreSQL handles {topic} work." for i in range(12)
+             for topic in ("vacuum", "replication", "planner", "index")]  # fmt: skip
+    base = SentenceTransformer(base_model_dir, device="cpu")
+    rotated = with_rotation(base, texts)
+    rotated.save(str(tmp_path / "rotated"))
+    reloaded = SentenceTransformer(str(tmp_path / "rotated"), device="cpu", local_files_only=True)
+    before, after = base.encode(texts[:8]), reloaded.encode(texts[:8])
+    np.testing.assert_allclose(before @ before.T, after @ after.T, atol=1e-5)  # an orthogonal rotation: same cosines
+    variance = reloaded.encode(texts).var(axis=0)
+    assert variance[:8].sum() > variance[-8:].sum() * 10  # leading dimensions carry the corpus's spread
+    assert any(type(m).__name__ == "Dense" for m in reloaded)
