@@ -162,6 +162,15 @@ class TrainSettings(BaseModel):
     )
 
 
+class RunnerSettings(BaseModel):
+    """Where the heavy stages (parse, chunk, corpus embedding) run, and in how many tasks."""
+
+    documents_per_task: int = Field(
+        100, ge=1, description="Documents per parse or chunk task: larger batches cost less orchestration per document, "
+        "smaller ones spread better over workers (each document is still cached on its own)",
+    )
+
+
 class PipelineConfig(BaseModel):
     """Everything a build-embedder run needs."""
 
@@ -181,3 +190,4 @@ class PipelineConfig(BaseModel):
     supervision: SupervisionSettings = SupervisionSettings()
     mine: MineSettings = MineSettings()
     train: TrainSettings = TrainSettings()
+    runner: RunnerSettings = RunnerSettings()
