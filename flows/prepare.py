@@ -57,8 +57,12 @@ class Prepared(BaseModel):
 
 
 def task_runner(settings: RunnerSettings) -> TaskRunner:
-    """Threads in this process."""
-    return ThreadPoolTaskRunner()
+    """DaskTaskRunner on the cluster at settings.address, else threads in this process."""
+    if not settings.address:
+        return ThreadPoolTaskRunner()
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(address=settings.address)
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
