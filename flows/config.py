@@ -167,6 +167,19 @@ class TrainSettings(BaseModel):
     )
 
 
+class RunnerSettings(BaseModel):
+    """Where the heavy stages (parse, chunk, corpus embedding) run, and in how many tasks."""
+
+    address: Optional[str] = Field(
+        None, description="Dask scheduler address (e.g. tcp://scheduler:8786): parse, chunk and corpus embedding run "
+        "on that cluster through prefect-dask's DaskTaskRunner; empty: threads in the flow's own process",
+    )
+    documents_per_task: int = Field(
+        100, ge=1, description="Documents per parse or chunk task: larger batches cost less orchestration per document, "
+        "smaller ones spread better over workers (each document is still cached on its own)",
+    )
+
+
 class PipelineConfig(BaseModel):
     """Everything a build-embedder run needs."""
 
@@ -186,3 +199,4 @@ class PipelineConfig(BaseModel):
     supervision: SupervisionSettings = SupervisionSettings()
     mine: MineSettings = MineSettings()
     train: TrainSettings = TrainSettings()
+    runner: RunnerSettings = RunnerSettings()

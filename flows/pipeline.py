@@ -3,53 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_link_artifact
 from prefect.logging import get_run_logger
 
 from flows.config import EMBEDDED_LLM, LLMSettings, PipelineConfig
 from flows.train import train_embedder
-from tasks.chunk import ChunkedDoc, chunk_task
-from tasks.corpus import Corpus, assemble_corpus
+from flows.prepare import Stopwatch, prepare_corpus
 from tasks.discover import DocFile, DocsNotFound, discover_documents
-from tasks.embed import max_seq_length, model_dimension, model_fingerprint, resolve_model
+from tasks.embed import model_dimension, model_fingerprint, resolve_model
 from tasks.beir import beir_fingerprint, load_beir
 from tasks.evaluate import evaluate_beir_task, evaluate_task
 from tasks.generate import generate_task
 from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
 from tasks.local_llm import embedded_llm_server
 from tasks.mine import mine_task
-from tasks.parse import ParsedDoc, parse_task
 from tasks.model_card import write_model_card
 from tasks.publish import copy_model, write_index, write_reports
 from tasks.promote import corpus_changed, decide, read_current, record_run, write_current
-from tasks.reports import histogram, publish_markdown, publish_table
+from tasks.reports import publish_markdown, publish_table
 from tasks.run_report import build_report, render_markdown
 from tasks.split import split_pairs
 from tasks.store import Ref, RunStore
 from tasks.supervision import supervise_task
 from tasks.train import TrainResult, read_train_result, run_key
 from tasks.trainer import matryoshka_dims
-
-
-class Stopwatch:
-    """Wall time per stage, in the order the stages ran."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time the enclosed block as stage `name`."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(time.perf_counter() - started, 2)
 
 
 def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
@@ -84,31 +65,6 @@ def check_llm(llm: LLMSettings) -> None:
         resolve_api_key(llm)
     except LLMError as exc:
         raise ValueError(str(exc)) from None
-
-
-def parse_report_rows(docs: list[DocFile], parsed: dict[str, ParsedDoc]) -> list[dict]:
-    """One row per file found: type, elements, chars, status or the reason it was skipped."""
-    rows = []
-    for doc in docs:
-        result = parsed.get(doc.sha256 or "")
-        if doc.skipped:
-            status = f"skipped: {doc.skipped}"
-        elif result is None or result.status != "ok":
-            status = f"error: {result.error if result else 'not parsed'}"
-        else:
-            status = "ok"
-        ok = result is not None and result.status == "ok" and not doc.skipped
-        rows.append(
-            {"file": doc.rel_path, "type": doc.ext.lstrip(".") or "-", "bytes": doc.size,
-             "elements": result.elements if ok else 0, "chars": result.chars if ok else 0, "status": status}
-        )  # fmt: skip
-    return rows
-
-
-@task(name="assemble-corpus", persist_result=False)
-def assemble_corpus_task(chunked: list[ChunkedDoc], store_url: str) -> Corpus:
-    """All chunks of all documents, duplicates across documents dropped."""
-    return assemble_corpus(chunked, RunStore(store_url))
 
 
 @contextlib.contextmanager
@@ -164,36 +120,10 @@ def build_embedder(config: PipelineConfig) -> dict:
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    with clock.stage("parse"):
-        todo = [d for d in docs if not d.skipped]
-        futures = [parse_task.submit(d.path, d.rel_path, d.sha256, d.ext, config.parse, store.url) for d in todo]
-        parsed = {d.sha256: f.result() for d, f in zip(todo, futures)}
-        parse_rows = parse_report_rows(docs, parsed)
-        publish_table("parse-report", parse_rows, "Every file found: parsed, or skipped with the reason")
-        ok_docs = [d for d in todo if parsed[d.sha256].status == "ok"]
-        logger.info("Parsed %d of %d files (%d skipped or failed)", len(ok_docs), len(docs), len(docs) - len(ok_docs))
-        if not ok_docs:
-            raise DocsNotFound(f"none of the {len(docs)} files in {config.docs_dir} could be parsed: see parse-report")
-
-    with clock.stage("chunk"):
-        max_tokens = max_seq_length(model_dir)
-        futures = [
-            chunk_task.submit(parsed[d.sha256].ref, d.sha256, d.rel_path, config.chunk, model_dir, model_sha, max_tokens, store.url)
-            for d in ok_docs
-        ]
-        chunked = [f.result() for f in futures]
-        corpus = assemble_corpus_task(chunked, store.url)
-        names = {d.sha256[:16]: d.rel_path for d in ok_docs}
-        chunk_rows = [
-            {"file": names[c.sha256[:16]], "chunks": c.chunks, "dropped": ", ".join(f"{k}: {v}" for k, v in c.dropped.items()) or "-"}
-            for c in chunked
-        ]
-        chunk_rows.append({"file": "(whole corpus)", "chunks": corpus.chunks,
-                           "dropped": ", ".join(f"{k}: {v}" for k, v in corpus.dropped.items()) or "-"})  # fmt: skip
-        lengths = [n for c in chunked for n in c.token_lengths]
-        publish_table("chunk-report", chunk_rows + [{"file": f"tokens {k}", "chunks": v, "dropped": ""} for k, v in histogram(lengths, [0, 32, 64, 128, 192, 256]).items()],
-                      "Chunks per document and the chunk token-length histogram")  # fmt: skip
-        logger.info("Chunked %d documents into %d chunks", len(chunked), corpus.chunks)
+    prepared = prepare_corpus(config, docs, model_dir, model_sha, store.url, clock)
+    parsed, chunked, corpus = prepared.parsed, prepared.chunked, prepared.corpus
+    ok_docs, parse_rows = parsed.ok_docs, parsed.rows
+    names = {d.sha256[:16]: d.rel_path for d in ok_docs}
 
     with clock.stage("generate"):
         with llm_endpoint(config) as endpoint:

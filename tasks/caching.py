@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from dataclasses import dataclass, field
@@ -23,8 +24,14 @@ class ModuleSource(CachePolicy):
     ) -> Optional[str]:
         if not task_ctx:
             return None
-        names = sorted({task_ctx.task.fn.__module__, *self.modules})
-        return hash_objects(*[inspect.getsource(importlib.import_module(name)) for name in names], raise_on_failure=True)
+        return source_hash(task_ctx.task.fn.__module__, *self.modules)
+
+
+@functools.lru_cache(maxsize=32)
+def source_hash(*modules: str) -> str:
+    """Hash of the source files of `modules` (order-free): the code part of every cache key."""
+    names = sorted(set(modules))
+    return hash_objects(*[inspect.getsource(importlib.import_module(name)) for name in names], raise_on_failure=True)
 
 
 def code_and_inputs(*modules: str, exclude: tuple[str, ...] = ()) -> CachePolicy:

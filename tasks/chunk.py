@@ -6,12 +6,13 @@ import functools
 from collections import Counter
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 from transformers import AutoTokenizer  # imported here: its lazy loader is not safe when tasks import it in threads
 
 from flows.config import ChunkSettings
-from tasks.caching import code_and_inputs
+from tasks.item_cache import item_key, load_item, save_item
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 
@@ -94,17 +95,45 @@ def chunk_document(elements: Ref, doc_sha: str, settings: ChunkSettings, model_d
     )
 
 
-@task(
-    name="chunk",
-    cache_policy=code_and_inputs(exclude=("model_dir", "rel_path")),
-    retries=1,
-    task_run_name="chunk-{rel_path}",
-    persist_result=True,
-)
+class ChunkJob(BaseModel):
+    """One parsed document to chunk: its elements, content hash and (for logs only) its path."""
+
+    elements: Ref
+    doc_sha: str
+    rel_path: str
+
+
+class ChunkBatch(BaseModel):
+    """Chunked documents of a batch, in input order, and how many came from the per-document cache."""
+
+    docs: list[ChunkedDoc]
+    cached: int = 0
+
+
+def chunk_documents(
+    jobs: list[ChunkJob], settings: ChunkSettings, model_dir: str, model_sha: str, max_tokens: int, store: RunStore
+) -> ChunkBatch:
+    """Chunk each document unless cached under its parsed content, the chunk settings, the tokenizer and this code."""
+    results, cached = [], 0
+    for job in jobs:
+        key = item_key(("tasks.chunk",), elements=job.elements.sha256, doc=job.doc_sha, settings=settings, model=model_sha,
+                       max_tokens=max_tokens)  # fmt: skip
+        chunked = load_item(store, "chunk-cache", key, ChunkedDoc)
+        if chunked is None:
+            chunked = chunk_document(job.elements, job.doc_sha, settings, model_dir, max_tokens, store)
+            save_item(store, "chunk-cache", key, chunked)
+        else:
+            cached += 1
+        results.append(chunked)
+    return ChunkBatch(docs=results, cached=cached)
+
+
+@task(name="chunk", cache_policy=NO_CACHE, retries=1, task_run_name="chunk-{label}", persist_result=False)
 def chunk_task(
-    elements: Ref, doc_sha: str, rel_path: str, settings: ChunkSettings, model_dir: str, model_sha: str, max_tokens: int, store_url: str
-) -> ChunkedDoc:
-    """Chunk one document; cached on the parsed content, chunk settings and tokenizer (model hash)."""
-    result = chunk_document(elements, doc_sha, settings, model_dir, max_tokens, RunStore(store_url))
-    get_run_logger().info("Chunked %s into %d chunks (dropped: %s)", rel_path, result.chunks, result.dropped or "none")
-    return result
+    jobs: list[ChunkJob], label: str, settings: ChunkSettings, model_dir: str, model_sha: str, max_tokens: int, store_url: str
+) -> ChunkBatch:
+    """Chunk a batch of documents; each one is cached on its parsed content, chunk settings and tokenizer (model hash)."""
+    batch = chunk_documents(jobs, settings, model_dir, model_sha, max_tokens, RunStore(store_url))
+    chunks = sum(d.chunks for d in batch.docs)
+    get_run_logger().info("Chunked %d documents into %d chunks (%d documents from cache)", len(jobs), chunks, batch.cached)
+    return batch

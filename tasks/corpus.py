@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+from prefect import task
 from pydantic import BaseModel
 
 from tasks.chunk import ChunkedDoc
+from tasks.embed import resolve_model
+from tasks.mine import corpus_embeddings
 from tasks.store import Ref, RunStore, read_jsonl
 
 
@@ -38,3 +41,15 @@ def assemble_corpus(chunked: list[ChunkedDoc], store: RunStore) -> Corpus:
             seen.add(key)
             rows.append(row)
     return Corpus(ref=store.put_jsonl("corpus", rows), chunks=len(rows), documents=len(chunked), dropped=dict(dropped))
+
+
+@task(name="assemble-corpus", persist_result=False)
+def assemble_corpus_task(chunked: list[ChunkedDoc], store_url: str) -> Corpus:
+    """All chunks of all documents, duplicates across documents dropped."""
+    return assemble_corpus(chunked, RunStore(store_url))
+
+
+@task(name="embed-corpus", persist_result=False, retries=1)
+def embed_corpus_task(corpus: Ref, base_model: str, batch_size: int, store_url: str) -> Ref:
+    """The corpus embedded with the base model (what mining searches), cached in the run store by corpus and model hash."""
+    return corpus_embeddings(corpus, resolve_model(base_model), RunStore(store_url), batch_size=batch_size)

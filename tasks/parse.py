@@ -6,11 +6,13 @@ import os
 from typing import Literal, Optional
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from flows.config import ParseSettings
-from tasks.caching import code_and_inputs
+from tasks.discover import DocFile
+from tasks.item_cache import item_key, load_item, save_item
 from tasks.store import Ref, RunStore
 
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -151,19 +153,36 @@ def parse_document(path: str, sha256: str, ext: str, settings: ParseSettings, st
     return ParsedDoc(sha256=sha256, filetype=filetype, status="ok", elements=len(records), chars=chars, ref=ref)
 
 
-@task(
-    name="parse",
-    cache_policy=code_and_inputs(exclude=("path", "rel_path")),
-    retries=1,
-    task_run_name="parse-{rel_path}",
-    persist_result=True,
-)
-def parse_task(path: str, rel_path: str, sha256: str, ext: str, settings: ParseSettings, store_url: str) -> ParsedDoc:
-    """Parse one document; cached on its content hash and the parser settings."""
-    parsed = parse_document(path, sha256, ext, settings, RunStore(store_url))
+class ParseBatch(BaseModel):
+    """Parse results of a batch of documents, in input order, and how many came from the per-document cache."""
+
+    docs: list[ParsedDoc]
+    cached: int = 0
+
+
+def parse_documents(docs: list[DocFile], settings: ParseSettings, store: RunStore) -> ParseBatch:
+    """Parse each document unless its result is cached under its content hash, the parser settings and this code."""
+    results, cached = [], 0
+    for doc in docs:
+        key = item_key(("tasks.parse",), sha256=doc.sha256, ext=doc.ext, settings=settings)
+        parsed = load_item(store, "parse-cache", key, ParsedDoc)
+        if parsed is not None:
+            cached += 1
+        else:
+            parsed = parse_document(doc.path, doc.sha256, doc.ext, settings, store)
+            if not (parsed.error or "").startswith("cannot read file"):  # a transient read fault is retried next run
+                save_item(store, "parse-cache", key, parsed)
+        results.append(parsed)
+    return ParseBatch(docs=results, cached=cached)
+
+
+@task(name="parse", cache_policy=NO_CACHE, retries=1, task_run_name="parse-{label}", persist_result=False)
+def parse_task(docs: list[DocFile], label: str, settings: ParseSettings, store_url: str) -> ParseBatch:
+    """Parse a batch of documents; each one is cached on its own content hash and the parser settings."""
+    batch = parse_documents(docs, settings, RunStore(store_url))
     logger = get_run_logger()
-    if parsed.status == "ok":
-        logger.info("Parsed %s: %d elements, %d characters", rel_path, parsed.elements, parsed.chars)
-    else:
-        logger.warning("Skipped %s: %s", rel_path, parsed.error)
-    return parsed
+    failed = [(d.rel_path, p.error) for d, p in zip(docs, batch.docs) if p.status != "ok"]
+    for rel_path, error in failed:
+        logger.warning("Skipped %s: %s", rel_path, error)
+    logger.info("Parsed %d documents (%d from cache, %d failed)", len(docs), batch.cached, len(failed))
+    return batch

@@ -1,0 +1,30 @@
+"""Per-item cache in the run store: one small JSON record per document, under a key of its content, settings and code."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from tasks.caching import source_hash
+from tasks.store import RunStore, atomic_write, read_bytes, stable_hash
+
+Item = TypeVar("Item", bound=BaseModel)
+
+
+def item_key(modules: tuple[str, ...], **content: Any) -> str:
+    """Cache key of one item: its content hashes and settings, plus the source of the stage's modules."""
+    return stable_hash({**content, "code": source_hash(*modules)})
+
+
+def load_item(store: RunStore, kind: str, key: str, model: type[Item]) -> Optional[Item]:
+    """The cached record under `key`, or None when absent or unreadable (then it is recomputed)."""
+    try:
+        return model.model_validate_json(read_bytes(store.key_path(kind, key, ".json")))
+    except (FileNotFoundError, ValidationError):
+        return None
+
+
+def save_item(store: RunStore, kind: str, key: str, item: BaseModel) -> None:
+    """Write one item's record atomically under `key`."""
+    atomic_write(store.key_path(kind, key, ".json"), item.model_dump_json().encode())
