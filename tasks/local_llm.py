@@ -43,9 +43,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SERVER_OPTIONS = {"n_ctx": "2048"}
+
+
 @contextlib.contextmanager
-def embedded_llm_server(threads: int | None = None, startup_timeout_s: float = 120) -> Iterator[LLMEndpoint]:
-    """Start llama_cpp.server for the embedded model on 127.0.0.1, yield its endpoint, stop it."""
+def embedded_llm_server(
+    threads: int | None = None, startup_timeout_s: float = 120, options: dict[str, str] | None = None
+) -> Iterator[LLMEndpoint]:
+    """Start llama_cpp.server for the embedded model on 127.0.0.1, yield its endpoint, stop it.
+
+    `options` are llama_cpp.server settings (name -> value) over SERVER_OPTIONS."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise EmbeddedLLMError("the embedded LLM needs llama-cpp-python[server] (see README: make install)")
     port = free_port()
@@ -55,9 +62,10 @@ def embedded_llm_server(threads: int | None = None, startup_timeout_s: float = 1
         "--model_alias", EMBEDDED_ALIAS,
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--n_ctx", "2048",
         "--n_threads", str(threads or max(1, os.cpu_count() or 1)),
     ]  # fmt: skip
+    for name, value in {**SERVER_OPTIONS, **(options or {})}.items():
+        cmd += [f"--{name}", value]
     log = open(os.devnull, "wb")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"

@@ -66,9 +66,10 @@ def test_supervision_uses_training_documents_only_and_counts_sources(store):
 
 
 def test_training_length_comes_from_the_data():
-    settings = TrainSettings()  # epochs empty: at least min_steps (120) steps, at least 1 and at most max_epochs (8) passes
-    assert planned_steps(300, settings) == 80 and planned_epochs(300, settings) == 8.0
-    assert planned_steps(1000, settings) == 120 and planned_epochs(1000, settings) == pytest.approx(120 / 32)
+    settings = TrainSettings()  # epochs empty: at least min_steps (60) steps, at least 1 and at most max_epochs (8) passes
+    assert planned_steps(300, settings) == 60 and planned_epochs(300, settings) == 6.0
+    assert planned_steps(100, settings) == 32 and planned_epochs(100, settings) == 8.0
+    assert planned_steps(1000, settings) == 60 and planned_epochs(1000, settings) == pytest.approx(60 / 32)
     assert planned_steps(30_000, settings) == 938 and planned_epochs(30_000, settings) == 1.0
     fixed = TrainSettings(epochs=2)
     assert planned_steps(300, fixed) == 20 and planned_steps(30_000, fixed) == 1876
