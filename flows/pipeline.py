@@ -19,7 +19,7 @@ from tasks.beir import beir_fingerprint, load_beir
 from tasks.evaluate import evaluate_beir_task, evaluate_task
 from tasks.generate import generate_task
 from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
-from tasks.local_llm import embedded_llm_server
+from tasks.llm_host import shared_embedded_server
 from tasks.mine import mine_task
 from tasks.model_card import write_model_card
 from tasks.publish import copy_model, write_index, write_reports
@@ -71,7 +71,7 @@ def check_llm(llm: LLMSettings) -> None:
 def llm_endpoint(config: PipelineConfig) -> Iterator[LLMEndpoint]:
     """The endpoint litellm calls: the embedded local server, or the configured provider."""
     if config.llm.model == EMBEDDED_LLM:
-        with embedded_llm_server() as endpoint:
+        with shared_embedded_server() as endpoint:
             yield endpoint
     else:
         yield LLMEndpoint.from_settings(config.llm)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 
@@ -46,16 +46,10 @@ def free_port() -> int:
 SERVER_OPTIONS = {"n_ctx": "2048"}
 
 
-@contextlib.contextmanager
-def embedded_llm_server(
-    threads: int | None = None, startup_timeout_s: float = 120, options: dict[str, str] | None = None
-) -> Iterator[LLMEndpoint]:
-    """Start llama_cpp.server for the embedded model on 127.0.0.1, yield its endpoint, stop it.
-
-    `options` are llama_cpp.server settings (name -> value) over SERVER_OPTIONS."""
+def server_command(port: int, threads: int | None = None, options: dict[str, str] | None = None) -> list[str]:
+    """The llama_cpp.server command line for the embedded model on 127.0.0.1:port."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise EmbeddedLLMError("the embedded LLM needs llama-cpp-python[server] (see README: make install)")
-    port = free_port()
     cmd = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", embedded_gguf_path(),
@@ -66,25 +60,50 @@ def embedded_llm_server(
     ]  # fmt: skip
     for name, value in {**SERVER_OPTIONS, **(options or {})}.items():
         cmd += [f"--{name}", value]
-    log = open(os.devnull, "wb")
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
+    return cmd
+
+
+def endpoint_for(port: int) -> LLMEndpoint:
+    """How litellm reaches the embedded server on this port."""
+    return LLMEndpoint(model=f"openai/{EMBEDDED_ALIAS}", api_base=f"http://127.0.0.1:{port}/v1", api_key="sk-local")
+
+
+def wait_until_ready(port: int, running: Callable[[], bool], timeout_s: float, log: str = "") -> None:
+    """Poll the server's /models until it answers; an EmbeddedLLMError if it stops or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not running():
+            raise EmbeddedLLMError(f"llama_cpp.server stopped before answering{log}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise EmbeddedLLMError(f"llama_cpp.server did not answer within {timeout_s:.0f} s{log}")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate a child process, killing it if it does not exit within 10 s."""
+    process.terminate()
     try:
-        deadline = time.monotonic() + startup_timeout_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise EmbeddedLLMError(f"llama_cpp.server exited with code {process.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.3)
-        else:
-            raise EmbeddedLLMError(f"llama_cpp.server did not answer within {startup_timeout_s:.0f} s")
-        yield LLMEndpoint(model=f"openai/{EMBEDDED_ALIAS}", api_base=base, api_key="sk-local")
-    finally:
-        process.terminate()
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def embedded_llm_server(
+    threads: int | None = None, startup_timeout_s: float = 120, options: dict[str, str] | None = None
+) -> Iterator[LLMEndpoint]:
+    """A private llama_cpp.server for the embedded model on 127.0.0.1 (benchmarks compare settings with it); stopped on exit.
+
+    `options` are llama_cpp.server settings (name -> value) over SERVER_OPTIONS. Runs use the shared server instead
+    (tasks.llm_host.shared_embedded_server)."""
+    port = free_port()
+    with open(os.devnull, "wb") as log:
+        process = subprocess.Popen(server_command(port, threads, options), stdout=log, stderr=subprocess.STDOUT)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            wait_until_ready(port, lambda: process.poll() is None, startup_timeout_s)
+            yield endpoint_for(port)
+        finally:
+            stop_process(process)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -36,3 +38,39 @@ def test_embedded_server_answers_through_litellm_and_stops(store, base_model_dir
     assert all(len(row["query"]) >= 12 for row in read_jsonl(result.pairs))
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/models", timeout=2)
+
+
+def port_closed(api_base: str) -> bool:
+    """Whether nothing answers at this endpoint any more."""
+    try:
+        httpx.get(f"{api_base}/models", timeout=2)
+    except httpx.HTTPError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_runs_share_one_embedded_server_which_stops_when_its_last_run_is_gone(tmp_path, monkeypatch):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+    from tasks.llm_host import pid_alive, shared_embedded_server
+
+    monkeypatch.setenv("DOMAIN_EMBED_LLM_HOST", str(tmp_path / "host"))
+    joiner = ("import sys, time\nfrom tasks.llm_host import shared_embedded_server\n"
+              "with shared_embedded_server() as e:\n    print(e.api_base, flush=True)\n    time.sleep(600)\n")  # fmt: skip
+    with shared_embedded_server() as first:
+        with shared_embedded_server() as second:
+            assert first.api_base == second.api_base  # one server for both
+        other = subprocess.Popen([sys.executable, "-c", joiner], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+        assert other.stdout.readline().strip() == first.api_base  # another process joins the same server
+        supervisor = json.loads((tmp_path / "host" / "host.json").read_text())["pid"]
+    time.sleep(8)  # past the idle grace: the other process is still registered, so the server stays
+    assert not port_closed(first.api_base) and pid_alive(supervisor)
+    other.send_signal(signal.SIGKILL)  # the last run dies without unregistering
+    other.wait()
+    wait_for(lambda: port_closed(first.api_base) and not pid_alive(supervisor), 60, "the server to stop after its last run died")

@@ -1,0 +1,113 @@
+"""Questions per second of the embedded LLM (SmolLM2-135M on llama.cpp) per server setting and prompt style.
+
+Real passages: the demo corpus (examples/postgresql) parsed and chunked by the pipeline's own stages. For each
+variant a fresh server starts and the generate stage's own code (tasks.generate.collect_answers, empty store) asks
+for questions about the same chunks. Question quality is checked beside speed: the share of questions whose own
+chunk ranks first, and in the top 5, among the sampled chunks under the base model (the round-trip rule), and
+the share kept by the pipeline's filters. Prints one JSON line per variant.
+
+    python -m benchmarks.embedded_llm [--chunks 40] [--variant NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flows.env import set_offline_defaults  # noqa: E402
+
+set_offline_defaults()
+
+VARIANTS: dict[str, dict] = {
+    # name: llama_cpp.server options, LLM settings
+    "default": {"server": {}, "llm": {}},
+    "no-logits-all": {"server": {"logits_all": "false"}, "llm": {}},
+    "no-logits-all+flash": {"server": {"logits_all": "false", "flash_attn": "true"}, "llm": {}},
+    "no-logits-all+ubatch128": {"server": {"logits_all": "false", "n_batch": "512", "n_ubatch": "128"}, "llm": {}},
+    "threads1": {"server": {"logits_all": "false"}, "llm": {}, "threads": 1},
+    "json-2-in-1": {"server": {"logits_all": "false"}, "llm": {"prompt_style": "json"}},
+}
+
+
+def demo_chunks(n: int) -> list[dict]:
+    """The first n chunks of the demo corpus in a stable sample, made by the pipeline's parse and chunk functions."""
+    from flows.config import ChunkSettings, ParseSettings
+    from tasks.chunk import chunk_document
+    from tasks.embed import max_seq_length, resolve_model
+    from tasks.generate import sample_chunks
+    from tasks.parse import parse_document
+    from tasks.store import RunStore, read_jsonl, sha256_file
+
+    store = RunStore(tempfile.mkdtemp(prefix="llm-bench-store-"))
+    model = resolve_model("all-MiniLM-L6-v2")
+    chunks: list[dict] = []
+    for path in sorted((ROOT / "examples" / "postgresql").glob("*.html")):
+        sha = sha256_file(path)
+        parsed = parse_document(str(path), sha, path.suffix, ParseSettings(), store)
+        chunks += read_jsonl(chunk_document(parsed.ref, sha, ChunkSettings(), model, max_seq_length(model), store).ref)
+    return sample_chunks(chunks, 0.5)[:n]
+
+
+def roundtrip(questions: list[tuple[str, int]], texts: list[str]) -> dict:
+    """Share of questions whose own chunk ranks first / in the top 5 among `texts` under the base model."""
+    import numpy as np
+
+    from tasks.embed import embed_texts, resolve_model
+
+    if not questions:
+        return {"top1": 0.0, "top5": 0.0}
+    model = resolve_model("all-MiniLM-L6-v2")
+    q = embed_texts(model, [text for text, _ in questions])
+    p = embed_texts(model, texts)
+    scores = q @ p.T
+    own = np.array([i for _, i in questions])
+    ranks = (scores > scores[np.arange(len(own)), own][:, None] + 1e-6).sum(axis=1)
+    return {"top1": round(float((ranks < 1).mean()), 3), "top5": round(float((ranks < 5).mean()), 3)}
+
+
+def run_variant(name: str, spec: dict, chunks: list[dict]) -> dict:
+    """Start the server with the variant's options, ask for 2 questions per chunk, time it, check the questions."""
+    from flows.config import FilterSettings, LLMSettings
+    from tasks.generate import cache_key, collect_answers
+    from tasks.local_llm import embedded_llm_server
+    from tasks.qa_filters import filter_questions
+    from tasks.store import RunStore
+
+    llm = LLMSettings(**{"max_concurrency": 1, **spec["llm"]})
+    store = RunStore(tempfile.mkdtemp(prefix="llm-bench-"))
+    with embedded_llm_server(threads=spec.get("threads"), options=spec["server"]) as endpoint:
+        started = time.monotonic()
+        answers, failures, stats = asyncio.run(collect_answers(chunks, llm, endpoint, store))
+        seconds = time.monotonic() - started
+    asked = [(q, i) for i, c in enumerate(chunks) for q in answers.get(cache_key(c["text"], llm), [])]
+    candidates = [{"query": q, "chunk_id": chunks[i]["chunk_id"], "doc_id": chunks[i]["doc_id"]} for q, i in asked]
+    kept, _ = filter_questions(candidates, {c["chunk_id"]: c["text"] for c in chunks}, FilterSettings(roundtrip_top_k=0), None)
+    return {
+        "variant": name, "server": spec["server"], "llm": spec["llm"], "threads": spec.get("threads"), "chunks": len(chunks),
+        "questions": len(asked), "questions_per_s": round(len(asked) / seconds, 3), "seconds": round(seconds, 1),
+        "calls": stats.llm_calls, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+        "failed_chunks": len(failures), "kept_by_filters": round(len(kept) / max(1, len(asked)), 3),
+        "roundtrip": roundtrip(asked, [c["text"] for c in chunks]),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=40)
+    parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
+    args = parser.parse_args()
+    chunks = demo_chunks(args.chunks)
+    for name in args.variant or list(VARIANTS):
+        print(json.dumps(run_variant(name, VARIANTS[name], chunks)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""One embedded LLM server per machine, shared by every run on it and stopped when its last run ends.
+
+Several llama.cpp servers on one machine starve each other (three on 2 cores ran ~15x slower than one). A run
+registers in a folder under the user's cache; the first run starts a supervisor process that runs llama_cpp.server,
+later runs reuse its port (llama.cpp then serves their requests in turn, at one server's speed). The supervisor stops
+the server once no registered run is alive, a run killed with -9 included, so no server outlives its runs.
+
+    python -m tasks.llm_host FOLDER PORT   # the supervisor (started by shared_embedded_server)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+from filelock import FileLock
+
+from tasks.llm import LLMEndpoint
+from tasks.local_llm import EmbeddedLLMError, endpoint_for, free_port, server_command, stop_process, wait_until_ready
+
+IDLE_GRACE_S = 5.0  # a run that starts right after another still finds the server up
+POLL_S = 0.5
+
+
+def host_folder() -> Path:
+    """Where runs register: DOMAIN_EMBED_LLM_HOST, else the user's cache (XDG_CACHE_HOME or ~/.cache)."""
+    if folder := os.environ.get("DOMAIN_EMBED_LLM_HOST"):
+        return Path(folder)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "domain-embed" / "llm-host"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (zombies of our own children count as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    return True
+
+
+def live_users(folder: Path) -> list[Path]:
+    """The registrations of runs still alive; those of dead runs are removed."""
+    alive = []
+    for entry in (folder / "users").glob("*"):
+        if pid_alive(int(entry.name.split("-", 1)[0])):
+            alive.append(entry)
+        else:
+            entry.unlink(missing_ok=True)
+    return alive
+
+
+def running_host(folder: Path) -> Optional[dict]:
+    """The supervisor's record ({pid, port}) if it is still alive."""
+    record = folder / "host.json"
+    if not record.exists():
+        return None
+    host = json.loads(record.read_text())
+    return host if pid_alive(host["pid"]) else None
+
+
+def start_host(folder: Path) -> dict:
+    """Start a supervisor (its own session, so a signal to the starting run does not reach it) and record it."""
+    port = free_port()
+    with open(folder / "host.log", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "tasks.llm_host", str(folder), str(port)], stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    host = {"pid": process.pid, "port": port}
+    (folder / "host.json").write_text(json.dumps(host))
+    return host
+
+
+@contextlib.contextmanager
+def shared_embedded_server(startup_timeout_s: float = 180) -> Iterator[LLMEndpoint]:
+    """Register this run, start the machine's embedded server if none runs, yield its endpoint, unregister."""
+    folder = host_folder()
+    (folder / "users").mkdir(parents=True, exist_ok=True)
+    me = folder / "users" / f"{os.getpid()}-{secrets.token_hex(4)}"
+    with FileLock(str(folder / "host.lock")):
+        me.touch()
+        host = running_host(folder) or start_host(folder)
+    try:
+        log = f" (see {folder / 'host.log'})"
+        wait_until_ready(host["port"], lambda: pid_alive(host["pid"]), startup_timeout_s, log)
+        yield endpoint_for(host["port"])
+    finally:
+        me.unlink(missing_ok=True)
+
+
+def idle_stop(folder: Path) -> bool:
+    """Under the lock: if no run is registered, withdraw the host record and say the server may stop."""
+    with FileLock(str(folder / "host.lock")):
+        if live_users(folder):
+            return False
+        (folder / "host.json").unlink(missing_ok=True)
+        return True
+
+
+def die_with_parent() -> None:
+    """On Linux, the server gets SIGTERM when its supervisor dies, even by kill -9 (elsewhere: nothing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def supervise(folder: Path, port: int) -> None:
+    """Run llama_cpp.server until no registered run has been alive for IDLE_GRACE_S, or until it exits."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = subprocess.Popen(server_command(port), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    idle_since: Optional[float] = None
+    try:
+        while server.poll() is None:
+            if live_users(folder):
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > IDLE_GRACE_S and idle_stop(folder):
+                return
+            time.sleep(POLL_S)
+        raise EmbeddedLLMError(f"llama_cpp.server exited with code {server.returncode}")
+    finally:
+        stop_process(server)
+
+
+if __name__ == "__main__":
+    supervise(Path(sys.argv[1]), int(sys.argv[2]))
