@@ -62,3 +62,24 @@ def test_empty_folder_and_unsupported_files(tmp_path, capsys):
     assert code == 2 and "no supported document" in err and "1 files" in err
     code, err = run_cli([tmp_path / "missing", "--out", tmp_path / "out"], capsys)
     assert code == 2 and "docs folder not found" in err
+
+
+@pytest.mark.parametrize(
+    "config, extra, expected",
+    [
+        ('{"bogus_field": 1}', [], "bogus_field: unknown setting (not a field of PipelineConfig)"),
+        ('{"train": {"epoch": 2}}', [], "train.epoch: unknown setting (not a field of TrainSettings)"),
+        ('{"train": {"batch_size": 1}}', [], "train.batch_size: input should be greater than or equal to 2, got 1"),
+        ("[1, 2]", [], "expected a JSON object of PipelineConfig fields, found list"),
+        ("{not json", [], "not valid JSON"),
+        ("{}", ["--epochs", "-1"], "--epochs (train.epochs): input should be greater than 0, got -1.0"),
+    ],
+)
+def test_invalid_settings_are_one_line_naming_the_field(docs, tmp_path, capsys, config, extra, expected):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config)
+    code, err = run_cli([docs, "--out", tmp_path / "out", "--config", config_file, *extra], capsys)
+    assert code == 2
+    assert err.startswith("domain-embed: error: ") and expected in err
+    assert err.count("\n") == 0
+    assert not (tmp_path / "out").exists()
