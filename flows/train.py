@@ -9,6 +9,7 @@ from prefect.logging import get_run_logger
 
 from flows.config import TrainSettings
 from tasks.caching import code_and_inputs
+from tasks.faults import retry_if_transient
 from tasks.embed import model_fingerprint, resolve_model
 from tasks.reports import markdown_table, publish_markdown, png_line_chart
 from tasks.store import Ref, RunStore
@@ -40,7 +41,8 @@ def training_markdown(result: TrainResult) -> str:
     return f"# Training\n\n{summary}{chart}\n\n{markdown_table(facts)}"
 
 
-@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.trainer", "tasks.losses", "tasks.text_embeddings", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5, persist_result=True)
+@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.trainer", "tasks.losses", "tasks.text_embeddings", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_if_transient, persist_result=True)
 def train_task(
     tuples: Ref, pairs: Ref, base_model: str, base_model_sha: str, settings: TrainSettings, store_url: str,
     validation: Optional[Ref] = None, corpus: Optional[Ref] = None,

@@ -12,6 +12,7 @@ from transformers import AutoTokenizer  # imported here: its lazy loader is not 
 
 from flows.config import ChunkSettings
 from tasks.caching import code_and_inputs
+from tasks.faults import retry_if_transient
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 
@@ -98,6 +99,7 @@ def chunk_document(elements: Ref, doc_sha: str, settings: ChunkSettings, model_d
     name="chunk",
     cache_policy=code_and_inputs(exclude=("model_dir", "rel_path")),
     retries=1,
+    retry_condition_fn=retry_if_transient,
     task_run_name="chunk-{rel_path}",
     persist_result=True,
 )

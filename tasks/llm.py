@@ -19,6 +19,7 @@ import openai  # noqa: E402
 from pydantic import BaseModel, Field, SecretStr  # noqa: E402
 
 from flows.config import EMBEDDED_LLM, LLMSettings  # noqa: E402
+from tasks.faults import NotRetriable  # noqa: E402
 from tasks.ratelimit import RateLimiter  # noqa: E402
 
 litellm.suppress_debug_info = True
@@ -74,11 +75,11 @@ class LLMTransientError(LLMError):
     transient = True
 
 
-class LLMRejectedError(LLMError):
+class LLMRejectedError(LLMError, NotRetriable):
     """The provider rejected this request (400-type: bad request, context window, content policy)."""
 
 
-class LLMFatalError(LLMError):
+class LLMFatalError(LLMError, NotRetriable):
     """The endpoint refuses every request (missing or wrong key, no permission, unknown model): stop the run."""
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from flows.config import ParseSettings
 from tasks.caching import code_and_inputs
+from tasks.faults import retry_if_transient
 from tasks.store import Ref, RunStore
 
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -155,6 +156,7 @@ def parse_document(path: str, sha256: str, ext: str, settings: ParseSettings, st
     name="parse",
     cache_policy=code_and_inputs(exclude=("path", "rel_path")),
     retries=1,
+    retry_condition_fn=retry_if_transient,
     task_run_name="parse-{rel_path}",
     persist_result=True,
 )

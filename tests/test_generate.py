@@ -16,7 +16,7 @@ from llm_stub import LLMStub  # noqa: E402
 
 from flows.config import FilterSettings, LLMSettings  # noqa: E402
 from tasks.embed import resolve_model  # noqa: E402
-from tasks.generate import _retry_if_transient, cache_key, collect_answers, generate_pairs  # noqa: E402
+from tasks.generate import cache_key, collect_answers, generate_pairs  # noqa: E402
 from tasks.prompts import MALFORMED, MalformedAnswer, parse_questions  # noqa: E402
 from tasks.llm import LLMEndpoint, LLMFatalError, LLMTransientError  # noqa: E402
 from tasks.qa_filters import passes_roundtrip, NearDuplicateIndex, filter_questions  # noqa: E402
@@ -212,11 +212,12 @@ def test_near_duplicate_index_matches_brute_force():
 def test_task_retries_only_transient_failures():
     from prefect.states import Failed
 
+    from tasks.faults import retry_if_transient
     from tasks.llm import LLMRejectedError
 
-    assert _retry_if_transient(None, None, Failed(data=LLMTransientError("endpoint down")))
-    assert not _retry_if_transient(None, None, Failed(data=LLMRejectedError("bad request")))
-    assert not _retry_if_transient(None, None, Failed(data=LLMFatalError("401")))
+    assert retry_if_transient(None, None, Failed(data=LLMTransientError("endpoint down")))
+    assert not retry_if_transient(None, None, Failed(data=LLMRejectedError("bad request")))
+    assert not retry_if_transient(None, None, Failed(data=LLMFatalError("401")))
 
 
 def test_single_style_parses_one_plain_question():
