@@ -9,6 +9,7 @@ from typing import Iterator, Optional
 
 from prefect import flow, task
 from prefect.artifacts import create_link_artifact
+from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 
 from flows.config import EMBEDDED_LLM, LLMSettings, PipelineConfig
@@ -34,6 +35,9 @@ from tasks.store import Ref, RunStore
 from tasks.supervision import supervise_task
 from tasks.train import TrainResult, read_train_result, run_key
 from tasks.trainer import matryoshka_dims
+
+
+FLOW_EXCEPTION_PREFIX = "Flow run encountered an exception:"
 
 
 class Stopwatch:
@@ -149,9 +153,17 @@ def run_training(
         as_subflow=True,
     )
     if not flow_run.state or not flow_run.state.is_completed():
-        raise RuntimeError(f"training deployment {config.train.deployment} ended {flow_run.state.name if flow_run.state else 'without state'}")
+        raise RuntimeError(sub_flow_failure(config.train.deployment, flow_run.state))
     key = run_key(tuples, pairs, model_fingerprint(resolve_model(config.base_model)), settings, validation)
     return read_train_result(RunStore(store_url), key)
+
+
+def sub_flow_failure(deployment: str, state: Optional[State]) -> str:
+    """Why a deployment's run did not complete, with the child's own reason, e.g. '... ended Failed: ValueError: ...'."""
+    if state is None:
+        return f"training deployment {deployment} ended without state"
+    reason = (state.message or "").removeprefix(FLOW_EXCEPTION_PREFIX).strip()
+    return f"training deployment {deployment} ended {state.name}" + (f": {reason}" if reason else "")
 
 
 @flow(name="build-embedder", log_prints=False)

@@ -70,3 +70,18 @@ def test_training_with_one_example_fails_at_once(prefect_harness, store, base_mo
     state = train_task(tuples, pairs, "all-MiniLM-L6-v2", model_fingerprint(base_model_dir), settings, store.url, return_state=True)
     assert state.is_failed() and "only 1 training example(s)" in state.message
     assert len(calls) == 1
+
+
+def test_a_failed_training_deployment_names_the_childs_reason():
+    from prefect.states import Cancelled, Crashed, Failed
+
+    from flows.pipeline import sub_flow_failure
+
+    child = Failed(message="Flow run encountered an exception: ValueError: only 1 training example(s): need at least 2")
+    assert sub_flow_failure("train-embedder/gpu", child) == (
+        "training deployment train-embedder/gpu ended Failed: ValueError: only 1 training example(s): need at least 2"
+    )
+    crashed = Crashed(message="Flow run infrastructure exited with non-zero status code -9.")
+    assert sub_flow_failure("train-embedder/gpu", crashed).endswith("ended Crashed: Flow run infrastructure exited with non-zero status code -9.")
+    assert sub_flow_failure("train-embedder/gpu", Cancelled(message="")) == "training deployment train-embedder/gpu ended Cancelled"
+    assert sub_flow_failure("train-embedder/gpu", None) == "training deployment train-embedder/gpu ended without state"
