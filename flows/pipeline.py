@@ -13,7 +13,7 @@ from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 
 from flows.config import EMBEDDED_LLM, LLMSettings, PipelineConfig
-from flows.train import train_embedder
+from flows.train import publish_training_report, train_embedder
 from tasks.chunk import ChunkedDoc, chunk_task
 from tasks.corpus import Corpus, assemble_corpus
 from tasks.discover import DocFile, DocsNotFound, discover_documents
@@ -136,13 +136,24 @@ def llm_settings(config: PipelineConfig) -> LLMSettings:
 def run_training(
     config: PipelineConfig, tuples: Ref, pairs: Ref, store_url: str, validation: Optional[Ref] = None, corpus: Optional[Ref] = None
 ) -> TrainResult:
-    """Train in-process, or as the configured deployment (a linked sub-flow run on its work pool).
+    """Train in-process, or as the configured deployment; either way a sub-flow run whose training report is
+    also published on this (the parent) run, so the parent's Artifacts tab shows it."""
+    if config.train.deployment:
+        result = train_as_deployment(config, tuples, pairs, store_url, validation, corpus)
+    else:
+        result = train_embedder(tuples, pairs, config.base_model, config.train, store_url, validation, corpus)
+    publish_training_report(result)
+    return result
+
+
+def train_as_deployment(
+    config: PipelineConfig, tuples: Ref, pairs: Ref, store_url: str, validation: Optional[Ref], corpus: Optional[Ref]
+) -> TrainResult:
+    """Run train.deployment as a linked sub-flow on its work pool; its reason is raised if it does not complete.
 
     A deployment run may execute on another machine with other result storage: its TrainResult is read
     back from the run store, under the run's content key, rather than from Prefect's persisted result.
     """
-    if not config.train.deployment:
-        return train_embedder(tuples, pairs, config.base_model, config.train, store_url, validation, corpus)
     from prefect.deployments import run_deployment
 
     settings = config.train.model_copy(update={"deployment": None})

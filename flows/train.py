@@ -41,6 +41,11 @@ def training_markdown(result: TrainResult) -> str:
     return f"# Training\n\n{summary}{chart}\n\n{markdown_table(facts)}"
 
 
+def publish_training_report(result: TrainResult) -> None:
+    """The `training-report` artifact on the current run: the training flow's, or the parent's of a deployment run."""
+    publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
+
+
 @task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.trainer", "tasks.losses", "tasks.text_embeddings", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_if_transient, persist_result=True)
 def train_task(
@@ -58,7 +63,7 @@ def train_task(
         "Trained %d steps in %.1f s on %s (%.1f samples/s, %.0f real tokens/s, %.1f%% padding)", result.steps, result.seconds,
         result.device, result.samples_per_second, result.tokens_per_second or 0, 100 * (result.padding_fraction or 0),
     )  # fmt: skip
-    publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
+    publish_training_report(result)
     return result
 
 
