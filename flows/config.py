@@ -71,7 +71,8 @@ class LLMSettings(Settings):
     backoff_base_s: float = Field(0.5, gt=0, description="First wait before a retry; doubles each attempt, with jitter")
     max_backoff_s: float = Field(60, gt=0, description="Longest wait between attempts, a server's Retry-After included")
     max_consecutive_failures: int = Field(
-        10, ge=1, description="Stop generating when this many chunks in a row fail (endpoint down or rejecting all)"
+        10, ge=1, description="Stop generating when this many requests in a row get no answer (connection error, timeout, "
+        "5xx; after one, requests go one at a time until one is answered) or this many chunks in a row are rejected"
     )
 
 
