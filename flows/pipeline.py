@@ -57,10 +57,12 @@ class Stopwatch:
 
 
 def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
-    """Fail before any cost, with one clear line: docs folder, base model, dims, LLM and its key.
+    """Fail before any cost, with one clear line: LLM and its key (first: no file is read), docs folder, base model, dims.
 
     Returns the documents found (hashed once, reused by the parse stage), the model folder, its hash and dimension.
     """
+    if config.llm.model != EMBEDDED_LLM:
+        check_llm(config.llm)
     docs = discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb)
     if not any(not d.skipped for d in docs):
         raise DocsNotFound(
@@ -69,15 +71,13 @@ def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
     model_dir = resolve_model(config.base_model)
     dim = model_dimension(model_dir)
     matryoshka_dims(dim, config.train.matryoshka_dims)
-    if config.llm.model != EMBEDDED_LLM:
-        check_llm(config.llm)
     if config.eval_dataset:
         load_beir(config.eval_dataset)
     return docs, model_dir, model_fingerprint(model_dir), dim
 
 
 def check_llm(llm: LLMSettings) -> None:
-    """The LLM model string names a provider litellm knows, and its key variable or block resolves."""
+    """The LLM model string names a provider litellm knows, and its key (variable, block or the provider's) resolves."""
     import litellm
 
     try:
@@ -85,9 +85,21 @@ def check_llm(llm: LLMSettings) -> None:
     except Exception as exc:
         raise ValueError(f"unknown LLM '{llm.model}': litellm cannot tell its provider ({type(exc).__name__})") from None
     try:
-        resolve_api_key(llm)
+        key = resolve_api_key(llm)
     except LLMError as exc:
         raise ValueError(str(exc)) from None
+    if key is None and not llm.api_base:  # a hosted model: litellm reads the provider's variable, which must be set
+        check_provider_key(llm.model)
+
+
+def check_provider_key(model: str) -> None:
+    """The provider's key variable (e.g. OPENAI_API_KEY for gpt-4o-mini) is set; a ValueError naming it otherwise."""
+    import litellm
+
+    found = litellm.validate_environment(model=model)
+    missing = [name for name in found.get("missing_keys") or [] if "KEY" in name]
+    if not found.get("keys_in_environment") and missing:
+        raise ValueError(f"no API key for {model}: set {' or '.join(missing)} (or name the variable that holds it with --api-key-env)")
 
 
 def parse_report_rows(docs: list[DocFile], parsed: dict[str, ParsedDoc]) -> list[dict]:
