@@ -78,6 +78,7 @@ def train_embedder(
     flow as a deployment on another machine reads it back (`tasks.train.read_train_result`).
     """
     base_sha = model_fingerprint(resolve_model(base_model))
-    result = train_task(tuples, pairs, base_model, base_sha, settings, store_url, validation, corpus)
+    state = train_task(tuples, pairs, base_model, base_sha, settings, store_url, validation, corpus, return_state=True)
+    result = state.result().model_copy(update={"cached": state.name == "Cached"})
     save_train_result(RunStore(store_url), run_key(tuples, pairs, base_sha, settings, validation), result)
     return result
