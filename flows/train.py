@@ -42,7 +42,7 @@ def training_markdown(result: TrainResult) -> str:
 
 
 def publish_training_report(result: TrainResult) -> None:
-    """The `training-report` artifact on the current run: the training flow's, or the parent's of a deployment run."""
+    """The `training-report` artifact on the current run: the training task's, and the parent pipeline run's."""
     publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
 
 
