@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows.env import set_offline_defaults
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,27 +46,77 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    """A PipelineConfig from --config plus command-line overrides."""
+    """A PipelineConfig from --config plus command-line overrides; invalid settings raise one ValueError line."""
+    from pydantic import ValidationError
+
     from flows.config import PipelineConfig
 
-    data = json.loads(Path(args.config).read_text()) if args.config else {}
+    data = read_config_file(args.config) if args.config else {}
     data.update({"docs_dir": args.docs, "out_dir": args.out})
     overrides = {
-        ("store_url",): args.store, ("base_model",): args.base_model, ("eval_dataset",): args.eval_dataset,
-        ("llm", "model"): args.llm, ("llm", "api_base"): args.api_base, ("llm", "api_key_env"): args.api_key_env,
-        ("llm", "questions_per_chunk"): args.questions_per_chunk, ("llm", "chunk_fraction"): args.chunk_fraction, ("llm", "requests_per_minute"): args.rpm,
-        ("llm", "tokens_per_minute"): args.tpm, ("train", "epochs"): args.epochs, ("train", "batch_size"): args.batch_size,
-        ("train", "matryoshka_dims"): [int(d) for d in args.dims.split(",")] if args.dims else None,
-        ("train", "deployment"): args.train_deployment,
+        ("store_url",): ("--store", args.store), ("base_model",): ("--base-model", args.base_model),
+        ("eval_dataset",): ("--eval-dataset", args.eval_dataset), ("llm", "model"): ("--llm", args.llm),
+        ("llm", "api_base"): ("--api-base", args.api_base), ("llm", "api_key_env"): ("--api-key-env", args.api_key_env),
+        ("llm", "questions_per_chunk"): ("--questions-per-chunk", args.questions_per_chunk),
+        ("llm", "chunk_fraction"): ("--chunk-fraction", args.chunk_fraction), ("llm", "requests_per_minute"): ("--rpm", args.rpm),
+        ("llm", "tokens_per_minute"): ("--tpm", args.tpm), ("train", "epochs"): ("--epochs", args.epochs),
+        ("train", "batch_size"): ("--batch-size", args.batch_size),
+        ("train", "matryoshka_dims"): ("--dims", [int(d) for d in args.dims.split(",")] if args.dims else None),
+        ("train", "deployment"): ("--train-deployment", args.train_deployment),
     }  # fmt: skip
-    for path, value in overrides.items():
+    given = {path: option for path, (option, value) in overrides.items() if value is not None}
+    for path, (_, value) in overrides.items():
         if value is None:
             continue
         target = data
         for key in path[:-1]:
             target = target.setdefault(key, {})
         target[path[-1]] = value
-    return PipelineConfig.model_validate(data)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(settings_error(exc, given, args.config)) from None
+
+
+def read_config_file(path: str) -> dict:
+    """The JSON object of a --config file; a malformed one is a ValueError naming the file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of PipelineConfig fields, found {type(data).__name__}")
+    return data
+
+
+def settings_error(exc: "ValidationError", options: dict[tuple, str], config_file: str | None) -> str:
+    """Every invalid setting of a pydantic ValidationError on one line: where it came from, the field, the rule."""
+    parts = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        field = ".".join(loc)
+        if loc in options:
+            where = f"{options[loc]} ({field})"
+        else:
+            where = f"{config_file}: {field}" if config_file else field
+        if error["type"] == "extra_forbidden":
+            parts.append(f"{where}: unknown setting (not a field of {type_name(loc)})")
+        else:
+            parts.append(f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def type_name(loc: tuple[str, ...]) -> str:
+    """The settings model a field path belongs to, e.g. ('train', 'x') -> 'TrainSettings'."""
+    from flows.config import PipelineConfig
+
+    model = PipelineConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type):
+            break
+        model = field.annotation
+    return model.__name__
 
 
 def run_command(args: argparse.Namespace) -> int:

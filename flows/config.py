@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 EMBEDDED_LLM = "embedded"
 
 
-class ParseSettings(BaseModel):
+class Settings(BaseModel):
+    """A settings group: an unknown field is an error naming it, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ParseSettings(Settings):
     """How documents are found and parsed."""
 
     strategy: Literal["fast", "auto", "hi_res"] = Field("fast", description="unstructured partition strategy")
@@ -20,7 +26,7 @@ class ParseSettings(BaseModel):
     )
 
 
-class ChunkSettings(BaseModel):
+class ChunkSettings(Settings):
     """Token-aware chunking with the base model's tokenizer."""
 
     chunk_tokens: int = Field(200, ge=16, description="Chunk size in base-model tokens (kept under max_seq_length)")
@@ -28,7 +34,7 @@ class ChunkSettings(BaseModel):
     min_tokens: int = Field(24, ge=1, description="Chunks shorter than this are dropped as too short")
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(Settings):
     """The question-generating LLM, called through litellm."""
 
     model: str = Field(
@@ -65,21 +71,22 @@ class LLMSettings(BaseModel):
     backoff_base_s: float = Field(0.5, gt=0, description="First wait before a retry; doubles each attempt, with jitter")
     max_backoff_s: float = Field(60, gt=0, description="Longest wait between attempts, a server's Retry-After included")
     max_consecutive_failures: int = Field(
-        10, ge=1, description="Stop generating when this many chunks in a row fail (endpoint down or rejecting all)"
+        10, ge=1, description="Stop generating when this many requests in a row get no answer (connection error, timeout, "
+        "5xx; after one, requests go one at a time until one is answered) or this many chunks in a row are rejected"
     )
 
 
-class FilterSettings(BaseModel):
+class FilterSettings(Settings):
     """Which generated questions are kept."""
 
-    min_chars: int = Field(12, ge=1)
-    max_chars: int = Field(300, ge=10)
+    min_chars: int = Field(12, ge=1, description="Drop questions shorter than this many characters")
+    max_chars: int = Field(300, ge=10, description="Drop questions longer than this many characters")
     max_copied_words: int = Field(12, ge=3, description="Drop questions copying this many consecutive chunk words")
     near_duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="Word-set Jaccard above which two questions are duplicates")
     roundtrip_top_k: int = Field(20, ge=0, description="Keep a question only if its chunk ranks in the base model's top k (0 = off)")
 
 
-class SplitSettings(BaseModel):
+class SplitSettings(Settings):
     """Train / validation / eval split by document."""
 
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="Fraction of documents held out for evaluation")
@@ -90,7 +97,7 @@ class SplitSettings(BaseModel):
     seed: int = Field(13, description="Seed of the document split's hash")
 
 
-class SupervisionSettings(BaseModel):
+class SupervisionSettings(Settings):
     """Training pairs that cost no LLM call, taken from the training documents themselves."""
 
     headings: bool = Field(True, description="Section headings (human-written) as queries for the text of their sections")
@@ -98,7 +105,7 @@ class SupervisionSettings(BaseModel):
     seed: int = Field(13, description="Seed of the inverse-cloze sentence choice")
 
 
-class MineSettings(BaseModel):
+class MineSettings(Settings):
     """Hard-negative mining with FAISS and the base model."""
 
     negatives_per_query: int = Field(1, ge=0, description="Hard negatives per (query, positive) pair")
@@ -107,7 +114,7 @@ class MineSettings(BaseModel):
     range_max: int = Field(50, ge=1, description="Consider candidates up to this rank")
     exclude_same_document: bool = Field(False, description="Never take a negative from the positive's document")
     exact_search_max: int = Field(200_000, ge=1, description="Exact inner-product index up to this many chunks, HNSW above")
-    seed: int = 13
+    seed: int = Field(13, description="Seed of the IVF training sample and of the recall-check query sample")
     near_duplicate_cosine: float = Field(
         0.98, gt=0, le=1, description="A candidate this close (cosine) to the positive chunk is a near-duplicate, never a negative"
     )
@@ -120,7 +127,7 @@ class MineSettings(BaseModel):
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch")
 
 
-class TrainSettings(BaseModel):
+class TrainSettings(Settings):
     """Fine-tuning hyper-parameters."""
 
     epochs: Optional[float] = Field(
@@ -169,7 +176,7 @@ class TrainSettings(BaseModel):
     )
 
 
-class RunnerSettings(BaseModel):
+class RunnerSettings(Settings):
     """Where the heavy stages (parse, chunk, corpus embedding) run, and in how many tasks."""
 
     address: Optional[str] = Field(
@@ -182,7 +189,7 @@ class RunnerSettings(BaseModel):
     )
 
 
-class PipelineConfig(BaseModel):
+class PipelineConfig(Settings):
     """Everything a build-embedder run needs."""
 
     docs_dir: str = Field(..., description="Folder of documents (PDF, HTML, Markdown, DOCX, TXT)")
@@ -193,12 +200,12 @@ class PipelineConfig(BaseModel):
     )
     base_model: str = Field("all-MiniLM-L6-v2", description="SentenceTransformer folder or packaged model name")
     eval_dataset: Optional[str] = Field(None, description="BEIR-layout folder of your own labelled queries")
-    parse: ParseSettings = ParseSettings()
-    chunk: ChunkSettings = ChunkSettings()
-    llm: LLMSettings = LLMSettings()
-    filter: FilterSettings = FilterSettings()
-    split: SplitSettings = SplitSettings()
-    supervision: SupervisionSettings = SupervisionSettings()
-    mine: MineSettings = MineSettings()
-    train: TrainSettings = TrainSettings()
-    runner: RunnerSettings = RunnerSettings()
+    parse: ParseSettings = Field(ParseSettings(), description="How documents are found and parsed")
+    chunk: ChunkSettings = Field(ChunkSettings(), description="How documents are cut into chunks")
+    llm: LLMSettings = Field(LLMSettings(), description="The LLM that writes questions for the chunks")
+    filter: FilterSettings = Field(FilterSettings(), description="Which generated questions are kept")
+    split: SplitSettings = Field(SplitSettings(), description="Train / validation / eval split by document")
+    supervision: SupervisionSettings = Field(SupervisionSettings(), description="Training pairs that cost no LLM call")
+    mine: MineSettings = Field(MineSettings(), description="Hard-negative mining")
+    train: TrainSettings = Field(TrainSettings(), description="Fine-tuning hyper-parameters")
+    runner: RunnerSettings = Field(RunnerSettings(), description="Where the heavy stages run, and in how many tasks")

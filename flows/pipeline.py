@@ -8,10 +8,11 @@ from typing import Iterator, Optional
 
 from prefect import flow
 from prefect.artifacts import create_link_artifact
+from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 
 from flows.config import EMBEDDED_LLM, LLMSettings, PipelineConfig
-from flows.train import train_embedder
+from flows.train import publish_training_report, train_embedder
 from flows.prepare import Stopwatch, prepare_corpus
 from tasks.discover import DocFile, DocsNotFound, discover_documents
 from tasks.embed import model_dimension, model_fingerprint, resolve_model
@@ -33,11 +34,16 @@ from tasks.train import TrainResult, read_train_result, run_key
 from tasks.trainer import matryoshka_dims
 
 
+FLOW_EXCEPTION_PREFIX = "Flow run encountered an exception:"
+
+
 def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
-    """Fail before any cost, with one clear line: docs folder, base model, dims, LLM and its key.
+    """Fail before any cost, with one clear line: LLM and its key (first: no file is read), docs folder, base model, dims.
 
     Returns the documents found (hashed once, reused by the parse stage), the model folder, its hash and dimension.
     """
+    if config.llm.model != EMBEDDED_LLM:
+        check_llm(config.llm)
     docs = discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb)
     if not any(not d.skipped for d in docs):
         raise DocsNotFound(
@@ -46,15 +52,13 @@ def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
     model_dir = resolve_model(config.base_model)
     dim = model_dimension(model_dir)
     matryoshka_dims(dim, config.train.matryoshka_dims)
-    if config.llm.model != EMBEDDED_LLM:
-        check_llm(config.llm)
     if config.eval_dataset:
         load_beir(config.eval_dataset)
     return docs, model_dir, model_fingerprint(model_dir), dim
 
 
 def check_llm(llm: LLMSettings) -> None:
-    """The LLM model string names a provider litellm knows, and its key variable or block resolves."""
+    """The LLM model string names a provider litellm knows, and its key (variable, block or the provider's) resolves."""
     import litellm
 
     try:
@@ -62,9 +66,21 @@ def check_llm(llm: LLMSettings) -> None:
     except Exception as exc:
         raise ValueError(f"unknown LLM '{llm.model}': litellm cannot tell its provider ({type(exc).__name__})") from None
     try:
-        resolve_api_key(llm)
+        key = resolve_api_key(llm)
     except LLMError as exc:
         raise ValueError(str(exc)) from None
+    if key is None and not llm.api_base:  # a hosted model: litellm reads the provider's variable, which must be set
+        check_provider_key(llm.model)
+
+
+def check_provider_key(model: str) -> None:
+    """The provider's key variable (e.g. OPENAI_API_KEY for gpt-4o-mini) is set; a ValueError naming it otherwise."""
+    import litellm
+
+    found = litellm.validate_environment(model=model)
+    missing = [name for name in found.get("missing_keys") or [] if "KEY" in name]
+    if not found.get("keys_in_environment") and missing:
+        raise ValueError(f"no API key for {model}: set {' or '.join(missing)} (or name the variable that holds it with --api-key-env)")
 
 
 @contextlib.contextmanager
@@ -88,13 +104,24 @@ def llm_settings(config: PipelineConfig) -> LLMSettings:
 def run_training(
     config: PipelineConfig, tuples: Ref, pairs: Ref, store_url: str, validation: Optional[Ref] = None, corpus: Optional[Ref] = None
 ) -> TrainResult:
-    """Train in-process, or as the configured deployment (a linked sub-flow run on its work pool).
+    """Train in-process, or as the configured deployment; either way a sub-flow run whose training report is
+    also published on this (the parent) run, so the parent's Artifacts tab shows it."""
+    if config.train.deployment:
+        result = train_as_deployment(config, tuples, pairs, store_url, validation, corpus)
+    else:
+        result = train_embedder(tuples, pairs, config.base_model, config.train, store_url, validation, corpus)
+    publish_training_report(result)
+    return result
+
+
+def train_as_deployment(
+    config: PipelineConfig, tuples: Ref, pairs: Ref, store_url: str, validation: Optional[Ref], corpus: Optional[Ref]
+) -> TrainResult:
+    """Run train.deployment as a linked sub-flow on its work pool; its reason is raised if it does not complete.
 
     A deployment run may execute on another machine with other result storage: its TrainResult is read
     back from the run store, under the run's content key, rather than from Prefect's persisted result.
     """
-    if not config.train.deployment:
-        return train_embedder(tuples, pairs, config.base_model, config.train, store_url, validation, corpus)
     from prefect.deployments import run_deployment
 
     settings = config.train.model_copy(update={"deployment": None})
@@ -105,9 +132,17 @@ def run_training(
         as_subflow=True,
     )
     if not flow_run.state or not flow_run.state.is_completed():
-        raise RuntimeError(f"training deployment {config.train.deployment} ended {flow_run.state.name if flow_run.state else 'without state'}")
+        raise RuntimeError(sub_flow_failure(config.train.deployment, flow_run.state))
     key = run_key(tuples, pairs, model_fingerprint(resolve_model(config.base_model)), settings, validation, corpus)
     return read_train_result(RunStore(store_url), key)
+
+
+def sub_flow_failure(deployment: str, state: Optional[State]) -> str:
+    """Why a deployment's run did not complete, with the child's own reason, e.g. '... ended Failed: ValueError: ...'."""
+    if state is None:
+        return f"training deployment {deployment} ended without state"
+    reason = (state.message or "").removeprefix(FLOW_EXCEPTION_PREFIX).strip()
+    return f"training deployment {deployment} ended {state.name}" + (f": {reason}" if reason else "")
 
 
 @flow(name="build-embedder", log_prints=False)

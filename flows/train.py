@@ -9,6 +9,7 @@ from prefect.logging import get_run_logger
 
 from flows.config import TrainSettings
 from tasks.caching import code_and_inputs
+from tasks.faults import retry_if_transient
 from tasks.embed import model_fingerprint, resolve_model
 from tasks.reports import markdown_table, publish_markdown, png_line_chart
 from tasks.store import Ref, RunStore
@@ -40,7 +41,13 @@ def training_markdown(result: TrainResult) -> str:
     return f"# Training\n\n{summary}{chart}\n\n{markdown_table(facts)}"
 
 
-@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.trainer", "tasks.losses", "tasks.text_embeddings", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5, persist_result=True)
+def publish_training_report(result: TrainResult) -> None:
+    """The `training-report` artifact on the current run: the training task's, and the parent pipeline run's."""
+    publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
+
+
+@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.trainer", "tasks.losses", "tasks.text_embeddings", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_if_transient, persist_result=True)
 def train_task(
     tuples: Ref, pairs: Ref, base_model: str, base_model_sha: str, settings: TrainSettings, store_url: str,
     validation: Optional[Ref] = None, corpus: Optional[Ref] = None,
@@ -59,7 +66,7 @@ def train_task(
         "Trained %d steps in %.1f s on %s (%.1f samples/s, %.0f real tokens/s, %.1f%% padding)", result.steps, result.seconds,
         result.device, result.samples_per_second, result.tokens_per_second or 0, 100 * (result.padding_fraction or 0),
     )  # fmt: skip
-    publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
+    publish_training_report(result)
     return result
 
 
@@ -74,6 +81,7 @@ def train_embedder(
     flow as a deployment on another machine reads it back (`tasks.train.read_train_result`).
     """
     base_sha = model_fingerprint(resolve_model(base_model))
-    result = train_task(tuples, pairs, base_model, base_sha, settings, store_url, validation, corpus)
+    state = train_task(tuples, pairs, base_model, base_sha, settings, store_url, validation, corpus, return_state=True)
+    result = state.result().model_copy(update={"cached": state.name == "Cached"})
     save_train_result(RunStore(store_url), run_key(tuples, pairs, base_sha, settings, validation, corpus), result)
     return result

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from transformers import AutoTokenizer  # imported here: its lazy loader is not safe when tasks import it in threads
 
 from flows.config import ChunkSettings
+from tasks.faults import retry_if_transient
 from tasks.item_cache import item_key, load_item, save_item
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
@@ -128,7 +129,7 @@ def chunk_documents(
     return ChunkBatch(docs=results, cached=cached)
 
 
-@task(name="chunk", cache_policy=NO_CACHE, retries=1, task_run_name="chunk-{label}", persist_result=False)
+@task(name="chunk", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_if_transient, task_run_name="chunk-{label}", persist_result=False)
 def chunk_task(
     jobs: list[ChunkJob], label: str, settings: ChunkSettings, model_dir: str, model_sha: str, max_tokens: int, store_url: str
 ) -> ChunkBatch:

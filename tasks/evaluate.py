@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from tasks.beir import BeirDataset, load_beir, normalize_ws, pairs_to_queries
 from tasks.caching import code_and_inputs
+from tasks.faults import retry_if_transient
 from tasks.retrieval import METRICS, PerQuery, score_bm25, score_retrieval
 from tasks.store import Ref, RunStore, read_jsonl
 from tasks.uncertainty import DeltaInterval, paired_bootstrap
@@ -191,7 +192,8 @@ def _publish(report: EvalReport, store_url: str) -> EvalReport:
     return report
 
 
-@task(name="evaluate", cache_policy=code_and_inputs(*SCORING_MODULES, exclude=("models",)), persist_result=True, retries=1)
+@task(name="evaluate", cache_policy=code_and_inputs(*SCORING_MODULES, exclude=("models",)), persist_result=True, retries=1,
+      retry_condition_fn=retry_if_transient)
 def evaluate_task(
     models: dict[str, str],
     model_shas: dict[str, str],
@@ -211,6 +213,7 @@ def evaluate_task(
     cache_policy=code_and_inputs(*SCORING_MODULES, exclude=("models", "dataset_dir")),
     persist_result=True,
     retries=1,
+    retry_condition_fn=retry_if_transient,
 )
 def evaluate_beir_task(
     models: dict[str, str],

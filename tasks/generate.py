@@ -13,8 +13,9 @@ from pydantic import BaseModel
 
 from flows.config import FilterSettings, LLMSettings
 from tasks.caching import code_and_inputs
+from tasks.faults import retry_if_transient
 from tasks.embed import resolve_model
-from tasks.llm import LLMClient, LLMEndpoint, LLMError, LLMRejectedError, LLMTransientError, Usage, resolve_api_key
+from tasks.llm import LLMClient, LLMEndpoint, LLMRejectedError, LLMTransientError, Usage, resolve_api_key
 from tasks.llm_batch import ask_all, run_sync
 from tasks.prompts import ask, max_tokens, prompt_fingerprint, prompt_style, response_format_for
 from tasks.qa_filters import filter_questions
@@ -187,12 +188,6 @@ def _samples(kept: list[dict], dropped: list[dict], texts: dict[str, str]) -> di
     return {"kept": some_kept, "dropped": some_dropped}
 
 
-def _retry_if_transient(task, task_run, state) -> bool:
-    """Prefect retry condition: only transient LLM faults (endpoint down, rate limits outlasting every attempt)."""
-    exc = state.result(raise_on_failure=False, _sync=True)
-    return isinstance(exc, LLMError) and exc.transient
-
-
 def publish_report(result: GenerationResult) -> None:
     """The `qa-report` table artifact: outcomes with counts and examples; tokens and cost in the description."""
     from prefect.artifacts import create_table_artifact
@@ -234,7 +229,7 @@ def publish_report(result: GenerationResult) -> None:
     persist_result=True,
     retries=2,
     retry_delay_seconds=[30, 120],
-    retry_condition_fn=_retry_if_transient,
+    retry_condition_fn=retry_if_transient,
 )
 def generate_task(
     corpus: Ref,

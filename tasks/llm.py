@@ -19,6 +19,7 @@ import openai  # noqa: E402
 from pydantic import BaseModel, Field, SecretStr  # noqa: E402
 
 from flows.config import EMBEDDED_LLM, LLMSettings  # noqa: E402
+from tasks.faults import NotRetriable  # noqa: E402
 from tasks.ratelimit import RateLimiter  # noqa: E402
 
 litellm.suppress_debug_info = True
@@ -58,8 +59,8 @@ class LLMEndpoint(BaseModel):
         return cls(model=llm.model, api_base=llm.api_base)
 
 
-class LLMError(RuntimeError):
-    """An LLM request that failed for good; `status` is the HTTP status when there was one."""
+class LLMError(RuntimeError, NotRetriable):
+    """An LLM request that failed for good (the client's own retries are spent); `status` is the HTTP status if any."""
 
     transient = False
 
@@ -72,6 +73,10 @@ class LLMTransientError(LLMError):
     """Rate limits, timeouts, 5xx or connection faults outlasted every attempt; trying later may work."""
 
     transient = True
+
+
+class LLMUnavailableError(LLMTransientError):
+    """max_consecutive_failures requests in a row went unanswered (connection error, timeout, 5xx): the run stops."""
 
 
 class LLMRejectedError(LLMError):
@@ -208,6 +213,8 @@ class LLMClient:
         self.api_key = api_key or endpoint_key or self._default_key()
         self.response_format_ok = True
         self.usage = Usage()
+        self.unanswered_in_row = 0
+        self.last_unanswered = ""
         self._warm = False
         self._warming = asyncio.Lock()
 
@@ -261,11 +268,14 @@ class LLMClient:
                 attempt -= 1
                 continue
             if isinstance(outcome, Completion):
+                self.unanswered_in_row = 0
                 self.limiter.succeeded()
                 return outcome
             error, kind = outcome, classify(outcome)
             self.usage.count_fault(error_status(error))
             status = getattr(error, "status_code", None)
+            self.count_unanswered(error, kind)
+            self.check_streak()
             if kind == "fatal":
                 raise LLMFatalError(f"{self.describe(error)} ({self.key_hint()})", status)
             if kind == "rejected":
@@ -279,14 +289,31 @@ class LLMClient:
                 self.limiter.throttled(delay)
             await asyncio.sleep(delay)
 
+    def count_unanswered(self, error: openai.OpenAIError, kind: str) -> None:
+        """Count requests in a row that got no answer (connection error, timeout, 5xx; a 429 is an answer)."""
+        unanswered = kind == "transient" and getattr(error, "status_code", None) != 429
+        self.unanswered_in_row = self.unanswered_in_row + 1 if unanswered else 0
+        if unanswered:
+            self.last_unanswered = self.describe(error)
+            self._warm = False  # requests go one at a time until one is answered
+
+    def check_streak(self) -> None:
+        """Stop before another request once max_consecutive_failures requests in a row went unanswered."""
+        if self.unanswered_in_row >= self.settings.max_consecutive_failures:
+            raise LLMUnavailableError(f"{self.endpoint.model}: {self.unanswered_in_row} requests in a row got no answer "
+                                      f"(connection error, timeout or 5xx), last: {self.last_unanswered}")  # fmt: skip
+
     async def _first_or_concurrent(self, messages: list[dict], response_format: Optional[dict]) -> Outcome:
-        """The first request goes alone: litellm's cold start would bunch the next ones; a bad key costs one call."""
+        """Until a request is answered (at the start, and again after a fault) requests go one at a time: litellm's
+        cold start would bunch them, a bad key costs one call, and a dead endpoint max_consecutive_failures calls."""
         if not self._warm:
             async with self._warming:
                 if not self._warm:
+                    self.check_streak()
                     outcome = await self._attempt(messages, response_format)
                     self._warm = not isinstance(outcome, openai.OpenAIError) or classify(outcome) != "fatal"
                     return outcome
+        self.check_streak()
         return await self._attempt(messages, response_format)
 
     async def _attempt(self, messages: list[dict], response_format: Optional[dict]) -> Outcome:

@@ -11,7 +11,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Coroutine
 
-from tasks.llm import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, Usage
+from tasks.llm import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError, Usage
 from tasks.progress import Progress, in_run
 from tasks.prompts import MALFORMED, MalformedAnswer
 from tasks.store import RunStore, atomic_write
@@ -59,6 +59,11 @@ def usage_line(usage: Usage, failed: int) -> str:
     return f"{failed} failed, {usage.calls} calls, {usage.prompt_tokens + usage.completion_tokens} tokens, ${usage.cost_usd:.4f}"
 
 
+def resumable(answers: dict[str, list[str]]) -> str:
+    """What a stopped run keeps: '12 chunks answered and cached so far, a re-run resumes from there'."""
+    return f"{len(answers)} chunks answered and cached so far, a re-run resumes from there"
+
+
 async def ask_all(
     todo: dict[str, tuple[dict, list[str]]],
     ask: Ask,
@@ -89,6 +94,8 @@ async def ask_all(
                 failures[key] = (MALFORMED, str(error))
             except LLMFatalError:
                 raise
+            except LLMUnavailableError as exc:
+                raise LLMUnavailableError(f"stopped generating: {exc} ({resumable(answers)})") from None
             except LLMError as exc:
                 error = exc
                 failures[key] = (failure_kind(exc), str(exc))
@@ -105,10 +112,7 @@ async def ask_all(
             progress.advance()
             if len(streak) >= max_consecutive_failures:
                 kind = LLMTransientError if error.transient else LLMRejectedError
-                raise kind(
-                    f"stopped generating: {len(streak)} chunks in a row failed ({len(answers)} answered and cached "
-                    f"so far, a re-run resumes from there); last error: {error}"
-                )
+                raise kind(f"stopped generating: {len(streak)} chunks in a row failed ({resumable(answers)}); last error: {error}")
 
     await artifact.push(0.0, progress.line(), force=True)
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]

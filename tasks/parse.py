@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from flows.config import ParseSettings
 from tasks.discover import DocFile
+from tasks.faults import retry_if_transient
 from tasks.item_cache import item_key, load_item, save_item
 from tasks.store import Ref, RunStore
 
@@ -176,7 +177,7 @@ def parse_documents(docs: list[DocFile], settings: ParseSettings, store: RunStor
     return ParseBatch(docs=results, cached=cached)
 
 
-@task(name="parse", cache_policy=NO_CACHE, retries=1, task_run_name="parse-{label}", persist_result=False)
+@task(name="parse", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_if_transient, task_run_name="parse-{label}", persist_result=False)
 def parse_task(docs: list[DocFile], label: str, settings: ParseSettings, store_url: str) -> ParseBatch:
     """Parse a batch of documents; each one is cached on its own content hash and the parser settings."""
     batch = parse_documents(docs, settings, RunStore(store_url))

@@ -66,7 +66,8 @@ def build_report(
         "llm_usage": {k: gen.get(k) for k in ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")},
         "chunks_failed": gen.get("chunks_failed", []),
         "mining": mine_stats,
-        "training": trained.model_dump(exclude={"model_dir"}),
+        "training": trained.model_dump(exclude={"model_dir", "cached"}),
+        "training_cached": trained.cached,
         "evaluation": {label: report.model_dump(mode="json", exclude={"ref"}) for label, report in evaluations.items()},
         "index": index_meta,
         "files": parse_rows,
@@ -152,12 +153,21 @@ def evaluation_section(label: str, evaluation: dict) -> str:
     return f"### Evaluation on the {evaluation_title(label)}\n\n{evaluation_tables(evaluation)}{chart}\n"
 
 
+def what_ran(report: dict) -> str:
+    """What this run paid for and what it reused, stated only from its own counts: documents, LLM calls, training."""
+    usage = report["llm_usage"]
+    calls, hits = usage.get("llm_calls") or 0, usage.get("cache_hits") or 0
+    llm = f"{calls} LLM calls ({hits} chunks answered from cache)" if calls else f"no LLM call ({hits} chunks answered from cache)"
+    training = "training served from cache" if report.get("training_cached") else f"trained {report['training']['steps']} steps"
+    documents = "**Same documents as the last run**: " if not report["new_documents"] else "This run: "
+    return f"{documents}{llm}; {training}.\n"
+
+
 def render_markdown(report: dict) -> str:
     """report.md: headline table first, then stages, cost and training."""
     parts = [f"# domain-embed report\n\nBase model `{report['base_model']}`, LLM `{report['llm']}`, "
              f"Matryoshka dims {report['matryoshka_dims']}.\n"]  # fmt: skip
-    if not report["new_documents"]:
-        parts.append("**No new documents** since the last run: every stage was served from cache.\n")
+    parts.append(what_ran(report))
     parts.append(f"**Promotion:** {report['promotion']['reason']}.\n")
     docs = report["documents"]
     parts.append(f"Documents: {docs['found']} found, {docs['parsed']} parsed, {docs['train']} for training, {docs['eval']} held out for eval.\n")

@@ -38,6 +38,7 @@ class TrainResult(BaseModel):
     teacher: Optional[str] = None
     validation_curve: list[tuple[int, float]] = []  # (step, validation NDCG@10); step 0 is the base model
     best_step: Optional[int] = None
+    cached: bool = False  # this run took the model from Prefect's cache instead of training it
 
 
 def loss_columns(row: dict) -> dict:

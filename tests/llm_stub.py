@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -329,3 +330,39 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             },
         )
+
+
+class DeadEndpoint:
+    """A TCP listener on 127.0.0.1 that accepts every connection and closes it at once, counting them: an LLM
+    endpoint that is down, where each request the client makes shows up as one connection.
+
+        with DeadEndpoint() as dead:
+            ...  # call dead.api_base
+        dead.connections
+    """
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.api_base = f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1"
+        self._sock.settimeout(0.1)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def __enter__(self) -> "DeadEndpoint":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        self._sock.close()

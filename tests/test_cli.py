@@ -11,6 +11,7 @@ import pytest
 from flows.cli import main
 
 from conftest import FIXTURES
+from llm_stub import DeadEndpoint
 
 
 @pytest.fixture
@@ -62,3 +63,52 @@ def test_empty_folder_and_unsupported_files(tmp_path, capsys):
     assert code == 2 and "no supported document" in err and "1 files" in err
     code, err = run_cli([tmp_path / "missing", "--out", tmp_path / "out"], capsys)
     assert code == 2 and "docs folder not found" in err
+
+
+@pytest.mark.parametrize(
+    "config, extra, expected",
+    [
+        ('{"bogus_field": 1}', [], "bogus_field: unknown setting (not a field of PipelineConfig)"),
+        ('{"train": {"epoch": 2}}', [], "train.epoch: unknown setting (not a field of TrainSettings)"),
+        ('{"train": {"batch_size": 1}}', [], "train.batch_size: input should be greater than or equal to 2, got 1"),
+        ("[1, 2]", [], "expected a JSON object of PipelineConfig fields, found list"),
+        ("{not json", [], "not valid JSON"),
+        ("{}", ["--epochs", "-1"], "--epochs (train.epochs): input should be greater than 0, got -1.0"),
+    ],
+)
+def test_invalid_settings_are_one_line_naming_the_field(docs, tmp_path, capsys, config, extra, expected):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config)
+    code, err = run_cli([docs, "--out", tmp_path / "out", "--config", config_file, *extra], capsys)
+    assert code == 2
+    assert err.startswith("domain-embed: error: ") and expected in err
+    assert err.count("\n") == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_hosted_llm_without_its_key_stops_before_any_cost(docs, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    def cost(*args, **kwargs):
+        raise AssertionError("documents read or Prefect server started before the key check")
+
+    monkeypatch.setattr("flows.pipeline.discover_documents", cost)
+    monkeypatch.setattr("flows.local_api.prepare_local_api", cost)
+    code, err = run_cli([docs, "--out", tmp_path / "out", "--llm", "gpt-4o-mini"], capsys)
+    assert code == 2
+    assert err == "domain-embed: error: no API key for gpt-4o-mini: set OPENAI_API_KEY (or name the variable that holds it with --api-key-env)"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-set")
+    with pytest.raises(AssertionError, match="before the key check"):  # with the key, the run goes on to read the documents
+        run_cli([docs, "--out", tmp_path / "out", "--llm", "gpt-4o-mini"], capsys)
+
+
+def test_a_dead_llm_endpoint_stops_the_run_after_10_requests(docs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DOMAIN_EMBED_TEST_KEY", "sk-test")
+    with DeadEndpoint() as dead:
+        code, err = run_cli([docs, "--out", tmp_path / "out", "--store", tmp_path / "store", "--llm", "openai/x",
+                             "--api-base", dead.api_base, "--api-key-env", "DOMAIN_EMBED_TEST_KEY"], capsys)  # fmt: skip
+    last = err.splitlines()[-1]  # above it: the run's own log lines
+    assert code == 1 and sum(line.startswith("domain-embed: error:") for line in err.splitlines()) == 1
+    assert last.startswith("domain-embed: error: the LLM failed: stopped generating: openai/x: 10 requests in a row got no answer")
+    assert "chunks answered and cached so far, a re-run resumes from there" in last
+    assert dead.connections == 10  # README: stops after 10 failures in a row

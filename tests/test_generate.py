@@ -12,13 +12,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
-from llm_stub import LLMStub  # noqa: E402
+from llm_stub import DeadEndpoint, LLMStub  # noqa: E402
 
 from flows.config import FilterSettings, LLMSettings  # noqa: E402
 from tasks.embed import resolve_model  # noqa: E402
-from tasks.generate import _retry_if_transient, cache_key, collect_answers, generate_pairs  # noqa: E402
+from tasks.generate import cache_key, collect_answers, generate_pairs, generate_task  # noqa: E402
 from tasks.prompts import MALFORMED, MalformedAnswer, parse_questions  # noqa: E402
-from tasks.llm import LLMEndpoint, LLMFatalError, LLMTransientError  # noqa: E402
+from tasks.llm import LLMEndpoint, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError  # noqa: E402
 from tasks.qa_filters import passes_roundtrip, NearDuplicateIndex, filter_questions  # noqa: E402
 from tasks.store import RunStore, read_jsonl  # noqa: E402
 
@@ -133,12 +133,37 @@ def test_wrong_key_stops_the_run_with_one_call(tmp_path, base_model, monkeypatch
     assert "sk-wrong-777" not in str(caught.value)
 
 
-def test_unreachable_endpoint_stops_after_a_failure_streak(tmp_path, base_model):
+def test_a_dead_endpoint_gets_max_consecutive_failures_requests_then_the_run_stops(tmp_path, base_model):
+    settings = llm(max_attempts=6, max_concurrency=16)  # max_consecutive_failures: 10 by default
+    with DeadEndpoint() as dead:
+        with pytest.raises(LLMUnavailableError, match="10 requests in a row got no answer") as caught:
+            generate_pairs(CHUNKS, settings, FILTERS, LLMEndpoint(model="openai/x", api_base=dead.api_base), base_model, RunStore(str(tmp_path)))
+    assert dead.connections == 10
+    assert "0 chunks answered and cached so far, a re-run resumes from there" in str(caught.value)
+
+
+def test_a_closed_port_stops_the_run_after_the_failure_streak(tmp_path, base_model):
     with LLMStub() as stub:
         dead = endpoint(stub)  # the port is closed once the stub stops
-    settings = llm(max_attempts=2, max_consecutive_failures=3)
-    with pytest.raises(LLMTransientError, match="3 chunks in a row failed"):
-        generate_pairs(CHUNKS, settings, FILTERS, dead, base_model, RunStore(str(tmp_path)))
+    with pytest.raises(LLMUnavailableError, match="3 requests in a row got no answer"):
+        generate_pairs(CHUNKS, llm(max_consecutive_failures=3), FILTERS, dead, base_model, RunStore(str(tmp_path)))
+
+
+def test_the_generate_task_is_not_retried_against_a_dead_endpoint(tmp_path, base_model, prefect_harness):
+    store = RunStore(str(tmp_path))
+    with DeadEndpoint() as dead:
+        state = generate_task(store.put_jsonl("corpus", CHUNKS), llm(), FILTERS, "all-MiniLM-L6-v2", store.url,
+                              LLMEndpoint(model="openai/x", api_base=dead.api_base), return_state=True)  # fmt: skip
+    assert state.is_failed() and "10 requests in a row got no answer" in state.message
+    assert dead.connections == 10  # one task attempt: Prefect's retries would have made 30
+
+
+def test_a_chunk_streak_of_rejections_stops_the_run(tmp_path, base_model):
+    with LLMStub(fault_rates={"400": 1.0}) as stub:
+        with pytest.raises(LLMRejectedError, match="3 chunks in a row failed"):
+            generate_pairs(CHUNKS, llm(max_consecutive_failures=3, max_concurrency=1), FILTERS, endpoint(stub), base_model,
+                           RunStore(str(tmp_path)))  # fmt: skip
+        assert stub.count() == 3
 
 
 def test_crash_halfway_resumes_paying_only_for_the_rest(tmp_path, base_model):
@@ -209,14 +234,15 @@ def test_near_duplicate_index_matches_brute_force():
     assert kept_fast == kept_slow and 10 < len(kept_slow) < 400
 
 
-def test_task_retries_only_transient_failures():
+def test_prefect_never_retries_what_the_llm_client_already_retried():
     from prefect.states import Failed
 
-    from tasks.llm import LLMRejectedError
+    from tasks.faults import retry_if_transient
 
-    assert _retry_if_transient(None, None, Failed(data=LLMTransientError("endpoint down")))
-    assert not _retry_if_transient(None, None, Failed(data=LLMRejectedError("bad request")))
-    assert not _retry_if_transient(None, None, Failed(data=LLMFatalError("401")))
+    assert not retry_if_transient(None, None, Failed(data=LLMTransientError("gave up after 6 attempts")))
+    assert not retry_if_transient(None, None, Failed(data=LLMRejectedError("bad request")))
+    assert not retry_if_transient(None, None, Failed(data=LLMFatalError("401")))
+    assert retry_if_transient(None, None, Failed(data=ConnectionError("run store unreachable")))
 
 
 def test_single_style_parses_one_plain_question():

@@ -147,7 +147,9 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     assert second["llm_usage"]["llm_calls"] == 0 and second["llm_usage"]["cost_usd"] == 0
     assert second["training"] == first["training"]
     assert second["evaluation"] == first["evaluation"]
-    assert second["new_documents"] is False and "No new documents" in (out / "report.md").read_text()
+    assert second["new_documents"] is False and second["training_cached"] is True
+    assert "**Same documents as the last run**: no LLM call" in (out / "report.md").read_text()
+    assert "training served from cache" in (out / "report.md").read_text()
 
     # one new document: only its chunks reach the LLM
     (run_dirs / "docs" / "tablespaces.md").write_text(NEW_DOC)
@@ -160,7 +162,8 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     seen = set(stub.chunks_seen)
     assert seen and seen <= new_texts
     assert third["training"]["seconds"] != first["training"]["seconds"]
-    assert third["new_documents"] is True
+    assert third["new_documents"] is True and third["training_cached"] is False
+    assert f"This run: {third['llm_usage']['llm_calls']} LLM calls" in (out / "report.md").read_text()
     assert third["promotion"]["current_ndcg"] is not None  # compared with the current model, or the base model
     if report["promotion"]["promoted"]:
         assert "current" in third["evaluation"]["synthetic"]["results"]

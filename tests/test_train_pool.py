@@ -74,7 +74,7 @@ def tiny_dataset(store):
 @pytest.mark.slow
 def test_run_training_runs_the_deployment_on_the_gpu_pool_as_a_linked_subflow(gpu_worker, prefect_server_api, store, tmp_path):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, DeploymentFilter, DeploymentFilterId
 
     tuples, pairs = tiny_dataset(store)
     settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=32, deployment="train-embedder/gpu", teacher=None)
@@ -101,3 +101,7 @@ def test_run_training_runs_the_deployment_on_the_gpu_pool_as_a_linked_subflow(gp
         assert host_pid and int(host_pid.rsplit(":", 1)[-1]) != os.getpid()  # a process the worker started
         assert child.parent_task_run_id is not None
         assert str(client.read_task_run(child.parent_task_run_id).flow_run_id) == parent_id
+        for run_id in (child.id, parent_id):  # the parent's Artifacts tab shows the sub-flow's training report too
+            reports = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), key=ArtifactFilterKey(any_=["training-report"])))  # fmt: skip
+            assert len(reports) == 1 and "Loss went from" in reports[0].data
