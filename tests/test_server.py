@@ -238,6 +238,12 @@ def test_up_then_down(tmp_path):
         for pool in ("cpu", "gpu"):
             wait_for(lambda: post(api, f"/work_pools/{pool}/workers/filter"), 90, f"the {pool} worker to register")
 
+        # 20 runs submitted in a row as the UI's Run form does, with no retry: 20 created (scheduled far ahead, so none runs)
+        build = deployments["build-embedder/scheduled"]
+        later = {"type": "SCHEDULED", "state_details": {"scheduled_time": "2099-01-01T00:00:00+00:00"}}
+        created = [post(api, f"/deployments/{build['id']}/create_flow_run", {"state": later}, attempts=1) for _ in range(20)]
+        assert len({run["id"] for run in created}) == 20
+
         # schedules fire with nobody clicking: the poll deployment every minute, run by the cpu worker
         poll = deployments["watch-docs/poll"]
         post(api, f"/deployments/{poll['id']}/schedules", [{"schedule": {"interval": 60}, "active": True}])
