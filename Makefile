@@ -7,7 +7,7 @@ install: .venv/.installed
 	touch $@
 
 run: install
-	.venv/bin/domain-embed run examples/postgresql --out out --chunk-fraction 0.5
+	.venv/bin/domain-embed run examples/postgresql --out out --chunk-fraction 0.3 --config examples/demo-cpu.json
 
 test: install
 	.venv/bin/python -m pytest -q -rs --durations=25

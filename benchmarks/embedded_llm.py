@@ -49,7 +49,7 @@ def demo_chunks(n: int) -> list[dict]:
     store = RunStore(tempfile.mkdtemp(prefix="llm-bench-store-"))
     model = resolve_model("all-MiniLM-L6-v2")
     chunks: list[dict] = []
-    for path in sorted((ROOT / "examples" / "postgresql").glob("*.html")):
+    for path in sorted((ROOT / "examples" / "postgresql").rglob("*.html")):
         sha = sha256_file(path)
         parsed = parse_document(str(path), sha, path.suffix, ParseSettings(), store)
         chunks += read_jsonl(chunk_document(parsed.ref, sha, ChunkSettings(), model, max_seq_length(model), store).ref)
