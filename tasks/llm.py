@@ -18,8 +18,8 @@ import litellm  # noqa: E402
 import openai  # noqa: E402
 from pydantic import BaseModel, Field, SecretStr  # noqa: E402
 
-from flows.config import EMBEDDED_LLM, LLMSettings  # noqa: E402
 from tasks.ratelimit import RateLimiter  # noqa: E402
+from tasks.settings import EMBEDDED_LLM, LLMSettings  # noqa: E402
 
 litellm.suppress_debug_info = True
 log = logging.getLogger("domain_embed.llm")

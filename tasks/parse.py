@@ -10,9 +10,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from flows.config import ParseSettings
 from tasks.discover import DocFile
 from tasks.item_cache import item_key, load_item, save_item
+from tasks.settings import ParseSettings
 from tasks.store import Ref, RunStore
 
 os.environ.setdefault("DO_NOT_TRACK", "true")

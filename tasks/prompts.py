@@ -8,8 +8,8 @@ from typing import Any, Optional
 
 import litellm
 
-from flows.config import EMBEDDED_LLM, LLMSettings
 from tasks.llm import LLMClient, LLMEndpoint
+from tasks.settings import EMBEDDED_LLM, LLMSettings
 from tasks.store import stable_hash
 
 SINGLE_PROMPT = "Read the text and write one short question about it.\n\nText: {text}\n\nQuestion:"

@@ -1,4 +1,5 @@
-"""Pipeline parameters: one pydantic model, which is also the run form in the Prefect UI."""
+"""Settings of the stages: one pydantic model per stage, read by the stage modules and assembled by
+flows/config.py into PipelineConfig (the run form in the Prefect UI)."""
 
 from __future__ import annotations
 
@@ -180,25 +181,3 @@ class RunnerSettings(BaseModel):
         100, ge=1, description="Documents per parse or chunk task: larger batches cost less orchestration per document, "
         "smaller ones spread better over workers (each document is still cached on its own)",
     )
-
-
-class PipelineConfig(BaseModel):
-    """Everything a build-embedder run needs."""
-
-    docs_dir: str = Field(..., description="Folder of documents (PDF, HTML, Markdown, DOCX, TXT)")
-    out_dir: str = Field("out", description="Where model/, index/, report.json and report.md are written")
-    store_url: Optional[str] = Field(None, description="Run store (folder or fsspec URL); default ~/.cache/domain-embed/store")
-    model_name: str = Field(
-        "default", description="Name of this model line: the run store keeps one `current` (promoted) model per name"
-    )
-    base_model: str = Field("all-MiniLM-L6-v2", description="SentenceTransformer folder or packaged model name")
-    eval_dataset: Optional[str] = Field(None, description="BEIR-layout folder of your own labelled queries")
-    parse: ParseSettings = ParseSettings()
-    chunk: ChunkSettings = ChunkSettings()
-    llm: LLMSettings = LLMSettings()
-    filter: FilterSettings = FilterSettings()
-    split: SplitSettings = SplitSettings()
-    supervision: SupervisionSettings = SupervisionSettings()
-    mine: MineSettings = MineSettings()
-    train: TrainSettings = TrainSettings()
-    runner: RunnerSettings = RunnerSettings()

@@ -12,8 +12,9 @@ from prefect import flow
 from prefect.context import get_run_context
 from sentence_transformers import SentenceTransformer
 
-from flows.config import PipelineConfig, TrainSettings
+from flows.config import PipelineConfig
 from flows.pipeline import run_training
+from tasks.settings import TrainSettings
 from tasks.train import TrainResult
 
 from conftest import kill_group
