@@ -1,5 +1,5 @@
 """Stage modules; importing them first sets offline defaults (no model hub, no price-list download, no telemetry)."""
 
-from flows.env import set_offline_defaults
+from tasks.env import set_offline_defaults
 
 set_offline_defaults()
