@@ -1,9 +1,16 @@
-"""Process environment for offline, quiet runs (no model hub, no price-list download, no telemetry); must be set
-before prefect or the ML libraries are imported."""
+"""Process environment for offline, quiet runs: no model hub, no price-list download, no telemetry.
+
+Importing a module of this project changes no environment variable. Entrypoints apply the defaults: the CLI's
+main, the module that prefect.yaml's deployments load (flows/deployed.py) and the notebook API, before prefect and
+the ML libraries are imported. A stage module that imports a library which reads one of them at import time does
+so inside `import_defaults`, which leaves os.environ as it found it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 OFFLINE_DEFAULTS = {
     "HF_HUB_OFFLINE": "1",
@@ -27,3 +34,15 @@ def set_offline_defaults(*keys: str) -> None:
     """Offline, no-telemetry defaults (all, or only `keys`), without overriding what the user set."""
     for key in keys or OFFLINE_DEFAULTS:
         os.environ.setdefault(key, OFFLINE_DEFAULTS[key])
+
+
+@contextlib.contextmanager
+def import_defaults(*keys: str) -> Iterator[None]:
+    """The offline defaults `keys` while a library that reads them at import time is imported, then os.environ as before."""
+    added = [key for key in keys if key not in os.environ]
+    set_offline_defaults(*keys)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
