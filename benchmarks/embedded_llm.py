@@ -39,7 +39,7 @@ VARIANTS: dict[str, dict] = {
 
 def demo_chunks(n: int) -> list[dict]:
     """The first n chunks of the demo corpus in a stable sample, made by the pipeline's parse and chunk functions."""
-    from flows.config import ChunkSettings, ParseSettings
+    from tasks.settings import ChunkSettings, ParseSettings
     from tasks.chunk import chunk_document
     from tasks.embed import max_seq_length, resolve_model
     from tasks.generate import sample_chunks
@@ -75,7 +75,7 @@ def roundtrip(questions: list[tuple[str, int]], texts: list[str]) -> dict:
 
 def run_variant(name: str, spec: dict, chunks: list[dict]) -> dict:
     """Start the server with the variant's options, ask for 2 questions per chunk, time it, check the questions."""
-    from flows.config import FilterSettings, LLMSettings
+    from tasks.settings import FilterSettings, LLMSettings
     from tasks.generate import cache_key, collect_answers
     from tasks.local_llm import embedded_llm_server
     from tasks.qa_filters import filter_questions

@@ -32,10 +32,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import litellm  # noqa: E402
 from llm_stub import LLMStub  # noqa: E402
 
-from flows.config import LLMSettings  # noqa: E402
 from tasks.generate import cache_key, collect_answers  # noqa: E402
-from tasks.prompts import build_messages, parse_questions  # noqa: E402
 from tasks.llm import LLMEndpoint  # noqa: E402
+from tasks.prompts import build_messages, parse_questions  # noqa: E402
+from tasks.settings import LLMSettings  # noqa: E402
 from tasks.store import RunStore  # noqa: E402
 
 FAULTS = {"500": 0.10, "malformed": 0.05}

@@ -22,8 +22,8 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from flows.config import MineSettings  # noqa: E402
 from tasks.mine import select_negatives  # noqa: E402
+from tasks.settings import MineSettings  # noqa: E402
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

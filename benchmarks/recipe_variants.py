@@ -67,8 +67,8 @@ def training_rows(store: Path, sources: list[str], negatives: bool) -> tuple[lis
 def all_document_rows(store: Path, sources: list[str]) -> list[dict]:
     """Pairs without negatives over every document (held-out ones too): the LLM's questions passing the round trip,
     and the LLM-free pairs of every chunk."""
-    from flows.config import FilterSettings, SupervisionSettings
     from tasks.qa_filters import passes_roundtrip
+    from tasks.settings import FilterSettings, SupervisionSettings
     from tasks.store import read_jsonl
     from tasks.supervision import supervised_pairs
 
@@ -93,8 +93,8 @@ def score(model_dir: str, beir: Path, dims: list[int]):
 
 def run_variant(name: str, spec: dict, work: Path, dims: list[int], base_scores) -> dict:
     """Train one variant and score it on the dev queries against the base model."""
-    from flows.config import TrainSettings
     from tasks.embed import resolve_model
+    from tasks.settings import TrainSettings
     from tasks.store import RunStore
     from tasks.store import read_jsonl
     from tasks.train import train_model

@@ -64,7 +64,8 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int) ->
     """Run the corpus stages on docs_dir twice (fresh store, then nothing changed) and return the figures of N."""
     from prefect import flow
 
-    from flows.config import MineSettings, PipelineConfig
+    from flows.config import PipelineConfig
+    from tasks.settings import MineSettings
     from flows.local_api import prepare_local_api
     from flows.prepare import Stopwatch, prepare_corpus
     from tasks.discover import discover_documents

@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from flows.config import TrainSettings  # noqa: E402
 from tasks.embed import resolve_model  # noqa: E402
+from tasks.settings import TrainSettings  # noqa: E402
 
 MAX_SEQ_LENGTH = 256
 SEED_BATCH = 32

@@ -1,5 +1,2 @@
-"""Prefect flows and the CLI; importing them first sets offline defaults (also in workers running deployments)."""
-
-from flows.env import set_offline_defaults
-
-set_offline_defaults()
+"""Prefect flows, the CLI and the notebook API. Importing them changes no environment variable: the entrypoints
+(flows/cli.py main, flows/deployed.py, flows/api.py) apply the offline defaults of tasks/env.py."""

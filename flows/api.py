@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from flows.config import PipelineConfig
+from flows.env import set_offline_defaults, use_store
 from tasks.evaluate import EvalReport
 from tasks.export_check import export_run as export
 from tasks.search import search_run as search
@@ -19,7 +20,7 @@ __all__ = ["PipelineConfig", "build_embedder", "evaluate", "export", "search"]
 
 def build_embedder(config: PipelineConfig) -> dict:
     """`domain-embed run`: the build-embedder flow in-process, in the config's run store; returns report.json's dict."""
-    from flows.env import use_store
+    set_offline_defaults()
     from flows.local_api import prepare_local_api
     from flows.pipeline import build_embedder as flow, check_config
 
@@ -31,6 +32,7 @@ def build_embedder(config: PipelineConfig) -> dict:
 
 def evaluate(models: dict[str, str], dataset: str, dims: Optional[list[int]] = None) -> EvalReport:
     """`domain-embed evaluate`: models (label -> folder or packaged name) on a BEIR-layout folder, with the BM25 row."""
+    set_offline_defaults()
     from tasks.beir import load_beir
     from tasks.embed import default_matryoshka_dims, model_dimension, resolve_model
     from tasks.evaluate import evaluate_dataset

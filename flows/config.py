@@ -1,192 +1,24 @@
-"""Pipeline parameters: one pydantic model, which is also the run form in the Prefect UI."""
+"""Pipeline parameters: PipelineConfig assembles the stages' settings (tasks/settings.py) into one pydantic
+model, which is also the run form in the Prefect UI."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-EMBEDDED_LLM = "embedded"
-
-
-class Settings(BaseModel):
-    """A settings group: an unknown field is an error naming it, never silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ParseSettings(Settings):
-    """How documents are found and parsed."""
-
-    strategy: Literal["fast", "auto", "hi_res"] = Field("fast", description="unstructured partition strategy")
-    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are reported and not read")
-    extensions: list[str] = Field(
-        [".pdf", ".html", ".htm", ".md", ".markdown", ".docx", ".txt", ".text", ".rst"],
-        description="File extensions that are parsed; others are reported as unsupported",
-    )
-
-
-class ChunkSettings(Settings):
-    """Token-aware chunking with the base model's tokenizer."""
-
-    chunk_tokens: int = Field(200, ge=16, description="Chunk size in base-model tokens (kept under max_seq_length)")
-    overlap_tokens: int = Field(24, ge=0, description="Token overlap between neighbouring chunks")
-    min_tokens: int = Field(24, ge=1, description="Chunks shorter than this are dropped as too short")
-
-
-class LLMSettings(Settings):
-    """The question-generating LLM, called through litellm."""
-
-    model: str = Field(
-        EMBEDDED_LLM,
-        description="'embedded' (a local GGUF model served on 127.0.0.1) or any litellm model string, "
-        "e.g. gpt-4o-mini, ollama/llama3.1, hosted_vllm/...",
-    )
-    api_base: Optional[str] = Field(None, description="Override the provider's endpoint")
-    api_key_env: Optional[str] = Field(None, description="Environment variable holding the API key")
-    api_key_secret_block: Optional[str] = Field(None, description="Prefect Secret block holding the API key")
-    chunk_fraction: float = Field(
-        1.0, gt=0, le=1, description="Fraction of chunks sent to the LLM (a stable hash sample: adding documents never "
-        "changes which earlier chunks are picked); the rest stay in the corpus as retrieval distractors",
-    )
-    prompt_style: Literal["auto", "json", "single"] = Field(
-        "auto", description="'json': n questions per call as JSON; 'single': one plain question per call (tiny local "
-        "models follow it far better); 'auto': single for the embedded model, json otherwise",
-    )
-    questions_per_chunk: int = Field(2, ge=1, le=10, description="Questions kept per chunk")
-    candidates_per_chunk: Optional[int] = Field(
-        None, ge=1, le=20, description="Questions asked for per chunk; the training documents keep the questions_per_chunk "
-        "best by the round-trip rank, held-out documents the first ones (empty: questions_per_chunk)",
-    )
-    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of the LLM (higher: more varied questions)")
-    max_tokens: int = Field(256, ge=16, description="Completion token cap per call (one-question prompts cap at 64)")
-    requests_per_minute: float = Field(500, gt=0, description="Client-side request rate limit")
-    tokens_per_minute: float = Field(200_000, gt=0, description="Client-side token rate limit (prompt + completion)")
-    max_concurrency: int = Field(16, ge=1, description="Requests in flight at once")
-    timeout_s: float = Field(60, gt=0, description="Per-request timeout")
-    max_attempts: int = Field(6, ge=1, description="Attempts per request on transient faults")
-    concurrency_limit: Optional[str] = Field(
-        None, description="Prefect global concurrency limit (rate_limit) shared by all runs using this provider"
-    )
-    backoff_base_s: float = Field(0.5, gt=0, description="First wait before a retry; doubles each attempt, with jitter")
-    max_backoff_s: float = Field(60, gt=0, description="Longest wait between attempts, a server's Retry-After included")
-    max_consecutive_failures: int = Field(
-        10, ge=1, description="Stop generating when this many requests in a row get no answer (connection error, timeout, "
-        "5xx; after one, requests go one at a time until one is answered) or this many chunks in a row are rejected"
-    )
-
-
-class FilterSettings(Settings):
-    """Which generated questions are kept."""
-
-    min_chars: int = Field(12, ge=1, description="Drop questions shorter than this many characters")
-    max_chars: int = Field(300, ge=10, description="Drop questions longer than this many characters")
-    max_copied_words: int = Field(12, ge=3, description="Drop questions copying this many consecutive chunk words")
-    near_duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="Word-set Jaccard above which two questions are duplicates")
-    roundtrip_top_k: int = Field(20, ge=0, description="Keep a question only if its chunk ranks in the base model's top k (0 = off)")
-
-
-class SplitSettings(Settings):
-    """Train / validation / eval split by document."""
-
-    eval_fraction: float = Field(0.2, gt=0, lt=1, description="Fraction of documents held out for evaluation")
-    val_fraction: float = Field(
-        0.1, ge=0, lt=0.5, description="Fraction of documents whose questions choose the best checkpoint (neither trained on "
-        "nor evaluated); 0: keep the last checkpoint",
-    )
-    seed: int = Field(13, description="Seed of the document split's hash")
-
-
-class SupervisionSettings(Settings):
-    """Training pairs that cost no LLM call, taken from the training documents themselves."""
-
-    headings: bool = Field(True, description="Section headings (human-written) as queries for the text of their sections")
-    inverse_cloze: bool = Field(True, description="One sentence of each chunk as a query for the rest of the chunk")
-    seed: int = Field(13, description="Seed of the inverse-cloze sentence choice")
-
-
-class MineSettings(Settings):
-    """Hard-negative mining with FAISS and the base model."""
-
-    negatives_per_query: int = Field(1, ge=0, description="Hard negatives per (query, positive) pair")
-    max_score_ratio: float = Field(0.95, gt=0, le=1, description="A negative must score below this fraction of the positive (TopK-PercPos)")
-    range_min: int = Field(0, ge=0, description="Skip this many top-ranked candidates")
-    range_max: int = Field(50, ge=1, description="Consider candidates up to this rank")
-    exclude_same_document: bool = Field(False, description="Never take a negative from the positive's document")
-    exact_search_max: int = Field(200_000, ge=1, description="Exact inner-product index up to this many chunks, HNSW above")
-    seed: int = Field(13, description="Seed of the IVF training sample and of the recall-check query sample")
-    near_duplicate_cosine: float = Field(
-        0.98, gt=0, le=1, description="A candidate this close (cosine) to the positive chunk is a near-duplicate, never a negative"
-    )
-    approximate_index: Literal["hnsw", "ivf"] = Field("hnsw", description="Index used above exact_search_max chunks")
-    hnsw_m: int = Field(32, ge=4, description="HNSW graph degree")
-    hnsw_ef_construction: int = Field(80, ge=8, description="HNSW build-time beam width")
-    hnsw_ef_search: int = Field(128, ge=8, description="HNSW search-time beam width (raised to range_max when lower)")
-    ivf_nprobe: int = Field(32, ge=1, description="IVF lists visited per query (lists = 4 x sqrt(chunks))")
-    recall_sample: int = Field(256, ge=1, description="Queries sampled to measure the index's recall@range_max against exact search")
-    embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch")
-
-
-class TrainSettings(Settings):
-    """Fine-tuning hyper-parameters."""
-
-    epochs: Optional[float] = Field(
-        None, gt=0, description="Passes over the training rows; empty: from the data, enough for min_steps optimizer steps "
-        "(at most max_epochs), so a few hundred pairs still train long enough to matter",
-    )
-    min_steps: int = Field(
-        60, ge=1, description="With epochs empty: train at least this many optimizer steps (on the FAQ dev queries 60 steps did as well as 120)",
-    )
-    max_epochs: float = Field(8.0, gt=0, description="With epochs empty: never more passes than this over the rows")
-    batch_size: int = Field(32, ge=2, description="Rows per optimizer step; each query's in-batch negatives are the others' passages")
-    learning_rate: float = Field(3e-5, gt=0, description="Peak learning rate (AdamW, cosine decay); low, to keep what the base model knows")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps spent warming the learning rate up from 0")
-    teacher: Optional[str] = Field(
-        None, description="A stronger embedder whose in-batch scores the model learns to match (score distillation over "
-        "every pair of the batch), e.g. all-mpnet-base-v2; empty: plain MultipleNegativesRankingLoss. Off by default: on "
-        "the Debian FAQ dev queries it did not lift NDCG@10 at full dimension and its embeddings cost ~18 CPU minutes",
-    )
-    distill_weight: float = Field(1.0, ge=0, description="Weight of the teacher's KL term against the ranking loss")
-    rank_weight: float = Field(1.0, ge=0, description="With a teacher: weight of the ranking loss on the generated labels (0: learn from the teacher's scores alone)")
-    matryoshka_dims: Optional[list[int]] = Field(None, description="Default: full dim halved down to 64")
-    matryoshka_weights: Optional[list[float]] = Field(None, description="Loss weight per Matryoshka dim (largest first); default 1 each")
-    cached_mnrl_mini_batch: Optional[int] = Field(
-        None, description="Use CachedMultipleNegativesRankingLoss with this mini-batch (no teacher): bigger batches than memory holds"
-    )
-    max_seq_length: Optional[int] = Field(None, description="Tokens per text; default: the base model's")
-    seed: int = Field(13, description="Seed of shuffling, sampling and initialisation")
-    evaluations: int = Field(
-        4, ge=0, description="Times the validation split is scored during training; the best checkpoint is kept (0: the last)"
-    )
-    deployment: Optional[str] = Field(
-        None, description="Run training as this deployment (e.g. 'train-embedder/gpu'); in-process when empty"
-    )
-    rotate: bool = Field(
-        True, description="After training, rotate the output space onto the principal axes of the corpus's embeddings (an "
-        "orthogonal layer: full-dimension scores unchanged) so that truncated Matryoshka embeddings keep the directions "
-        "along which the passages differ most",
-    )
-    group_by_length: bool = Field(
-        True, description="Batch examples of similar token length together (less padding), still without duplicate texts in a batch"
-    )
-    compile: bool = Field(
-        False,
-        description="torch.compile the transformer (dynamic shapes). Compiling costs about a minute up front, so it can "
-        "only pay on a GPU for long runs; check with benchmarks/train_throughput.py --compile. Leave off on CPU",
-    )
-
-
-class RunnerSettings(Settings):
-    """Where the heavy stages (parse, chunk, corpus embedding) run, and in how many tasks."""
-
-    address: Optional[str] = Field(
-        None, description="Dask scheduler address (e.g. tcp://scheduler:8786): parse, chunk and corpus embedding run "
-        "on that cluster through prefect-dask's DaskTaskRunner; empty: threads in the flow's own process",
-    )
-    documents_per_task: int = Field(
-        100, ge=1, description="Documents per parse or chunk task: larger batches cost less orchestration per document, "
-        "smaller ones spread better over workers (each document is still cached on its own)",
-    )
+from tasks.settings import (
+    Settings,
+    ChunkSettings,
+    FilterSettings,
+    LLMSettings,
+    MineSettings,
+    ParseSettings,
+    RunnerSettings,
+    SplitSettings,
+    SupervisionSettings,
+    TrainSettings,
+)
 
 
 class PipelineConfig(Settings):

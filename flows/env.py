@@ -1,31 +1,12 @@
-"""Process environment for offline, quiet runs; must run before prefect or the ML libraries are imported."""
+"""Process environment of a run: the offline defaults (tasks/env.py) and the run store of this process."""
 
 from __future__ import annotations
 
 import os
 
-OFFLINE_DEFAULTS = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    "LITELLM_LOG": "ERROR",
-    "DO_NOT_TRACK": "true",
-    "SCARF_NO_ANALYTICS": "true",
-    "UNSTRUCTURED_DISABLE_NOTICE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # library progress bars off: each stage logs its own progress line
-    "TQDM_DISABLE": "1",
-    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600",
-}
+from tasks.env import OFFLINE_DEFAULTS, set_offline_defaults
 
-
-def set_offline_defaults() -> None:
-    """Offline, no-telemetry defaults, without overriding what the user set."""
-    for key, value in OFFLINE_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+__all__ = ["OFFLINE_DEFAULTS", "set_offline_defaults", "use_store"]
 
 
 def use_store(store_url: str | None = None) -> str:

@@ -11,7 +11,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 
-from flows.config import EMBEDDED_LLM, LLMSettings, PipelineConfig
+from flows.config import PipelineConfig
 from flows.train import publish_training_report, train_embedder
 from flows.prepare import Stopwatch, prepare_corpus
 from tasks.discover import DocFile, DocsNotFound, discover_documents
@@ -27,6 +27,7 @@ from tasks.publish import copy_model, write_index, write_reports
 from tasks.promote import corpus_changed, decide, read_current, record_run, write_current
 from tasks.reports import publish_markdown, publish_table
 from tasks.run_report import build_report, render_markdown
+from tasks.settings import EMBEDDED_LLM, LLMSettings
 from tasks.split import split_pairs
 from tasks.store import Ref, RunStore
 from tasks.supervision import supervise_task

@@ -10,13 +10,14 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from flows.config import PipelineConfig, RunnerSettings
+from flows.config import PipelineConfig
 from tasks.chunk import ChunkedDoc, ChunkJob, chunk_task
 from tasks.corpus import Corpus, assemble_corpus_task, embed_corpus_task
 from tasks.discover import DocFile, DocsNotFound
 from tasks.embed import max_seq_length
 from tasks.parse import ParsedDoc, parse_task
 from tasks.reports import histogram, publish_table
+from tasks.settings import RunnerSettings
 from tasks.store import Ref
 
 T = TypeVar("T")

@@ -7,11 +7,11 @@ from typing import Optional
 from prefect import flow, task
 from prefect.logging import get_run_logger
 
-from flows.config import TrainSettings
 from tasks.caching import code_and_inputs
 from tasks.faults import retry_if_transient
 from tasks.embed import model_fingerprint, resolve_model
 from tasks.reports import markdown_table, publish_markdown, png_line_chart
+from tasks.settings import TrainSettings
 from tasks.store import Ref, RunStore
 from tasks.train import TrainResult, corpus_texts, run_key, save_train_result, train_model, validation_set
 

@@ -12,8 +12,8 @@ from prefect.logging import get_run_logger
 from prefect.variables import Variable
 from pydantic import BaseModel
 
-from flows.config import ParseSettings
 from tasks.discover import discover_documents
+from tasks.settings import ParseSettings
 from tasks.store import RunStore, exists, read_json, stable_hash
 
 EVENT = "docs.landed"

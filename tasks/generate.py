@@ -11,7 +11,6 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from flows.config import FilterSettings, LLMSettings
 from tasks.caching import code_and_inputs
 from tasks.faults import retry_if_transient
 from tasks.embed import resolve_model
@@ -19,6 +18,7 @@ from tasks.llm import LLMClient, LLMEndpoint, LLMRejectedError, LLMTransientErro
 from tasks.llm_batch import ask_all, run_sync
 from tasks.prompts import ask, max_tokens, prompt_fingerprint, prompt_style, response_format_for
 from tasks.qa_filters import filter_questions
+from tasks.settings import FilterSettings, LLMSettings
 from tasks.store import Ref, RunStore, exists, read_json, read_jsonl, sha256_bytes, stable_hash
 
 FAILED_LIST_CAP = 50

@@ -12,15 +12,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price list at import
+import openai
+from pydantic import BaseModel, Field, SecretStr
 
-import litellm  # noqa: E402
-import openai  # noqa: E402
-from pydantic import BaseModel, Field, SecretStr  # noqa: E402
+from tasks.env import import_defaults
+from tasks.ratelimit import RateLimiter
+from tasks.settings import EMBEDDED_LLM, LLMSettings
 
-from flows.config import EMBEDDED_LLM, LLMSettings  # noqa: E402
-from tasks.faults import NotRetriable  # noqa: E402
-from tasks.ratelimit import RateLimiter  # noqa: E402
+from tasks.faults import NotRetriable
+
+with import_defaults("LITELLM_LOCAL_MODEL_COST_MAP"):  # never fetch the price list at import
+    import litellm
 
 litellm.suppress_debug_info = True
 log = logging.getLogger("domain_embed.llm")

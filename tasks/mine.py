@@ -12,11 +12,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from flows.config import MineSettings
+from tasks.caching import code_and_inputs
 from tasks.embed import embed_texts, model_fingerprint, resolve_model
 from tasks.faiss_index import build_index, search
-from tasks.caching import code_and_inputs
 from tasks.faults import retry_if_transient
+from tasks.settings import MineSettings
 from tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, read_npy, stable_hash
 
 EMBEDDINGS_VERSION = "1"  # bump when how chunks are embedded changes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal, Optional
 
 from prefect import task
@@ -10,15 +9,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from flows.config import ParseSettings
 from tasks.discover import DocFile
+from tasks.env import set_offline_defaults
 from tasks.faults import retry_if_transient
 from tasks.item_cache import item_key, load_item, save_item
+from tasks.settings import ParseSettings
 from tasks.store import Ref, RunStore
-
-os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
-os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
 
 TEXT_TYPES = {".txt": "text", ".text": "text", ".rst": "text", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
 
@@ -91,6 +87,7 @@ def partition_file(path: str, ext: str, strategy: str) -> list:
         raise ParseError(f"cannot read file: {exc.strerror or exc}") from exc
     if not data.strip():
         raise ParseError("empty file (no content)")
+    set_offline_defaults("DO_NOT_TRACK", "SCARF_NO_ANALYTICS", "UNSTRUCTURED_DISABLE_NOTICE")  # unstructured pings when imported and called
     try:
         if ext in TEXT_TYPES:
             text = decode_text(data)

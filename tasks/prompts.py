@@ -6,11 +6,13 @@ import json
 import re
 from typing import Any, Optional
 
-import litellm
-
-from flows.config import EMBEDDED_LLM, LLMSettings
+from tasks.env import import_defaults
 from tasks.llm import LLMClient, LLMEndpoint
+from tasks.settings import EMBEDDED_LLM, LLMSettings
 from tasks.store import stable_hash
+
+with import_defaults("LITELLM_LOCAL_MODEL_COST_MAP"):  # never fetch the price list at import
+    import litellm
 
 SINGLE_PROMPT = "Read the text and write one short question about it.\n\nText: {text}\n\nQuestion:"
 SINGLE_MAX_TOKENS = 64  # one question; a longer answer is rambling, cut off (and then too long anyway)

@@ -10,7 +10,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from flows.config import FilterSettings
+from tasks.settings import FilterSettings
 
 WORDS = re.compile(r"\w+")
 TOO_SHORT, TOO_LONG, COPIED = "too short", "too long", "copies the passage"

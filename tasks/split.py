@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from flows.config import SplitSettings
 from tasks.qa_filters import passes_roundtrip
+from tasks.settings import SplitSettings
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 

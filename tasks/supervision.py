@@ -10,9 +10,9 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from flows.config import SupervisionSettings
 from tasks.caching import code_and_inputs
 from tasks.reports import publish_table
+from tasks.settings import SupervisionSettings
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 NUMBERING = re.compile(r"^\s*(?:(?:chapter|section|appendix|part)\s+)?(?:[A-Z]|\d+)(?:\.\d+)*\.?\s+", re.I)

@@ -10,10 +10,10 @@ from typing import Optional
 
 from pydantic import BaseModel
 
-from flows.config import TrainSettings
 from tasks.embed import model_fingerprint, resolve_model
-from tasks.store import Ref, RunStore, atomic_write, read_bytes, read_jsonl, stable_hash
 from tasks.rotation import with_rotation
+from tasks.settings import TrainSettings
+from tasks.store import Ref, RunStore, atomic_write, read_bytes, read_jsonl, stable_hash
 from tasks.trainer import BEST_METRIC, build_trainer, load_for_training, matryoshka_dims, planned_epochs
 
 

@@ -7,8 +7,8 @@ import math
 import os
 from typing import Optional
 
-from flows.config import TrainSettings
 from tasks.embed import default_matryoshka_dims
+from tasks.settings import TrainSettings
 
 VALIDATION = "validation"
 BEST_METRIC = f"eval_{VALIDATION}_cosine_ndcg@10"

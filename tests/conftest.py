@@ -17,10 +17,11 @@ from typing import Any, Callable
 import pytest
 
 from flows.env import set_offline_defaults
-from tasks.local_llm import free_port
 
-set_offline_defaults()
+set_offline_defaults()  # as the entrypoints do, before prefect and the ML libraries are imported
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="domain-embed-results-")
+
+from tasks.local_llm import free_port  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flows.config import ChunkSettings, ParseSettings, SplitSettings
 from tasks.chunk import chunk_document, chunk_records, load_tokenizer
 from tasks.corpus import assemble_corpus
 from tasks.parse import parse_document
+from tasks.settings import ChunkSettings, ParseSettings, SplitSettings
 from tasks.split import assign_eval_docs, split_pairs
 from tasks.store import read_jsonl, sha256_file
 

@@ -19,9 +19,9 @@ import pytest
 from transformers import TrainerCallback
 
 import tasks.mine as mine
-from flows.config import FilterSettings, LLMSettings, MineSettings, TrainSettings
 from tasks.generate import cache_key, generate_pairs
 from tasks.llm import LLMEndpoint
+from tasks.settings import FilterSettings, LLMSettings, MineSettings, TrainSettings
 from tasks.store import RunStore, atomic_write, exists, read_bytes, sha256_bytes
 
 from llm_stub import LLMStub
@@ -72,9 +72,9 @@ def sentence(rng: random.Random, n: int) -> str:
 # --- generation -----------------------------------------------------------------------------------
 
 GENERATE = """
-from flows.config import FilterSettings, LLMSettings
 from tasks.generate import generate_pairs
 from tasks.llm import LLMEndpoint
+from tasks.settings import FilterSettings, LLMSettings
 from tasks.store import RunStore
 endpoint = LLMEndpoint(model="openai/stub-model", api_base=args["api_base"])
 generate_pairs(args["chunks"], LLMSettings(**args["llm"]), FilterSettings(**args["filters"]), endpoint, args["model"], RunStore(args["store"]))
@@ -119,8 +119,8 @@ def test_kill_during_generation_pays_only_for_unanswered_chunks(tmp_path, base_m
 # --- mining ---------------------------------------------------------------------------------------
 
 MINE = """
-from flows.config import MineSettings
 from tasks.mine import mine_hard_negatives
+from tasks.settings import MineSettings
 from tasks.store import RunStore
 mine_hard_negatives(args["pairs"], args["chunks"], args["model"], MineSettings(), RunStore(args["store"]))
 """
@@ -155,7 +155,7 @@ def test_kill_during_mining_reuses_the_corpus_embeddings(tmp_path, base_model_di
 # --- training -------------------------------------------------------------------------------------
 
 TRAIN = """
-from flows.config import TrainSettings
+from tasks.settings import TrainSettings
 from tasks.store import Ref, RunStore
 from tasks.train import train_model
 train_model(Ref(**args["tuples"]), Ref(**args["pairs"]), args["model"], TrainSettings(**args["settings"]), RunStore(args["store"]), "crash")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import ChunkSettings, ParseSettings
+from tasks.settings import ChunkSettings, ParseSettings
 from tasks import parse as parse_module
 from tasks.chunk import ChunkJob, chunk_document, chunk_documents
 from tasks.discover import discover_documents

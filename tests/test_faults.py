@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prefect import task
 
-from flows.config import TrainSettings
+from tasks.settings import TrainSettings
 from flows.train import train_task
 from tasks.chunk import chunk_task
 from tasks.embed import model_fingerprint

@@ -14,12 +14,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 from llm_stub import DeadEndpoint, LLMStub  # noqa: E402
 
-from flows.config import FilterSettings, LLMSettings  # noqa: E402
 from tasks.embed import resolve_model  # noqa: E402
 from tasks.generate import cache_key, collect_answers, generate_pairs, generate_task  # noqa: E402
-from tasks.prompts import MALFORMED, MalformedAnswer, parse_questions  # noqa: E402
 from tasks.llm import LLMEndpoint, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError  # noqa: E402
+from tasks.prompts import MALFORMED, MalformedAnswer, parse_questions  # noqa: E402
 from tasks.qa_filters import passes_roundtrip, NearDuplicateIndex, filter_questions  # noqa: E402
+from tasks.settings import FilterSettings, LLMSettings  # noqa: E402
 from tasks.store import RunStore, read_jsonl  # noqa: E402
 
 PASSAGES = [
@@ -256,9 +256,9 @@ def test_single_style_parses_one_plain_question():
 
 
 def test_prompt_style_and_version_follow_the_model():
-    from flows.config import LLMSettings
     from tasks.generate import cache_key
     from tasks.prompts import prompt_style
+    from tasks.settings import LLMSettings
 
     embedded, hosted = LLMSettings(), LLMSettings(model="openai/gpt-4o-mini")
     assert prompt_style(embedded) == "single" and prompt_style(hosted) == "json"
@@ -267,7 +267,7 @@ def test_prompt_style_and_version_follow_the_model():
 
 
 def test_editing_a_prompt_template_misses_the_cache(monkeypatch):
-    from flows.config import LLMSettings
+    from tasks.settings import LLMSettings
     from tasks import prompts
 
     before = {style: cache_key("text", LLMSettings(prompt_style=style)) for style in ("single", "json")}

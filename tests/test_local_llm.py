@@ -7,9 +7,9 @@ import time
 import httpx
 import pytest
 
-from flows.config import FilterSettings, LLMSettings
 from tasks.generate import generate_pairs
 from tasks.local_llm import embedded_llm_server
+from tasks.settings import FilterSettings, LLMSettings
 from tasks.store import read_jsonl
 
 CHUNKS = [

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from flows.config import TrainSettings
 from tasks.model_card import END, START, write_model_card
 from tasks.run_report import training_recipe
+from tasks.settings import TrainSettings
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 from prefect.utilities.callables import parameter_schema
 
-from flows.config import PipelineConfig, TrainSettings
+from flows.config import PipelineConfig
+from tasks.settings import TrainSettings
 from flows.pipeline import build_embedder, run_training
 from flows.train import training_markdown
 from tasks.embed import model_fingerprint

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import ParseSettings
 from tasks.discover import DocsNotFound, discover_documents
 from tasks.parse import decode_text, parse_document, ParseError
+from tasks.settings import ParseSettings
 from tasks.store import read_jsonl, sha256_file
 
 from conftest import FIXTURES

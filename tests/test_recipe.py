@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from flows.config import SupervisionSettings, TrainSettings
+from tasks.settings import SupervisionSettings, TrainSettings
 from tasks.supervision import add_supervision, heading_pairs, heading_query, ict_pairs
 from tasks.trainer import build_loss, load_for_training, planned_epochs, planned_steps
 from tasks.uncertainty import paired_bootstrap

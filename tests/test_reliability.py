@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import ParseSettings, PipelineConfig
+from flows.config import PipelineConfig
 from tasks import discover
 from tasks.discover import discover_documents
 from tasks.parse import parse_document
+from tasks.settings import ParseSettings
 from tasks.store import read_jsonl, sha256_file
 
 from conftest import FIXTURES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.config import TrainSettings
+from tasks.settings import TrainSettings
 from tasks.run_report import render_markdown, what_ran
 
 

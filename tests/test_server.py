@@ -83,9 +83,9 @@ def test_prefect_yaml_declares_the_three_deployments():
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}
     assert {n: (d["entrypoint"], d["work_pool"]["name"]) for n, d in deployments.items()} == {
-        "scheduled": ("flows/pipeline.py:build_embedder", "cpu"),
-        "gpu": ("flows/train.py:train_embedder", "gpu"),
-        "poll": ("flows/watch.py:watch_docs", "cpu"),
+        "scheduled": ("flows/deployed.py:build_embedder", "cpu"),
+        "gpu": ("flows/deployed.py:train_embedder", "gpu"),
+        "poll": ("flows/deployed.py:watch_docs", "cpu"),
     }
     assert deployments["scheduled"]["schedules"][0]["cron"]
     assert deployments["poll"]["schedules"][0]["interval"] == 300

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from sentence_transformers import SentenceTransformer
 
-from flows.config import TrainSettings
 from tasks.batching import TokenLengths
+from tasks.settings import TrainSettings
 from tasks.token_cache import TokenCache
 from tasks.trainer import build_trainer, load_for_training
 

@@ -12,8 +12,8 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 from transformers import TrainerCallback
 
-from flows.config import TrainSettings
 from tasks.batching import LengthGroupedBatchSampler, TokenLengths, padding_fraction
+from tasks.settings import TrainSettings
 from tasks.train import read_train_result, save_train_result, train_model, training_rows
 from tasks.trainer import build_loss, build_trainer, load_for_training, matryoshka_dims
 

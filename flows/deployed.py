@@ -1,0 +1,24 @@
+"""The flows as prefect.yaml deploys them: the entrypoint module that a worker's flow run (and `prefect deploy`) loads.
+
+Loading it applies the offline defaults (tasks/env.py) before the flow's module, and with it the ML libraries, is
+imported: no other module of the package touches os.environ when imported. Each flow is imported when asked for, so
+the 5-minute docs watcher never loads the training stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from flows.env import set_offline_defaults
+
+set_offline_defaults()
+
+FLOWS = {"build_embedder": "flows.pipeline", "train_embedder": "flows.train", "watch_docs": "flows.watch"}
+__all__ = list(FLOWS)
+
+
+def __getattr__(name: str):
+    """`flows/deployed.py:<flow>`: the flow from its own module."""
+    if name not in FLOWS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(FLOWS[name]), name)
