@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from typing import Callable
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -33,6 +34,11 @@ def load_tokenizer(model_dir: str):
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     tokenizer.model_max_length = 10**9  # only counts tokens here; silences the over-length warning
     return tokenizer
+
+
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """Token count of a text, memoised: a text without spaces is split into single characters, each counted."""
+    return functools.lru_cache(maxsize=8192)(lambda text: len(tokenizer.tokenize(text)))
 
 
 def group_sections(records: list[dict], tokenizer, min_tokens: int) -> list[tuple[str, str]]:
@@ -65,8 +71,8 @@ def chunk_records(records: list[dict], doc_id: str, settings: ChunkSettings, mod
 
     tokenizer = load_tokenizer(model_dir)
     size = min(settings.chunk_tokens, max_tokens - 2)
-    splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        tokenizer, chunk_size=size, chunk_overlap=min(settings.overlap_tokens, size // 2)
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=size, chunk_overlap=min(settings.overlap_tokens, size // 2), length_function=token_counter(tokenizer)
     )
     rows: list[dict] = []
     dropped: Counter = Counter()

@@ -85,3 +85,16 @@ def test_round_trip_rule_applies_to_training_pairs_only(store):
     assert all(r["base_rank"] < 5 for r in train)
     assert any(r["base_rank"] >= 5 for r in evals)
     assert result.dropped["round-trip miss (training pairs only)"] == 100 - len(evals) - len(train) - result.val.count > 0
+
+def test_a_long_text_without_spaces_is_chunked_within_budget_and_fully_covered(base_model_dir):
+    text = ",".join(f"term{i}" for i in range(6000))  # 53 kB, one 'word': the splitter falls back to characters
+    records = [{"text": text, "category": "NarrativeText", "page": None, "section": ""}]
+    rows, dropped = chunk_records(records, "d" * 16, ChunkSettings(chunk_tokens=64, overlap_tokens=8, min_tokens=4), base_model_dir, 256)
+    assert rows and not dropped
+    assert all(r["n_tokens"] <= 64 for r in rows)
+    covered = 0
+    for row in rows:  # in order, each piece starts inside the text covered so far
+        start = text.index(row["text"], max(0, covered - len(row["text"])))
+        assert start <= covered
+        covered = max(covered, start + len(row["text"]))
+    assert covered == len(text)
