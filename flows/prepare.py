@@ -77,7 +77,7 @@ def label(names: Sequence[str]) -> str:
 
 
 def parse_report_rows(docs: list[DocFile], parsed: dict[str, ParsedDoc]) -> list[dict]:
-    """One row per file found: type, elements, chars, status or the reason it was skipped."""
+    """One row per file found: type, elements, chars, status or the reason it was skipped, and how it was read if unusual."""
     rows = []
     for doc in docs:
         result = parsed.get(doc.sha256 or "")
@@ -90,7 +90,8 @@ def parse_report_rows(docs: list[DocFile], parsed: dict[str, ParsedDoc]) -> list
         ok = result is not None and result.status == "ok" and not doc.skipped
         rows.append(
             {"file": doc.rel_path, "type": doc.ext.lstrip(".") or "-", "bytes": doc.size,
-             "elements": result.elements if ok else 0, "chars": result.chars if ok else 0, "status": status}
+             "elements": result.elements if ok else 0, "chars": result.chars if ok else 0, "status": status,
+             "note": (result.note if ok else None) or ""}
         )  # fmt: skip
     return rows
 

@@ -6,6 +6,7 @@ import builtins
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,66 @@ def test_a_file_gone_since_discovery_is_a_parse_error(tmp_path, store):
     result = parse_document(str(tmp_path / "removed.md"), "0" * 64, ".md", SETTINGS, store)
     assert result.status == "error"
     assert result.error == "cannot read file: No such file or directory"
+
+
+def docx_bomb(path: Path, inflated_mb: float) -> None:
+    """A valid .docx whose word/document.xml inflates to about `inflated_mb` MB of one repeated paragraph."""
+    with zipfile.ZipFile(FIXTURES / "docs" / "manage-ag-templatedbs.docx") as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for entry in source.infolist():
+            data = source.read(entry.filename)
+            if entry.filename == "word/document.xml":
+                paragraph = b"<w:p><w:r><w:t>checkpoint</w:t></w:r></w:p>"
+                body = paragraph * int(inflated_mb * 2**20 / len(paragraph))
+                data = data.partition(b"<w:body>")[0] + b"<w:body>" + body + b"</w:body></w:document>"
+            out.writestr(entry.filename, data)
+
+
+def test_a_docx_that_inflates_past_the_cap_is_not_parsed(tmp_path, store, monkeypatch):
+    from tasks import parse as parse_module
+
+    path = tmp_path / "bomb.docx"
+    docx_bomb(path, inflated_mb=2.2)
+    monkeypatch.setattr(parse_module, "partition_file", lambda *a: pytest.fail("the parser opened a zip bomb"))
+    result = parse_document(str(path), sha256_file(path), ".docx", ParseSettings(max_inflated_mb=2), store)
+    assert path.stat().st_size < 50_000
+    assert result.status == "error"
+    assert result.error == "inflates to 2 MB (> 2 MB cap, parse.max_inflated_mb); a zip bomb or a very large document, not parsed"
+
+
+@pytest.mark.parametrize("name, data, reason", [
+    ("truncated.docx", (FIXTURES / "docs" / "manage-ag-templatedbs.docx").read_bytes()[:4000], "not a valid .docx (zip) file: "),
+    ("text.docx", b"this is not a zip file at all", "not a valid .docx (zip) file: File is not a zip file"),
+    ("other.docx", None, "not a valid .docx file: the zip holds no word/document.xml"),
+])  # fmt: skip
+def test_a_docx_that_is_not_a_valid_zip_says_so(tmp_path, store, name, data, reason):
+    path = tmp_path / name
+    if data is None:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("xl/workbook.xml", "<workbook/>")
+    else:
+        path.write_bytes(data)
+    result = parse(path, store)
+    assert result.status == "error" and result.error.startswith(reason), result.error
+
+
+def test_html_nested_deeper_than_lxml_reads_is_parsed_as_plain_text(tmp_path, store):
+    path = tmp_path / "nested.html"
+    depth = 5000  # libxml2 stops at 256 levels and keeps nothing below; 50,000 takes the same path
+    path.write_text("<html><body><h1>Checkpoints</h1><p>" + DEEP + "</p>" + "<div>" * depth + DEEP * 3 + "</div>" * depth
+                    + "<p>After the nest: " + GERMAN + "</p></body></html>")  # fmt: skip
+    result = parse(path, store)
+    assert result.status == "ok", result.error
+    assert result.note == "HTML nested deeper than 255 levels: read as plain text (no headings)"
+    text = "\n".join(r["text"] for r in read_jsonl(result.ref))
+    assert text.count("Checkpoints flush") == 4 and "Größe des Puffers" in text and "<div>" not in text
+
+
+def test_html_within_lxml_depth_keeps_its_structure(tmp_path, store):
+    path = tmp_path / "shallow.html"
+    path.write_text("<html><body><h1>Checkpoints</h1>" + "<div>" * 100 + "<p>" + DEEP + "</p>" + "</div>" * 100 + "</body></html>")
+    result = parse(path, store)
+    assert result.status == "ok" and result.note is None
+    assert [r["section"] for r in read_jsonl(result.ref)][-1] == "Checkpoints"
 
 
 # --- the whole flow on a folder of every kind of bad file -------------------------------------------
