@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections import Counter
 from typing import Callable
 
@@ -16,6 +17,10 @@ from flows.config import ChunkSettings
 from tasks.faults import retry_if_transient
 from tasks.item_cache import item_key, load_item, save_item
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
+
+
+WORD = re.compile(r"\w")  # a letter or digit in any script; emoji and symbols have none
+NO_WORDS = "no words (only symbols or emoji)"
 
 
 class ChunkedDoc(BaseModel):
@@ -80,6 +85,9 @@ def chunk_records(records: list[dict], doc_id: str, settings: ChunkSettings, mod
     for section, text in group_sections(records, tokenizer, settings.min_tokens):
         for piece in splitter.split_text(text):
             piece = piece.strip()
+            if not WORD.search(piece):
+                dropped[NO_WORDS] += 1
+                continue
             n_tokens = len(tokenizer.tokenize(piece))
             if n_tokens < settings.min_tokens:
                 dropped[f"shorter than {settings.min_tokens} tokens"] += 1
@@ -100,6 +108,13 @@ def chunk_document(elements: Ref, doc_sha: str, settings: ChunkSettings, model_d
     return ChunkedDoc(
         sha256=doc_sha, ref=ref, chunks=len(rows), dropped=dict(dropped), token_lengths=[r["n_tokens"] for r in rows]
     )
+
+
+def no_chunk_reason(doc: ChunkedDoc) -> str:
+    """Why a document gave no chunk: what the chunk stage dropped, and the setting to change when pieces were too short."""
+    reasons = "; ".join(f"{why}: {n}" for why, n in doc.dropped.items()) or "no text to split"
+    hint = " (chunk.min_tokens)" if any(why.startswith("shorter than") for why in doc.dropped) else ""
+    return f"no chunk: {reasons}{hint}"
 
 
 class ChunkJob(BaseModel):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flows.config import ChunkSettings, ParseSettings, SplitSettings
-from tasks.chunk import chunk_document, chunk_records, load_tokenizer
+from tasks.chunk import NO_WORDS, ChunkedDoc, chunk_document, chunk_records, load_tokenizer, no_chunk_reason
 from tasks.corpus import assemble_corpus
 from tasks.parse import parse_document
 from tasks.split import assign_eval_docs, split_pairs
-from tasks.store import read_jsonl, sha256_file
+from tasks.store import Ref, read_jsonl, sha256_file
 
 from conftest import FIXTURES
 
@@ -98,3 +98,18 @@ def test_a_long_text_without_spaces_is_chunked_within_budget_and_fully_covered(b
         assert start <= covered
         covered = max(covered, start + len(row["text"]))
     assert covered == len(text)
+
+
+def test_text_without_words_gives_no_chunk_and_says_why(base_model_dir):
+    records = [{"text": "😀🎉🚀 " * 40 + "\n\n" + "🎉" * 3000, "category": "NarrativeText", "page": None, "section": ""}]
+    rows, dropped = chunk_records(records, "d" * 16, ChunkSettings(), base_model_dir, 256)
+    assert rows == [] and set(dropped) == {NO_WORDS}
+    reason = no_chunk_reason(ChunkedDoc(sha256="e" * 64, ref=Ref(uri="x", sha256="x", count=0), chunks=0, dropped=dropped, token_lengths=[]))
+    assert reason == f"no chunk: no words (only symbols or emoji): {dropped[NO_WORDS]}"
+
+
+def test_a_document_of_short_pieces_names_the_setting(base_model_dir):
+    records = [{"text": "Heading", "category": "Title", "page": None, "section": "Heading"}]
+    _, dropped = chunk_records(records, "d" * 16, ChunkSettings(min_tokens=20), base_model_dir, 256)
+    doc = ChunkedDoc(sha256="e" * 64, ref=Ref(uri="x", sha256="x", count=0), chunks=0, dropped=dropped, token_lengths=[])
+    assert no_chunk_reason(doc) == "no chunk: shorter than 20 tokens: 1 (chunk.min_tokens)"

@@ -169,6 +169,24 @@ def test_html_within_lxml_depth_keeps_its_structure(tmp_path, store):
     assert [r["section"] for r in read_jsonl(result.ref)][-1] == "Checkpoints"
 
 
+def test_a_parsed_document_that_gives_no_chunk_is_listed_with_the_reason(store):
+    from flows.prepare import Parsed, account_for_chunks
+    from tasks.chunk import ChunkedDoc
+    from tasks.discover import DocFile
+    from tasks.run_report import render_markdown
+    from test_run_report import report
+
+    docs = [DocFile(rel_path=name, path=name, ext=".txt", size=9, sha256=name * 64) for name in ("a", "b")]
+    rows = [{"file": d.rel_path, "type": "txt", "bytes": 9, "elements": 1, "chars": 9, "status": "ok", "note": ""} for d in docs]
+    ref = store.put_jsonl("chunks", [])
+    chunked = [ChunkedDoc(sha256="a" * 64, ref=ref, chunks=3, dropped={}, token_lengths=[30, 30, 30]),
+               ChunkedDoc(sha256="b" * 64, ref=ref, chunks=0, dropped={"no words (only symbols or emoji)": 2}, token_lengths=[])]  # fmt: skip
+    parsed = account_for_chunks(Parsed(by_sha={}, ok_docs=docs, rows=rows, cached=0), chunked)
+    assert [r["status"] for r in parsed.rows] == ["ok", "no chunk: no words (only symbols or emoji): 2"]
+    markdown = render_markdown({**report(True, 1, 0, False), "files": parsed.rows})
+    assert "## Files not used" in markdown and "| b | txt | no chunk: no words (only symbols or emoji): 2 |" in markdown
+
+
 # --- the whole flow on a folder of every kind of bad file -------------------------------------------
 
 
