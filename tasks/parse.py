@@ -116,7 +116,7 @@ def html_too_deep(html: str) -> bool:
     from lxml import etree
 
     parser = etree.HTMLParser(encoding="utf-8")
-    etree.fromstring(html.encode("utf-8", "surrogatepass"), parser)
+    etree.fromstring(html.encode("utf-8", "replace"), parser)
     return any("Excessive depth" in error.message for error in parser.error_log)
 
 

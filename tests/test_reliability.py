@@ -279,3 +279,17 @@ def test_a_folder_where_no_file_parses_fails_with_one_line(tmp_path, prefect_har
     assert code == 2
     assert errors == [f"domain-embed: error: none of the 3 files in {docs} could be parsed: see parse-report"]
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_a_folder_where_no_document_gives_a_chunk_fails_with_one_line(tmp_path, prefect_harness, monkeypatch, capsys):
+    from flows.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "emoji.txt").write_text("😀🎉🚀 " * 200)
+    for name in ("DOMAIN_EMBED_STORE", "PREFECT_RESULTS_LOCAL_STORAGE_PATH"):  # the CLI points both at its store
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    code = main(["run", str(docs), "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("domain-embed: error:")]
+    assert code == 2
+    assert errors == ["domain-embed: error: none of the 1 parsed documents gave a chunk: see chunk-report"]
