@@ -11,7 +11,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.config import PipelineConfig
-from tasks.chunk import ChunkedDoc, ChunkJob, chunk_task
+from tasks.chunk import ChunkedDoc, ChunkJob, chunk_task, no_chunk_reason
 from tasks.corpus import Corpus, assemble_corpus_task, embed_corpus_task
 from tasks.discover import DocFile, DocsNotFound
 from tasks.embed import max_seq_length
@@ -78,7 +78,7 @@ def label(names: Sequence[str]) -> str:
 
 
 def parse_report_rows(docs: list[DocFile], parsed: dict[str, ParsedDoc]) -> list[dict]:
-    """One row per file found: type, elements, chars, status or the reason it was skipped."""
+    """One row per file found: type, elements, chars, status or the reason it was skipped, and how it was read if unusual."""
     rows = []
     for doc in docs:
         result = parsed.get(doc.sha256 or "")
@@ -91,7 +91,8 @@ def parse_report_rows(docs: list[DocFile], parsed: dict[str, ParsedDoc]) -> list
         ok = result is not None and result.status == "ok" and not doc.skipped
         rows.append(
             {"file": doc.rel_path, "type": doc.ext.lstrip(".") or "-", "bytes": doc.size,
-             "elements": result.elements if ok else 0, "chars": result.chars if ok else 0, "status": status}
+             "elements": result.elements if ok else 0, "chars": result.chars if ok else 0, "status": status,
+             "note": (result.note if ok else None) or ""}
         )  # fmt: skip
     return rows
 
@@ -127,6 +128,13 @@ def chunk_stage(runner: TaskRunner, parsed: Parsed, config: PipelineConfig, mode
     return [c for r in results for c in r.docs], sum(r.cached for r in results)
 
 
+def account_for_chunks(parsed: Parsed, chunked: list[ChunkedDoc]) -> Parsed:
+    """Parsed documents that gave no chunk get the chunk stage's reason as their report status, instead of 'ok'."""
+    reasons = {d.rel_path: no_chunk_reason(c) for d, c in zip(parsed.ok_docs, chunked) if not c.chunks}
+    rows = [{**row, "status": reasons.get(row["file"], row["status"])} for row in parsed.rows]
+    return parsed.model_copy(update={"rows": rows})
+
+
 def corpus_stage(parsed: Parsed, chunked: list[ChunkedDoc], cached: int, store_url: str) -> Corpus:
     """The corpus of all documents' chunks, with the chunk-report artifact (chunks per document, token lengths)."""
     corpus = assemble_corpus_task(chunked, store_url)
@@ -139,6 +147,8 @@ def corpus_stage(parsed: Parsed, chunked: list[ChunkedDoc], cached: int, store_u
     rows += [{"file": f"tokens {k}", "chunks": v, "dropped": ""} for k, v in histogram(lengths, [0, 32, 64, 128, 192, 256]).items()]
     publish_table("chunk-report", rows, "Chunks per document and the chunk token-length histogram")
     get_run_logger().info("Chunked %d documents into %d chunks (%d documents from cache)", len(chunked), corpus.chunks, cached)
+    if not corpus.chunks:
+        raise DocsNotFound(f"none of the {len(chunked)} parsed documents gave a chunk: see chunk-report")
     return corpus
 
 
@@ -157,6 +167,7 @@ def prepare_corpus(config: PipelineConfig, docs: list[DocFile], model_dir: str, 
             parsed = parse_stage(runner, docs, config, store_url)
         with clock.stage("chunk"):
             chunked, cached = chunk_stage(runner, parsed, config, model_dir, model_sha, store_url)
+            parsed = account_for_chunks(parsed, chunked)
         with clock.stage("corpus"):
             corpus = corpus_stage(parsed, chunked, cached, store_url)
         with clock.stage("embed"):

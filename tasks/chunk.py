@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections import Counter
+from typing import Callable
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -15,6 +17,10 @@ from tasks.faults import retry_if_transient
 from tasks.item_cache import item_key, load_item, save_item
 from tasks.settings import ChunkSettings
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
+
+
+WORD = re.compile(r"\w")  # a letter or digit in any script; emoji and symbols have none
+NO_WORDS = "no words (only symbols or emoji)"
 
 
 class ChunkedDoc(BaseModel):
@@ -33,6 +39,11 @@ def load_tokenizer(model_dir: str):
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     tokenizer.model_max_length = 10**9  # only counts tokens here; silences the over-length warning
     return tokenizer
+
+
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """Token count of a text, memoised: a text without spaces is split into single characters, each counted."""
+    return functools.lru_cache(maxsize=8192)(lambda text: len(tokenizer.tokenize(text)))
 
 
 def group_sections(records: list[dict], tokenizer, min_tokens: int) -> list[tuple[str, str]]:
@@ -65,8 +76,8 @@ def chunk_records(records: list[dict], doc_id: str, settings: ChunkSettings, mod
 
     tokenizer = load_tokenizer(model_dir)
     size = min(settings.chunk_tokens, max_tokens - 2)
-    splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        tokenizer, chunk_size=size, chunk_overlap=min(settings.overlap_tokens, size // 2)
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=size, chunk_overlap=min(settings.overlap_tokens, size // 2), length_function=token_counter(tokenizer)
     )
     rows: list[dict] = []
     dropped: Counter = Counter()
@@ -74,6 +85,9 @@ def chunk_records(records: list[dict], doc_id: str, settings: ChunkSettings, mod
     for section, text in group_sections(records, tokenizer, settings.min_tokens):
         for piece in splitter.split_text(text):
             piece = piece.strip()
+            if not WORD.search(piece):
+                dropped[NO_WORDS] += 1
+                continue
             n_tokens = len(tokenizer.tokenize(piece))
             if n_tokens < settings.min_tokens:
                 dropped[f"shorter than {settings.min_tokens} tokens"] += 1
@@ -94,6 +108,13 @@ def chunk_document(elements: Ref, doc_sha: str, settings: ChunkSettings, model_d
     return ChunkedDoc(
         sha256=doc_sha, ref=ref, chunks=len(rows), dropped=dict(dropped), token_lengths=[r["n_tokens"] for r in rows]
     )
+
+
+def no_chunk_reason(doc: ChunkedDoc) -> str:
+    """Why a document gave no chunk: what the chunk stage dropped, and the setting to change when pieces were too short."""
+    reasons = "; ".join(f"{why}: {n}" for why, n in doc.dropped.items()) or "no text to split"
+    hint = " (chunk.min_tokens)" if any(why.startswith("shorter than") for why in doc.dropped) else ""
+    return f"no chunk: {reasons}{hint}"
 
 
 class ChunkJob(BaseModel):

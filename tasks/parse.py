@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import zipfile
+from html.parser import HTMLParser
 from typing import Literal, Optional
 
 from prefect import task
@@ -16,6 +19,7 @@ from tasks.item_cache import item_key, load_item, save_item
 from tasks.settings import ParseSettings
 from tasks.store import Ref, RunStore
 
+ZIP_PARTS = {".docx": "word/document.xml"}  # zip-based types, and the part each must hold
 TEXT_TYPES = {".txt": "text", ".text": "text", ".rst": "text", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
 
 
@@ -28,6 +32,7 @@ class ParsedDoc(BaseModel):
     error: Optional[str] = None
     elements: int = 0
     chars: int = 0
+    note: Optional[str] = None
     ref: Optional[Ref] = None
 
 
@@ -78,8 +83,87 @@ def _check_pdf(path: str, data_head: bytes) -> None:
         raise ParseError("encrypted PDF (password protected)")
 
 
-def partition_file(path: str, ext: str, strategy: str) -> list:
-    """Run unstructured on one file; raise ParseError with a reason on any failure."""
+def check_zip(path: str, ext: str, max_inflated_mb: float) -> None:
+    """Reject a zip-based document that is not a valid zip of its type, or that inflates past the cap, before parsing.
+
+    The sizes are those the zip declares: zipfile (under python-docx) never inflates an entry past its declared size."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise ParseError(f"not a valid {ext} (zip) file: {exc}") from exc
+    except OSError as exc:  # removed or made unreadable since discovery
+        raise ParseError(f"cannot read file: {exc.strerror or exc}") from exc
+    if ZIP_PARTS[ext] not in {e.filename for e in entries}:
+        raise ParseError(f"not a valid {ext} file: the zip holds no {ZIP_PARTS[ext]}")
+    inflated = sum(e.file_size for e in entries) / 2**20
+    if inflated > max_inflated_mb:
+        raise ParseError(f"inflates to {inflated:.0f} MB (> {max_inflated_mb:g} MB cap, parse.max_inflated_mb); "
+                         "a zip bomb or a very large document, not parsed")  # fmt: skip
+
+
+LIBXML_MAX_DEPTH = 255  # libxml2 (under lxml and unstructured) stops at the 256th nested element, dropping what follows
+BLOCK_TAGS = {"p", "div", "br", "li", "tr", "td", "th", "table", "section", "article", "pre", "blockquote", "hr",
+              "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "dt", "dd", "header", "footer", "main", "nav"}  # fmt: skip
+
+
+def html_too_deep(html: str) -> bool:
+    """Whether libxml2 gives up on this HTML's nesting depth: it keeps the text before that point and silently drops the rest."""
+    from lxml import etree
+
+    parser = etree.HTMLParser(encoding="utf-8")
+    etree.fromstring(html.encode("utf-8", "replace"), parser)
+    return any("Excessive depth" in error.message for error in parser.error_log)
+
+
+class _HTMLText(HTMLParser):
+    """The text of an HTML document read as a stream of tags, never a tree: any depth; block tags end a paragraph."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("script", "style"):
+            self.hidden += 1
+        elif tag in BLOCK_TAGS:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in BLOCK_TAGS:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
+
+
+def html_plain_text(html: str) -> str:
+    """Paragraphs of an HTML document's text, whitespace collapsed, without building a tree."""
+    reader = _HTMLText()
+    reader.feed(html)
+    reader.close()
+    paragraphs = (" ".join(block.split()) for block in re.split(r"\n\s*\n", "".join(reader.parts)))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def partition_html_text(html: str) -> tuple[list, Optional[str]]:
+    """Elements of an HTML document, and a note when it is nested too deep for lxml and is read as plain text instead."""
+    if html_too_deep(html):
+        from unstructured.partition.text import partition_text
+
+        note = f"HTML nested deeper than {LIBXML_MAX_DEPTH} levels: read as plain text (no headings)"
+        return partition_text(text=html_plain_text(html)), note
+    from unstructured.partition.html import partition_html
+
+    return partition_html(text=html), None
+
+
+def partition_file(path: str, ext: str, strategy: str) -> tuple[list, Optional[str]]:
+    """Run unstructured on one file: its elements and a note on how it was read, or ParseError with a reason."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -89,35 +173,36 @@ def partition_file(path: str, ext: str, strategy: str) -> list:
         raise ParseError("empty file (no content)")
     set_offline_defaults("DO_NOT_TRACK", "SCARF_NO_ANALYTICS", "UNSTRUCTURED_DISABLE_NOTICE")  # unstructured pings when imported and called
     try:
-        if ext in TEXT_TYPES:
-            text = decode_text(data)
-            kind = TEXT_TYPES[ext]
-            if kind == "html":
-                from unstructured.partition.html import partition_html
-
-                return partition_html(text=text)
-            if kind == "md":
-                from unstructured.partition.md import partition_md
-
-                return partition_md(text=text)
-            from unstructured.partition.text import partition_text
-
-            return partition_text(text=text)
-        if ext == ".pdf":
-            _check_pdf(path, data[:1024])
-            from unstructured.partition.pdf import partition_pdf
-
-            return partition_pdf(filename=path, strategy=strategy)
-        if ext == ".docx":
-            if not data.startswith(b"PK"):
-                raise ParseError("not a DOCX (not a zip container)")
-            from unstructured.partition.docx import partition_docx
-
-            return partition_docx(filename=path)
+        if TEXT_TYPES.get(ext) == "html":
+            return partition_html_text(decode_text(data))
+        return _partition(path, ext, data, strategy), None
     except ParseError:
         raise
+    except zipfile.BadZipFile as exc:  # an entry that does not inflate to its declared size and checksum
+        raise ParseError(f"not a valid {ext} (zip) file: {exc}") from exc
     except Exception as exc:  # unstructured and its parsers raise many types
         raise ParseError(f"{type(exc).__name__}: {exc}".strip()) from exc
+
+
+def _partition(path: str, ext: str, data: bytes, strategy: str) -> list:
+    """Elements of a text, markdown, PDF or DOCX file with unstructured's partitioner for its type."""
+    if TEXT_TYPES.get(ext) == "md":
+        from unstructured.partition.md import partition_md
+
+        return partition_md(text=decode_text(data))
+    if ext in TEXT_TYPES:
+        from unstructured.partition.text import partition_text
+
+        return partition_text(text=decode_text(data))
+    if ext == ".pdf":
+        _check_pdf(path, data[:1024])
+        from unstructured.partition.pdf import partition_pdf
+
+        return partition_pdf(filename=path, strategy=strategy)
+    if ext == ".docx":
+        from unstructured.partition.docx import partition_docx
+
+        return partition_docx(filename=path)
     raise ParseError(f"unsupported file type '{ext}'")
 
 
@@ -141,14 +226,17 @@ def parse_document(path: str, sha256: str, ext: str, settings: ParseSettings, st
     """Parse one file into elements in the run store; failures come back as status 'error'."""
     filetype = ext.lstrip(".")
     try:
-        records = elements_to_records(partition_file(path, ext, settings.strategy))
+        if ext in ZIP_PARTS:
+            check_zip(path, ext, settings.max_inflated_mb)
+        elements, note = partition_file(path, ext, settings.strategy)
+        records = elements_to_records(elements)
         if not records:
             raise ParseError("no text extracted (scanned image, or nothing but markup?)")
     except ParseError as exc:
         return ParsedDoc(sha256=sha256, filetype=filetype, status="error", error=str(exc)[:500])
     ref = store.put_jsonl("elements", records)
     chars = sum(len(r["text"]) for r in records)
-    return ParsedDoc(sha256=sha256, filetype=filetype, status="ok", elements=len(records), chars=chars, ref=ref)
+    return ParsedDoc(sha256=sha256, filetype=filetype, status="ok", elements=len(records), chars=chars, note=note, ref=ref)
 
 
 class ParseBatch(BaseModel):
@@ -182,5 +270,8 @@ def parse_task(docs: list[DocFile], label: str, settings: ParseSettings, store_u
     failed = [(d.rel_path, p.error) for d, p in zip(docs, batch.docs) if p.status != "ok"]
     for rel_path, error in failed:
         logger.warning("Skipped %s: %s", rel_path, error)
+    for doc, parsed in zip(docs, batch.docs):
+        if parsed.note:
+            logger.warning("%s: %s", doc.rel_path, parsed.note)
     logger.info("Parsed %d documents (%d from cache, %d failed)", len(docs), batch.cached, len(failed))
     return batch

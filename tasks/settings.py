@@ -21,6 +21,10 @@ class ParseSettings(Settings):
 
     strategy: Literal["fast", "auto", "hi_res"] = Field("fast", description="unstructured partition strategy")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are reported and not read")
+    max_inflated_mb: float = Field(
+        200.0, gt=0, description="Zip-based documents (.docx) that would inflate past this are reported and not parsed "
+        "(a zip bomb, or a very large document)",
+    )
     extensions: list[str] = Field(
         [".pdf", ".html", ".htm", ".md", ".markdown", ".docx", ".txt", ".text", ".rst"],
         description="File extensions that are parsed; others are reported as unsupported",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tasks.chunk import chunk_document, chunk_records, load_tokenizer
+from tasks.chunk import NO_WORDS, ChunkedDoc, chunk_document, chunk_records, load_tokenizer, no_chunk_reason
 from tasks.corpus import assemble_corpus
 from tasks.parse import parse_document
 from tasks.settings import ChunkSettings, ParseSettings, SplitSettings
 from tasks.split import assign_eval_docs, split_pairs
-from tasks.store import read_jsonl, sha256_file
+from tasks.store import Ref, read_jsonl, sha256_file
 
 from conftest import FIXTURES
 
@@ -85,3 +85,31 @@ def test_round_trip_rule_applies_to_training_pairs_only(store):
     assert all(r["base_rank"] < 5 for r in train)
     assert any(r["base_rank"] >= 5 for r in evals)
     assert result.dropped["round-trip miss (training pairs only)"] == 100 - len(evals) - len(train) - result.val.count > 0
+
+def test_a_long_text_without_spaces_is_chunked_within_budget_and_fully_covered(base_model_dir):
+    text = ",".join(f"term{i}" for i in range(6000))  # 53 kB, one 'word': the splitter falls back to characters
+    records = [{"text": text, "category": "NarrativeText", "page": None, "section": ""}]
+    rows, dropped = chunk_records(records, "d" * 16, ChunkSettings(chunk_tokens=64, overlap_tokens=8, min_tokens=4), base_model_dir, 256)
+    assert rows and not dropped
+    assert all(r["n_tokens"] <= 64 for r in rows)
+    covered = 0
+    for row in rows:  # in order, each piece starts inside the text covered so far
+        start = text.index(row["text"], max(0, covered - len(row["text"])))
+        assert start <= covered
+        covered = max(covered, start + len(row["text"]))
+    assert covered == len(text)
+
+
+def test_text_without_words_gives_no_chunk_and_says_why(base_model_dir):
+    records = [{"text": "😀🎉🚀 " * 40 + "\n\n" + "🎉" * 3000, "category": "NarrativeText", "page": None, "section": ""}]
+    rows, dropped = chunk_records(records, "d" * 16, ChunkSettings(), base_model_dir, 256)
+    assert rows == [] and set(dropped) == {NO_WORDS}
+    reason = no_chunk_reason(ChunkedDoc(sha256="e" * 64, ref=Ref(uri="x", sha256="x", count=0), chunks=0, dropped=dropped, token_lengths=[]))
+    assert reason == f"no chunk: no words (only symbols or emoji): {dropped[NO_WORDS]}"
+
+
+def test_a_document_of_short_pieces_names_the_setting(base_model_dir):
+    records = [{"text": "Heading", "category": "Title", "page": None, "section": "Heading"}]
+    _, dropped = chunk_records(records, "d" * 16, ChunkSettings(min_tokens=20), base_model_dir, 256)
+    doc = ChunkedDoc(sha256="e" * 64, ref=Ref(uri="x", sha256="x", count=0), chunks=0, dropped=dropped, token_lengths=[])
+    assert no_chunk_reason(doc) == "no chunk: shorter than 20 tokens: 1 (chunk.min_tokens)"

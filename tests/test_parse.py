@@ -63,7 +63,7 @@ def test_bad_files_are_errors_with_reasons_not_crashes(tmp_path, store):
     assert "PDF" in errors["corrupt.pdf"].error
     assert "missing %PDF- header" in errors["notapdf.pdf"].error
     assert "binary data" in errors["binary.txt"].error
-    assert "not a DOCX" in errors["fake.docx"].error
+    assert errors["fake.docx"].error == "not a valid .docx (zip) file: File is not a zip file"
 
 
 def test_non_utf8_text_is_decoded(tmp_path, store):

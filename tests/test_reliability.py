@@ -6,6 +6,7 @@ import builtins
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,84 @@ def test_a_file_gone_since_discovery_is_a_parse_error(tmp_path, store):
     assert result.error == "cannot read file: No such file or directory"
 
 
+def docx_bomb(path: Path, inflated_mb: float) -> None:
+    """A valid .docx whose word/document.xml inflates to about `inflated_mb` MB of one repeated paragraph."""
+    with zipfile.ZipFile(FIXTURES / "docs" / "manage-ag-templatedbs.docx") as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for entry in source.infolist():
+            data = source.read(entry.filename)
+            if entry.filename == "word/document.xml":
+                paragraph = b"<w:p><w:r><w:t>checkpoint</w:t></w:r></w:p>"
+                body = paragraph * int(inflated_mb * 2**20 / len(paragraph))
+                data = data.partition(b"<w:body>")[0] + b"<w:body>" + body + b"</w:body></w:document>"
+            out.writestr(entry.filename, data)
+
+
+def test_a_docx_that_inflates_past_the_cap_is_not_parsed(tmp_path, store, monkeypatch):
+    from tasks import parse as parse_module
+
+    path = tmp_path / "bomb.docx"
+    docx_bomb(path, inflated_mb=2.2)
+    monkeypatch.setattr(parse_module, "partition_file", lambda *a: pytest.fail("the parser opened a zip bomb"))
+    result = parse_document(str(path), sha256_file(path), ".docx", ParseSettings(max_inflated_mb=2), store)
+    assert path.stat().st_size < 50_000
+    assert result.status == "error"
+    assert result.error == "inflates to 2 MB (> 2 MB cap, parse.max_inflated_mb); a zip bomb or a very large document, not parsed"
+
+
+@pytest.mark.parametrize("name, data, reason", [
+    ("truncated.docx", (FIXTURES / "docs" / "manage-ag-templatedbs.docx").read_bytes()[:4000], "not a valid .docx (zip) file: "),
+    ("text.docx", b"this is not a zip file at all", "not a valid .docx (zip) file: File is not a zip file"),
+    ("other.docx", None, "not a valid .docx file: the zip holds no word/document.xml"),
+])  # fmt: skip
+def test_a_docx_that_is_not_a_valid_zip_says_so(tmp_path, store, name, data, reason):
+    path = tmp_path / name
+    if data is None:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("xl/workbook.xml", "<workbook/>")
+    else:
+        path.write_bytes(data)
+    result = parse(path, store)
+    assert result.status == "error" and result.error.startswith(reason), result.error
+
+
+def test_html_nested_deeper_than_lxml_reads_is_parsed_as_plain_text(tmp_path, store):
+    path = tmp_path / "nested.html"
+    depth = 5000  # libxml2 stops at 256 levels and keeps nothing below; 50,000 takes the same path
+    path.write_text("<html><body><h1>Checkpoints</h1><p>" + DEEP + "</p>" + "<div>" * depth + DEEP * 3 + "</div>" * depth
+                    + "<p>After the nest: " + GERMAN + "</p></body></html>")  # fmt: skip
+    result = parse(path, store)
+    assert result.status == "ok", result.error
+    assert result.note == "HTML nested deeper than 255 levels: read as plain text (no headings)"
+    text = "\n".join(r["text"] for r in read_jsonl(result.ref))
+    assert text.count("Checkpoints flush") == 4 and "Größe des Puffers" in text and "<div>" not in text
+
+
+def test_html_within_lxml_depth_keeps_its_structure(tmp_path, store):
+    path = tmp_path / "shallow.html"
+    path.write_text("<html><body><h1>Checkpoints</h1>" + "<div>" * 100 + "<p>" + DEEP + "</p>" + "</div>" * 100 + "</body></html>")
+    result = parse(path, store)
+    assert result.status == "ok" and result.note is None
+    assert [r["section"] for r in read_jsonl(result.ref)][-1] == "Checkpoints"
+
+
+def test_a_parsed_document_that_gives_no_chunk_is_listed_with_the_reason(store):
+    from flows.prepare import Parsed, account_for_chunks
+    from tasks.chunk import ChunkedDoc
+    from tasks.discover import DocFile
+    from tasks.run_report import render_markdown
+    from test_run_report import report
+
+    docs = [DocFile(rel_path=name, path=name, ext=".txt", size=9, sha256=name * 64) for name in ("a", "b")]
+    rows = [{"file": d.rel_path, "type": "txt", "bytes": 9, "elements": 1, "chars": 9, "status": "ok", "note": ""} for d in docs]
+    ref = store.put_jsonl("chunks", [])
+    chunked = [ChunkedDoc(sha256="a" * 64, ref=ref, chunks=3, dropped={}, token_lengths=[30, 30, 30]),
+               ChunkedDoc(sha256="b" * 64, ref=ref, chunks=0, dropped={"no words (only symbols or emoji)": 2}, token_lengths=[])]  # fmt: skip
+    parsed = account_for_chunks(Parsed(by_sha={}, ok_docs=docs, rows=rows, cached=0), chunked)
+    assert [r["status"] for r in parsed.rows] == ["ok", "no chunk: no words (only symbols or emoji): 2"]
+    markdown = render_markdown({**report(True, 1, 0, False), "files": parsed.rows})
+    assert "## Files not used" in markdown and "| b | txt | no chunk: no words (only symbols or emoji): 2 |" in markdown
+
+
 # --- the whole flow on a folder of every kind of bad file -------------------------------------------
 
 
@@ -201,3 +280,17 @@ def test_a_folder_where_no_file_parses_fails_with_one_line(tmp_path, prefect_har
     assert code == 2
     assert errors == [f"domain-embed: error: none of the 3 files in {docs} could be parsed: see parse-report"]
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_a_folder_where_no_document_gives_a_chunk_fails_with_one_line(tmp_path, prefect_harness, monkeypatch, capsys):
+    from flows.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "emoji.txt").write_text("😀🎉🚀 " * 200)
+    for name in ("DOMAIN_EMBED_STORE", "PREFECT_RESULTS_LOCAL_STORAGE_PATH"):  # the CLI points both at its store
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    code = main(["run", str(docs), "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("domain-embed: error:")]
+    assert code == 2
+    assert errors == ["domain-embed: error: none of the 1 parsed documents gave a chunk: see chunk-report"]
