@@ -8,6 +8,7 @@ from prefect import flow, task
 from prefect.logging import get_run_logger
 
 from tasks.caching import code_and_inputs
+from tasks.ddp import DistributedJob, requested_processes, train_distributed
 from tasks.faults import retry_if_transient
 from tasks.embed import model_fingerprint, resolve_model
 from tasks.reports import markdown_table, publish_markdown, png_line_chart
@@ -21,6 +22,7 @@ def training_markdown(result: TrainResult) -> str:
     chart = png_line_chart({"loss": [(float(s), l) for s, l in result.loss_curve]}, "training loss per step")
     facts = [
         {"what": "device", "value": result.device},
+        {"what": "data-parallel processes", "value": result.processes},
         {"what": "CUDA_VISIBLE_DEVICES", "value": result.cuda_visible_devices if result.cuda_visible_devices is not None else "unset"},
         {"what": "examples", "value": result.examples},
         {"what": "steps", "value": result.steps},
@@ -46,20 +48,28 @@ def publish_training_report(result: TrainResult) -> None:
     publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
 
 
-@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.trainer", "tasks.losses", "tasks.text_embeddings", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5,
+@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.trainer", "tasks.losses", "tasks.ddp", "tasks.ddp_worker", "tasks.text_embeddings", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_if_transient, persist_result=True)
 def train_task(
     tuples: Ref, pairs: Ref, base_model: str, base_model_sha: str, settings: TrainSettings, store_url: str,
     validation: Optional[Ref] = None, corpus: Optional[Ref] = None,
 ) -> TrainResult:  # fmt: skip
-    """Train; a retry after a crash resumes from the last checkpoint of the same content key."""
+    """Train in this process, or on settings.processes data-parallel ranks; a retry after a crash resumes from the last
+    checkpoint of the same content key."""
     logger = get_run_logger()
     key = run_key(tuples, pairs, base_model_sha, settings, validation, corpus)
     logger.info("Training %s on %d tuples and %d pairs (run %s, teacher %s)", base_model, tuples.count, pairs.count, key, settings.teacher)
-    result = train_model(
-        tuples, pairs, resolve_model(base_model), settings, RunStore(store_url), key,
-        validation=validation_set(validation, corpus), corpus_texts=corpus_texts(corpus),
-    )  # fmt: skip
+    processes = requested_processes(settings)
+    if processes > 1:
+        logger.info("Data-parallel training on %d processes", processes)
+        job = DistributedJob(tuples=tuples, pairs=pairs, base_model_dir=resolve_model(base_model), settings=settings,
+                             store_url=store_url, run_key=key, validation=validation, corpus=corpus)  # fmt: skip
+        result = train_distributed(job, processes, echo=logger.info)
+    else:
+        result = train_model(
+            tuples, pairs, resolve_model(base_model), settings, RunStore(store_url), key,
+            validation=validation_set(validation, corpus), corpus_texts=corpus_texts(corpus),
+        )  # fmt: skip
     if result.resumed_from:
         logger.info("Resumed from %s", result.resumed_from)
     logger.info(

@@ -166,6 +166,11 @@ class TrainSettings(Settings):
     deployment: Optional[str] = Field(
         None, description="Run training as this deployment (e.g. 'train-embedder/gpu'); in-process when empty"
     )
+    processes: int = Field(
+        1, ge=0, description="Data-parallel training processes on the training machine, one per GPU (DDP; in-batch "
+        "negatives gathered across them; the global batch stays batch_size, rounded down to a multiple of the processes); "
+        "0: one per visible GPU; 1: train in the task's own process",
+    )
     rotate: bool = Field(
         True, description="After training, rotate the output space onto the principal axes of the corpus's embeddings (an "
         "orthogonal layer: full-dimension scores unchanged) so that truncated Matryoshka embeddings keep the directions "

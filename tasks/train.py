@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel
 
+from tasks.ddp import world_size
 from tasks.embed import model_fingerprint, resolve_model
 from tasks.rotation import with_rotation
 from tasks.settings import TrainSettings
@@ -32,6 +34,7 @@ class TrainResult(BaseModel):
     padding_fraction: Optional[float] = None
     seconds: float
     device: str
+    processes: int = 1  # data-parallel ranks (one per GPU)
     cuda_visible_devices: Optional[str] = None
     peak_memory_mb: Optional[float] = None
     resumed_from: Optional[str] = None
@@ -95,18 +98,31 @@ def latest_checkpoint(output_dir: Path) -> Optional[str]:
     return str(max(checkpoints, key=lambda p: int(p.name.split("-")[-1]))) if checkpoints else None
 
 
-def train_model(
+@dataclass
+class Fitted:
+    """A trained model with its trainer and what the fit measured, before rotation and saving."""
+
+    model: Any
+    trainer: Any
+    output: Any
+    seconds: float
+    examples: int
+    resumed_from: Optional[str]
+    base_score: Optional[float]
+    work_dir: Path
+
+
+def fit(
     tuples: Ref, pairs: Ref, base_model_dir: str, settings: TrainSettings, store: RunStore, run_key: str,
-    callbacks: Optional[list] = None, validation: Optional[dict] = None, corpus_texts: Optional[list[str]] = None,
-) -> TrainResult:  # fmt: skip
-    """Fine-tune the base model, keeping the checkpoint that scores best on `validation` (if given), then rotate it onto
-    the principal axes of `corpus_texts` (if given and settings.rotate); resume from this run's last checkpoint."""
+    callbacks: Optional[list] = None, validation: Optional[dict] = None,
+) -> Fitted:  # fmt: skip
+    """Fine-tune the base model, keeping the checkpoint that scores best on `validation` (if given); resume from this
+    run's last checkpoint. Every rank of a distributed run calls this."""
     import torch
 
     rows = training_rows(tuples, pairs, settings.teacher, store)
     model = load_for_training(base_model_dir, settings)
-    cuda = model.device.type == "cuda"
-    if cuda:
+    if model.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     work_dir = Path(store.root) / "training" / run_key
     trainer = build_trainer(model, rows, settings, str(work_dir), callbacks, validation=validation if settings.evaluations else None)
@@ -115,6 +131,16 @@ def train_model(
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
+    return Fitted(model, trainer, output, seconds, sum(len(r) for r in rows.values()), resume, base_score, work_dir)
+
+
+def finish(fitted: Fitted, settings: TrainSettings, store: RunStore, run_key: str, corpus_texts: Optional[list[str]] = None) -> TrainResult:
+    """Rotate the model onto the principal axes of `corpus_texts` (if given and settings.rotate), save it under the
+    run key and describe the training (rank 0 only in a distributed run)."""
+    import torch
+
+    model, trainer, seconds, processes = fitted.model, fitted.trainer, fitted.seconds, world_size()
+    cuda = model.device.type == "cuda"
     if settings.rotate and corpus_texts:
         model = with_rotation(model, corpus_texts)
     final_dir = Path(store.root) / "models" / run_key
@@ -124,30 +150,41 @@ def train_model(
     shutil.rmtree(tmp_dir, ignore_errors=True)
     model.save(str(tmp_dir))
     tmp_dir.rename(final_dir)
-    shutil.rmtree(work_dir, ignore_errors=True)
+    shutil.rmtree(fitted.work_dir, ignore_errors=True)
     curve = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
     best = trainer.state.best_model_checkpoint
-    counted = trainer.data_collator
+    counted = trainer.data_collator  # rank 0's share of the batches: about 1/processes of the tokens
     return TrainResult(
         model_dir=str(final_dir),
         model_sha=model_fingerprint(str(final_dir)),
         dims=matryoshka_dims(model.get_embedding_dimension(), settings.matryoshka_dims),
-        examples=sum(len(r) for r in rows.values()),
-        steps=int(output.global_step),
-        epochs=round(planned_epochs(sum(len(r) for r in rows.values()), settings), 3),
+        examples=fitted.examples,
+        steps=int(fitted.output.global_step),
+        epochs=round(planned_epochs(fitted.examples, settings), 3),
         loss_curve=curve,
-        samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
-        tokens_per_second=sum(counted.real) / seconds if seconds > 0 else None,
+        # the Trainer counts each rank's split of the global batch as a whole batch
+        samples_per_second=float(fitted.output.metrics.get("train_samples_per_second", 0.0)) / processes,
+        tokens_per_second=processes * sum(counted.real) / seconds if seconds > 0 else None,
         padding_fraction=counted.padding_fraction,
         seconds=seconds,
         device=torch.cuda.get_device_name(0) if cuda else "cpu",
+        processes=processes,
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         peak_memory_mb=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-        resumed_from=resume,
+        resumed_from=fitted.resumed_from,
         teacher=settings.teacher,
-        validation_curve=validation_curve(trainer, base_score),
+        validation_curve=validation_curve(trainer, fitted.base_score),
         best_step=int(best.rsplit("-", 1)[1]) if best else None,
     )
+
+
+def train_model(
+    tuples: Ref, pairs: Ref, base_model_dir: str, settings: TrainSettings, store: RunStore, run_key: str,
+    callbacks: Optional[list] = None, validation: Optional[dict] = None, corpus_texts: Optional[list[str]] = None,
+) -> TrainResult:  # fmt: skip
+    """Fine-tune in this process (fit), then rotate, save and describe the model (finish)."""
+    fitted = fit(tuples, pairs, base_model_dir, settings, store, run_key, callbacks, validation)
+    return finish(fitted, settings, store, run_key, corpus_texts)
 
 
 def result_uri(store: RunStore, run_key: str) -> str:
@@ -172,6 +209,6 @@ def run_key(
 ) -> str:
     """Content key of a training run: dataset, validation split, corpus, base model and hyper-parameters (not where it runs)."""
     return stable_hash(
-        {"tuples": tuples.sha256, "pairs": pairs.sha256, "base": base_model_sha, "settings": settings.model_dump(exclude={"deployment"}),
+        {"tuples": tuples.sha256, "pairs": pairs.sha256, "base": base_model_sha, "settings": settings.model_dump(exclude={"deployment", "processes"}),
          "validation": validation.sha256 if validation else None, "corpus": corpus.sha256 if corpus else None}
     )[:24]  # fmt: skip

@@ -7,6 +7,7 @@ import math
 import os
 from typing import Optional
 
+from tasks.ddp import is_main, world_size
 from tasks.embed import default_matryoshka_dims
 from tasks.settings import TrainSettings
 
@@ -52,17 +53,19 @@ def load_for_training(base_model_dir: str, settings: TrainSettings):
 
 
 def build_loss(model, settings: TrainSettings, dims: list[int]):
-    """Inside MatryoshkaLoss: the teacher-distilled ranking loss, else MNRL (or Cached MNRL when a mini-batch is set)."""
+    """Inside MatryoshkaLoss: the teacher-distilled ranking loss, else MNRL (or Cached MNRL when a mini-batch is set);
+    in data-parallel training every rank's queries rank against the passages of all ranks (the global batch)."""
     from sentence_transformers.losses import CachedMultipleNegativesRankingLoss, MatryoshkaLoss, MultipleNegativesRankingLoss
 
     from tasks.losses import TeacherDistillLoss
 
+    gather = world_size() > 1
     if settings.teacher:
-        inner = TeacherDistillLoss(model, distill_weight=settings.distill_weight, rank_weight=settings.rank_weight)
+        inner = TeacherDistillLoss(model, distill_weight=settings.distill_weight, rank_weight=settings.rank_weight, gather_across_devices=gather)
     elif settings.cached_mnrl_mini_batch:
-        inner = CachedMultipleNegativesRankingLoss(model, mini_batch_size=settings.cached_mnrl_mini_batch)
+        inner = CachedMultipleNegativesRankingLoss(model, mini_batch_size=settings.cached_mnrl_mini_batch, gather_across_devices=gather)
     else:
-        inner = MultipleNegativesRankingLoss(model)
+        inner = MultipleNegativesRankingLoss(model, gather_across_devices=gather)
     weights = settings.matryoshka_weights
     if weights is not None and len(weights) != len(dims):
         raise ValueError(f"matryoshka_weights has {len(weights)} values for {len(dims)} dims {dims}")
@@ -102,7 +105,9 @@ def training_arguments(
 
     `measure` gives the token lengths the batches are grouped by (default: tokenize). With `validate`, the
     validation split is scored `evaluations` times and the best checkpoint is loaded at the end; checkpoints
-    also let a retried run resume (a benchmark turns them off).
+    also let a retried run resume (a benchmark turns them off). In data-parallel training the sampler draws the same
+    global batches of `batch_size` as one process would and each rank takes its slice (split_batches), so batches
+    never mix datasets across ranks; incomplete batches are dropped, as the ranks' slices must be equal.
     """
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
@@ -124,7 +129,9 @@ def training_arguments(
     return SentenceTransformerTrainingArguments(
         output_dir=output_dir,
         max_steps=steps,
-        per_device_train_batch_size=batch_size,
+        per_device_train_batch_size=batch_size,  # with several processes: the global batch, split between them
+        accelerator_config={"split_batches": world_size() > 1},
+        use_cpu=not cuda and world_size() > 1,  # without it, ranks on CPUs would not join as data-parallel (gloo)
         learning_rate=settings.learning_rate,
         warmup_steps=int(steps * settings.warmup_ratio),
         lr_scheduler_type="cosine",
@@ -145,7 +152,7 @@ def training_arguments(
         seed=settings.seed,
         report_to="none",
         disable_tqdm=not os.environ.get("DOMAIN_EMBED_PROGRESS"),
-        dataloader_drop_last=False,
+        dataloader_drop_last=world_size() > 1,
         dataloader_pin_memory=cuda,
     )
 
@@ -198,7 +205,7 @@ def build_trainer(
     dims = matryoshka_dims(model.get_embedding_dimension(), settings.matryoshka_dims)
     datasets = {name: Dataset.from_list(r) for name, r in rows.items()}
     train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
-    batch_size = min(settings.batch_size, examples)
+    batch_size = max(world_size(), min(settings.batch_size, examples) // world_size() * world_size())
     steps = planned_steps(examples, settings)
     texts = (str(text) for r in rows.values() for row in r for key, text in row.items() if key != "label")
     tokens = TokenCache.build(model, texts)
@@ -214,7 +221,8 @@ def build_trainer(
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # its print()s of log dictionaries would land in the run log
-    trainer.add_callback(step_progress(steps))
+    if is_main():
+        trainer.add_callback(step_progress(steps))
     if tokens:
         trainer.data_collator.preprocess_fn = tokens
     trainer.data_collator = CountingCollator(trainer.data_collator)
