@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Optional
 
@@ -14,6 +13,7 @@ from pydantic import BaseModel
 
 from flows.config import ParseSettings
 from tasks.discover import discover_documents
+from tasks.folder_config import folder_key
 from tasks.store import RunStore, exists, read_json, stable_hash
 
 EVENT = "docs.landed"
@@ -37,11 +37,6 @@ class DocsDiff(BaseModel):
     def changed_any(self) -> bool:
         """Whether any document was added, changed or removed."""
         return bool(self.added or self.changed or self.removed)
-
-
-def folder_key(docs_dir: str) -> str:
-    """16 hex characters naming a folder by its absolute path."""
-    return hashlib.sha256(str(Path(docs_dir).resolve()).encode()).hexdigest()[:16]
 
 
 def fingerprint_variable(docs_dir: str) -> str:
