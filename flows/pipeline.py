@@ -22,6 +22,7 @@ from tasks.folder_config import choose_config, save_folder_config
 from tasks.generate import generate_task
 from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
 from tasks.llm_host import shared_embedded_server
+from tasks.lifeline import die_with_worker
 from tasks.mine import mine_task
 from tasks.model_card import write_model_card
 from tasks.publish import copy_model, write_index, write_reports
@@ -151,6 +152,7 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
     """Parse, chunk, generate questions, split by document, mine negatives, train, evaluate, publish.
 
     use_saved_config: run with the configuration last run (or saved) for config.docs_dir, as unattended runs do."""
+    die_with_worker()
     logger = get_run_logger()
     clock = Stopwatch()
     config, source = choose_config(config, use_saved_config)

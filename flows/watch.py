@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from flows.config import ParseSettings
 from tasks.discover import discover_documents
 from tasks.folder_config import folder_key
+from tasks.lifeline import die_with_worker
 from tasks.store import RunStore, exists, read_json, stable_hash
 
 EVENT = "docs.landed"
@@ -86,6 +87,7 @@ def load_previous(record: Optional[dict]) -> Optional[dict[str, str]]:
 @flow(name="watch-docs")
 def watch_docs(docs_dir: str, variable_name: Optional[str] = None, store_url: Optional[str] = None) -> dict:
     """Compare the folder with its last fingerprint; emit docs.landed when documents were added, changed or removed."""
+    die_with_worker()
     logger = get_run_logger()
     folder = str(Path(docs_dir).resolve())
     name = variable_name or fingerprint_variable(folder)
