@@ -48,7 +48,7 @@ def served(tmp_path_factory):
     shutil.copytree(FIXTURES / "docs", docs)
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}
     env.update(STUB_LLM_KEY="sk-stub", PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")
-    up = ["up", "--port", str(port), "--state", str(state), "--docs", str(docs), "--store", str(store)]
+    up = ["up", "--port", str(port), "--state", str(state), "--docs", str(docs), "--store", str(store), "--timeout", "600"]
     with LLMStub(latency_s=0.0) as stub:
         started = cli(*up, env=env, timeout=900)
         try:
