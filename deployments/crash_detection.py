@@ -19,6 +19,7 @@ from prefect.settings import get_current_settings
 
 NAME = "domain-embed: crash flow runs whose heartbeats stopped"
 MISSED_BEATS = 4
+TAG = "domain-embed"
 TERMINAL = ("Completed", "Failed", "Cancelled", "Crashed")
 
 
@@ -32,6 +33,9 @@ def crash_detection(heartbeat_s: int) -> Automation:
             after={"prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{state}" for state in TERMINAL)},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            # only runs of the deployments of prefect.yaml (tagged domain-embed), which `up`'s workers run with its heartbeat
+            # frequency: an in-process `domain-embed run` against the server beats at Prefect's default (180 s)
+            match_related=ResourceSpecification({"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"}),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,

@@ -113,3 +113,4 @@ def test_crash_detection_marks_runs_crashed_after_four_missed_heartbeats():
     assert trigger.posture == "Proactive" and trigger.within.total_seconds() == 120 and trigger.for_each == {"prefect.resource.id"}
     assert trigger.after == {"prefect.flow-run.heartbeat"} and "prefect.flow-run.Completed" in trigger.expect
     assert automation.actions[0].state.value == "CRASHED"
+    assert automation.trigger.match_related.model_dump() == {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.domain-embed"}
