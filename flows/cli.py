@@ -19,8 +19,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="domain-embed", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Build a tuned embedder from a folder of documents (in-process Prefect flow)")
+    add_run_options(run)
+    run.set_defaults(func=run_command)
+    from flows import cli_config, cli_eval, cli_server, cli_ship
+
+    cli_eval.add_subcommands(sub)
+    cli_ship.add_subcommands(sub)
+    cli_server.add_subcommands(sub)
+    cli_config.add_subcommands(sub)
+    return parser
+
+
+def add_run_options(run: argparse.ArgumentParser) -> None:
+    """The docs folder and the settings options of `run` (and of `config save`)."""
     run.add_argument("docs", help="Folder of documents (PDF, HTML, Markdown, DOCX, TXT)")
-    run.add_argument("--out", default="out", help="Output folder: model/, index/, report.json, report.md")
+    run.add_argument("--out", help="Output folder: model/, index/, report.json, report.md (default: the docs folder's own, "
+                     "outputs/<folder name>-<hash of its path> beside the run store)")  # fmt: skip
     run.add_argument("--config", help="JSON file with PipelineConfig fields (command-line options win)")
     run.add_argument("--store", help="Run store folder or fsspec URL (default ~/.cache/domain-embed/store)")
     run.add_argument("--base-model", help="SentenceTransformer folder or packaged model name")
@@ -36,13 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dims", help="Matryoshka dims, e.g. 384,256,128,64")
     run.add_argument("--eval-dataset", help="BEIR-layout folder of your own labelled queries")
     run.add_argument("--train-deployment", help="Train as this deployment, e.g. train-embedder/gpu")
-    run.set_defaults(func=run_command)
-    from flows import cli_eval, cli_server, cli_ship
-
-    cli_eval.add_subcommands(sub)
-    cli_ship.add_subcommands(sub)
-    cli_server.add_subcommands(sub)
-    return parser
 
 
 def config_from_args(args: argparse.Namespace):
@@ -133,7 +140,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(markdown_table(secondary_rows(evaluation)))
         if bm25_rows(evaluation):
             print(markdown_table(bm25_rows(evaluation)))
-    print(f"Report: {Path(config.out_dir) / 'report.md'}    Model: {Path(config.out_dir) / 'model'}")
+    print(f"Report: {Path(report['out_dir']) / 'report.md'}    Model: {Path(report['out_dir']) / 'model'}")
     return 0
 
 

@@ -25,7 +25,10 @@ class PipelineConfig(Settings):
     """Everything a build-embedder run needs."""
 
     docs_dir: str = Field(..., description="Folder of documents (PDF, HTML, Markdown, DOCX, TXT)")
-    out_dir: str = Field("out", description="Where model/, index/, report.json and report.md are written")
+    out_dir: Optional[str] = Field(
+        None, description="Where model/, index/, report.json and report.md are written; empty: the docs folder's own "
+        "folder, outputs/<folder name>-<hash of its path> beside the run store, which no other folder's run writes to",
+    )
     store_url: Optional[str] = Field(None, description="Run store (folder or fsspec URL); default ~/.cache/domain-embed/store")
     model_name: str = Field(
         "default", description="Name of this model line: the run store keeps one `current` (promoted) model per name"

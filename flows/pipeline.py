@@ -18,9 +18,11 @@ from tasks.discover import DocFile, DocsNotFound, discover_documents
 from tasks.embed import model_dimension, model_fingerprint, resolve_model
 from tasks.beir import beir_fingerprint, load_beir
 from tasks.evaluate import evaluate_beir_task, evaluate_task
+from flows.folder_config import choose_config, save_folder_config
 from tasks.generate import generate_task
 from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
 from tasks.llm_host import shared_embedded_server
+from tasks.lifeline import die_with_worker
 from tasks.mine import mine_task
 from tasks.model_card import write_model_card
 from tasks.publish import copy_model, write_index, write_reports
@@ -147,11 +149,17 @@ def sub_flow_failure(deployment: str, state: Optional[State]) -> str:
 
 
 @flow(name="build-embedder", log_prints=False)
-def build_embedder(config: PipelineConfig) -> dict:
-    """Parse, chunk, generate questions, split by document, mine negatives, train, evaluate, publish."""
+def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> dict:
+    """Parse, chunk, generate questions, split by document, mine negatives, train, evaluate, publish.
+
+    use_saved_config: run with the configuration last run (or saved) for config.docs_dir, as unattended runs do."""
+    die_with_worker()
     logger = get_run_logger()
     clock = Stopwatch()
+    config, source = choose_config(config, use_saved_config)
+    logger.info("Configuration: %s; output folder %s", source, config.out_dir)
     docs, model_dir, model_sha, dim = check_config(config)
+    logger.info("Saved as the configuration of %s: %s", config.docs_dir, save_folder_config(config))
     store = RunStore(config.store_url)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,6 +232,7 @@ def build_embedder(config: PipelineConfig) -> dict:
         timings=clock.seconds, dim=dim, promotion=promotion,
         new_documents=corpus_changed(store, config.model_name, corpus.ref.sha256),
     )  # fmt: skip
+    report.update(out_dir=str(out_dir), config=config.model_dump(mode="json"), config_source=source)
     markdown = render_markdown(report)
     write_reports(out_dir, report, markdown)
     write_model_card(out_dir / "model", report)

@@ -21,6 +21,7 @@ DEFAULT_STATE = ".domain-embed"
 DEFAULT_DOCS = PROJECT_ROOT / "examples" / "postgresql"
 POOLS = ("cpu", "gpu")
 STATE_FILE = "processes.json"
+HEARTBEAT_S = "30"  # Prefect's minimum; crash detection marks a run Crashed after 4 missed heartbeats
 
 
 class ServerError(RuntimeError):
@@ -76,6 +77,8 @@ def child_env(state: Path, port: int, docs_dir: Path) -> dict[str, str]:
         PREFECT_API_LOG_RETRYABLE_ERRORS="true",  # a 503 ("busy database, retry") leaves its cause in the server log
         DOMAIN_EMBED_ROOT=str(PROJECT_ROOT),
         DOMAIN_EMBED_DOCS=str(docs_dir.resolve()),
+        DOMAIN_EMBED_LIFELINE="1",  # flow runs die with their worker (tasks/lifeline.py)
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY=os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_S),
     )
     return env
 
@@ -152,9 +155,7 @@ def up(state: Path, port: int = DEFAULT_PORT, docs_dir: Path = DEFAULT_DOCS, tim
 
     On any failure everything started so far is stopped again.
     """
-    previous = read_state(state)
-    if any(live_process(entry) for entry in previous.get("processes", {}).values()):
-        raise ServerError(f"already up from {state} ({ui_url(previous['port'])}); run `domain-embed down` first")
+    clear_leftovers(state)
     if not docs_dir.is_dir():
         raise ServerError(f"docs folder not found: {docs_dir}")
     if port_in_use(port):
@@ -172,6 +173,7 @@ def up(state: Path, port: int = DEFAULT_PORT, docs_dir: Path = DEFAULT_DOCS, tim
         run_step("pools", [sys.executable, str(PROJECT_ROOT / "deployments" / "pools.py")], env, state, timeout)
         print(f"Work pools: {', '.join(POOLS)}")
         run_step("deploy", [*prefect, "--no-prompt", "deploy", "--all"], env, state, max(timeout, 600))
+        run_step("crash-detection", [sys.executable, str(PROJECT_ROOT / "deployments" / "crash_detection.py")], env, state, timeout)
         print(f"Deployments: {', '.join(deployment_names(port))}")
         workers = []
         for pool in POOLS:
@@ -182,6 +184,19 @@ def up(state: Path, port: int = DEFAULT_PORT, docs_dir: Path = DEFAULT_DOCS, tim
         down(state)
         raise
     return ui_url(port)
+
+
+def clear_leftovers(state: Path) -> None:
+    """Refuse when everything `up` started from this state folder still runs; stop what is left of a partial one
+    (a worker or the server killed) so that `up` starts all again."""
+    previous = read_state(state)
+    entries = previous.get("processes", {})
+    live = [name for name, entry in entries.items() if live_process(entry)]
+    if live and len(live) == len(entries):
+        raise ServerError(f"already up from {state} ({ui_url(previous['port'])}); run `domain-embed down` first")
+    if live:
+        print(f"Restarting: {', '.join(sorted(set(entries) - set(live)))} had stopped; stopping {', '.join(sorted(live))}")
+        down(state)
 
 
 def stop(procs: list[psutil.Process], grace: float) -> None:

@@ -15,6 +15,7 @@ from tasks.reports import markdown_table, publish_markdown, png_line_chart
 from tasks.settings import TrainSettings
 from tasks.store import Ref, RunStore
 from tasks.train import TrainResult, corpus_texts, run_key, save_train_result, train_model, validation_set
+from tasks.lifeline import die_with_worker
 
 
 def training_markdown(result: TrainResult) -> str:
@@ -90,6 +91,7 @@ def train_embedder(
     The result is also saved in the run store under the run's content key, where a caller that ran this
     flow as a deployment on another machine reads it back (`tasks.train.read_train_result`).
     """
+    die_with_worker()
     base_sha = model_fingerprint(resolve_model(base_model))
     state = train_task(tuples, pairs, base_model, base_sha, settings, store_url, validation, corpus, return_state=True)
     result = state.result().model_copy(update={"cached": state.name == "Cached"})

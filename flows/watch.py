@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +12,8 @@ from prefect.variables import Variable
 from pydantic import BaseModel
 
 from tasks.discover import discover_documents
+from flows.folder_config import folder_key
+from tasks.lifeline import die_with_worker
 from tasks.settings import ParseSettings
 from tasks.store import RunStore, exists, read_json, stable_hash
 
@@ -37,11 +38,6 @@ class DocsDiff(BaseModel):
     def changed_any(self) -> bool:
         """Whether any document was added, changed or removed."""
         return bool(self.added or self.changed or self.removed)
-
-
-def folder_key(docs_dir: str) -> str:
-    """16 hex characters naming a folder by its absolute path."""
-    return hashlib.sha256(str(Path(docs_dir).resolve()).encode()).hexdigest()[:16]
 
 
 def fingerprint_variable(docs_dir: str) -> str:
@@ -91,6 +87,7 @@ def load_previous(record: Optional[dict]) -> Optional[dict[str, str]]:
 @flow(name="watch-docs")
 def watch_docs(docs_dir: str, variable_name: Optional[str] = None, store_url: Optional[str] = None) -> dict:
     """Compare the folder with its last fingerprint; emit docs.landed when documents were added, changed or removed."""
+    die_with_worker()
     logger = get_run_logger()
     folder = str(Path(docs_dir).resolve())
     name = variable_name or fingerprint_variable(folder)

@@ -170,6 +170,8 @@ def render_markdown(report: dict) -> str:
              f"Matryoshka dims {report['matryoshka_dims']}.\n"]  # fmt: skip
     parts.append(what_ran(report))
     parts.append(f"**Promotion:** {report['promotion']['reason']}.\n")
+    if report.get("config_source"):
+        parts.append(f"Configuration: {report['config_source']}.\n")
     docs = report["documents"]
     parts.append(f"Documents: {docs['found']} found, {docs['parsed']} parsed, {docs['train']} for training, {docs['eval']} held out for eval.\n")
     if not report["evaluation"]:

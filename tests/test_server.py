@@ -93,6 +93,9 @@ def test_prefect_yaml_declares_the_three_deployments():
     assert trigger["expect"] == ["docs.landed"]
     assert trigger["parameters"]["config"]["docs_dir"] == "{{ event.payload.docs_dir }}"
     assert trigger["parameters"]["config"]["train"] == deployments["scheduled"]["parameters"]["config"]["train"]
+    assert "out_dir" not in trigger["parameters"]["config"]  # each docs folder's own output folder
+    assert trigger["parameters"]["use_saved_config"] and deployments["scheduled"]["schedules"][0]["parameters"]["use_saved_config"]
+    assert deployments["scheduled"]["parameters"]["use_saved_config"] is False  # a run from the form runs the form
     assert spec["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $DOMAIN_EMBED_ROOT }}"}}]
 
 
@@ -233,8 +236,9 @@ def test_up_then_down(tmp_path):
         assert deployments["build-embedder/scheduled"]["parameters"]["config"]["docs_dir"] == str(docs.resolve())
         assert deployments["watch-docs/poll"]["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
         automations = post(api, "/automations/filter")
-        assert [a["trigger"]["expect"] for a in automations] == [["docs.landed"]]
-        assert automations[0]["actions"][0]["deployment_id"] == deployments["build-embedder/scheduled"]["id"]
+        landed = [a for a in automations if a["trigger"]["expect"] == ["docs.landed"]]
+        assert len(landed) == 1 and landed[0]["actions"][0]["deployment_id"] == deployments["build-embedder/scheduled"]["id"]
+        assert [a["trigger"]["posture"] for a in automations if a not in landed] == ["Proactive"]  # crash detection
         for pool in ("cpu", "gpu"):
             wait_for(lambda: post(api, f"/work_pools/{pool}/workers/filter"), 90, f"the {pool} worker to register")
 

@@ -1,0 +1,116 @@
+"""A docs folder's own configuration and output folder; `domain-embed config save/show`; a flow run dies with its worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+from flows.cli import main
+from flows.config import PipelineConfig
+from flows.folder_config import choose_config, default_out_dir, load_folder_config, save_folder_config, settle
+
+from conftest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def folders(tmp_path: Path) -> tuple[Path, Path, str]:
+    a, b = tmp_path / "a" / "docs", tmp_path / "b" / "docs"  # same folder name, different paths
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    return a, b, str(tmp_path / "store")
+
+
+def test_each_docs_folder_gets_its_own_output_folder_beside_the_store(tmp_path, monkeypatch):
+    a, b, store = folders(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out_a = settle(PipelineConfig(docs_dir="a/docs", store_url=store)).out_dir
+    assert out_a == default_out_dir(str(a), store) == settle(PipelineConfig(docs_dir=str(a), store_url=store)).out_dir
+    assert out_a.startswith(str(tmp_path / "store" / "outputs" / "docs-"))
+    assert out_a != settle(PipelineConfig(docs_dir=str(b), store_url=store)).out_dir
+    assert settle(PipelineConfig(docs_dir=str(a), store_url=store, out_dir="mine")).out_dir == str(tmp_path / "mine")
+    assert Path(default_out_dir(str(a), "s3://bucket/store")).parts[-2:-1] == ("outputs",)
+
+
+def test_unattended_runs_use_the_folders_saved_configuration(tmp_path):
+    a, b, store = folders(tmp_path)
+    ran = settle(PipelineConfig(docs_dir=str(a), store_url=store, llm={"model": "openai/x", "api_base": "http://127.0.0.1:9/v1"}))
+    save_folder_config(ran)
+    assert load_folder_config(store, str(a)) == ran and load_folder_config(store, str(b)) is None
+    deployment_defaults = PipelineConfig(docs_dir=str(a), store_url=store, train={"deployment": "train-embedder/gpu"})
+    config, source = choose_config(deployment_defaults, use_saved=True)
+    assert config == ran and "saved for" in source
+    config, source = choose_config(deployment_defaults, use_saved=False)
+    assert config.train.deployment == "train-embedder/gpu" and source == "the run's parameters"
+    config, source = choose_config(PipelineConfig(docs_dir=str(b), store_url=store), use_saved=True)
+    assert config.docs_dir == str(b) and "no configuration saved" in source
+
+
+def test_config_save_and_show(tmp_path, capsys):
+    a, _, store = folders(tmp_path)
+    assert main(["config", "show", str(a), "--store", store]) == 1
+    assert main(["config", "save", str(a), "--store", store, "--llm", "openai/x", "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main(["config", "show", str(a), "--store", store]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["llm"]["model"] == "openai/x" and shown["train"]["epochs"] == 2.0
+    assert shown["out_dir"] == default_out_dir(str(a), store) and shown["docs_dir"] == str(a)
+    assert main(["config", "save", str(a), "--store", store, "--epochs", "-1"]) == 2
+    assert main(["config", "save", str(tmp_path / "missing"), "--store", store]) == 2
+
+
+WORKER = """
+import subprocess, sys, time
+run = subprocess.Popen([sys.executable, "-c", sys.argv[1]], start_new_session=True)  # as a process worker starts a flow run
+print(run.pid, flush=True)
+time.sleep(600)
+"""
+FLOW_RUN = """
+import subprocess, sys, time
+from tasks.lifeline import die_with_worker
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print(child.pid, flush=True)
+assert die_with_worker() and not die_with_worker()
+time.sleep(600)
+"""
+
+
+def test_a_flow_run_and_its_children_die_with_their_worker_killed_with_9(tmp_path):
+    env = {**os.environ, "DOMAIN_EMBED_LIFELINE": "1", "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "out"
+    with open(log, "w") as out:
+        worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WORKER), textwrap.dedent(FLOW_RUN)], env=env, stdout=out,
+                                  cwd=ROOT, start_new_session=True)  # fmt: skip
+    pids = wait_for(lambda: [int(p) for p in log.read_text().split()] if len(log.read_text().split()) == 2 else None, 120, "the run")
+    procs = [psutil.Process(pid) for pid in pids]
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    gone, alive = psutil.wait_procs(procs, timeout=15)
+    assert not alive, [p.pid for p in alive]
+
+
+def test_without_up_a_run_does_not_watch_its_parent(monkeypatch):
+    from tasks.lifeline import die_with_worker
+
+    monkeypatch.delenv("DOMAIN_EMBED_LIFELINE", raising=False)
+    assert not die_with_worker()
+
+
+def test_crash_detection_marks_runs_crashed_after_four_missed_heartbeats():
+    sys.path.insert(0, str(ROOT / "deployments"))
+    from crash_detection import crash_detection
+
+    automation = crash_detection(30)
+    trigger = automation.trigger
+    assert trigger.posture == "Proactive" and trigger.within.total_seconds() == 120 and trigger.for_each == {"prefect.resource.id"}
+    assert trigger.after == {"prefect.flow-run.heartbeat"} and "prefect.flow-run.Completed" in trigger.expect
+    assert automation.actions[0].state.value == "CRASHED"
+    assert automation.trigger.match_related.model_dump() == {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.domain-embed"}
