@@ -21,6 +21,7 @@ from tasks.local_llm import free_port
 
 set_offline_defaults()
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="domain-embed-results-")
+os.environ["DOMAIN_EMBED_LOCAL_CACHE"] = tempfile.mkdtemp(prefix="domain-embed-local-")  # fetched models, training scratch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
