@@ -97,6 +97,7 @@ def run_variant(name: str, spec: dict, work: Path, dims: list[int], base_scores)
     from tasks.settings import TrainSettings
     from tasks.store import RunStore
     from tasks.store import read_jsonl
+    from tasks.model_ref import local_model
     from tasks.train import train_model
     from tasks.uncertainty import paired_bootstrap
 
@@ -114,7 +115,7 @@ def run_variant(name: str, spec: dict, work: Path, dims: list[int], base_scores)
     result = train_model(store.put_jsonl("variant-tuples", tuples), store.put_jsonl("variant-pairs", pairs), resolve_model(BASE),
                          settings, store, f"variant-{name}", corpus_texts=[c["text"] for c in read_jsonl(str(newest(work / "store" / "corpus")))])  # fmt: skip
     seconds = time.monotonic() - started
-    results, per_query = score(result.model_dir, work / "beir-dev", dims)
+    results, per_query = score(local_model(result.model), work / "beir-dev", dims)
     base_results, base_per_query = base_scores
     out = {"variant": name, "rows": len(tuples) + len(pairs), "steps": result.steps, "train_s": round(seconds, 1), "ndcg@10": {}}
     for dim in dims:

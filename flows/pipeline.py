@@ -25,8 +25,9 @@ from tasks.llm_host import shared_embedded_server
 from tasks.lifeline import die_with_worker
 from tasks.mine import mine_task
 from tasks.model_card import write_model_card
+from tasks.model_ref import local_model
 from tasks.publish import copy_model, write_index, write_reports
-from tasks.promote import corpus_changed, decide, read_current, record_run, write_current
+from tasks.promote import corpus_changed, current_model, decide, read_current, record_run, write_current
 from tasks.reports import publish_markdown, publish_table
 from tasks.run_report import build_report, render_markdown
 from tasks.settings import EMBEDDED_LLM, LLMSettings
@@ -199,10 +200,11 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
     with clock.stage("evaluate"):
         dims = trained.dims
         current = read_current(store, config.model_name)
-        models = {"base": model_dir, "tuned": trained.model_dir}
+        current_ref = current_model(current)
+        models = {"base": model_dir, "tuned": local_model(trained.model)}
         shas = {"base": model_sha, "tuned": trained.model_sha}
-        if current and current["model_sha"] != trained.model_sha and Path(current["model_dir"]).is_dir():
-            models["current"], shas["current"] = current["model_dir"], current["model_sha"]
+        if current_ref and current_ref.sha256 != trained.model_sha:
+            models["current"], shas["current"] = local_model(current_ref), current_ref.sha256
         evaluations = {}
         if split.eval.count:
             evaluations["synthetic"] = evaluate_task(models, shas, split.eval, corpus.ref, dims, store.url, label="synthetic")
@@ -218,10 +220,10 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
         logger.info("Promotion: %s", promotion.reason)
 
     with clock.stage("publish"):
-        published = trained.model_dir if promotion.promoted else (current["model_dir"] if current else model_dir)
+        published = models["tuned"] if promotion.promoted else models.get("current", model_dir)
         if promotion.promoted:
             write_current(store, config.model_name, {
-                "model_dir": trained.model_dir, "model_sha": trained.model_sha, "corpus_sha": corpus.ref.sha256,
+                "model": trained.model.model_dump(), "model_sha": trained.model_sha, "corpus_sha": corpus.ref.sha256,
                 "eval_pairs_sha": split.eval.sha256, "ndcg@10": promotion.tuned_ndcg,
             })  # fmt: skip
         copy_model(published, out_dir)

@@ -32,15 +32,17 @@ def resolve_model(name: str) -> str:
     raise ModelNotFound(f"unknown model '{name}': give a SentenceTransformer folder or one of: {', '.join(packaged_names())}")
 
 
+def model_files(model_dir: str) -> dict[str, str]:
+    """sha256 of each file that makes the model (configs and weights; not hidden files, not the Markdown card), by relative path."""
+    root = Path(model_dir)
+    return {file.relative_to(root).as_posix(): sha256_file(file) for file in sorted(root.rglob("*"))
+            if file.is_file() and not file.name.startswith(".") and file.suffix != ".md"}  # fmt: skip
+
+
 @functools.lru_cache(maxsize=8)
 def model_fingerprint(model_dir: str) -> str:
     """Content hash of a model folder (configs and weights), independent of where it lives."""
-    root = Path(model_dir)
-    parts = {}
-    for file in sorted(root.rglob("*")):
-        if file.is_file() and not file.name.startswith(".") and file.suffix != ".md":
-            parts[file.relative_to(root).as_posix()] = sha256_file(file)
-    return stable_hash(parts)
+    return stable_hash(model_files(model_dir))
 
 
 def best_device() -> str:

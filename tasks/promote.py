@@ -8,6 +8,7 @@ from typing import Optional
 
 from pydantic import BaseModel
 
+from tasks.model_ref import ModelRef
 from tasks.store import RunStore, atomic_write, exists, read_json
 
 
@@ -30,6 +31,12 @@ def read_current(store: RunStore, name: str) -> Optional[dict]:
     """The current model's record, or None before the first promotion."""
     uri = pointer_uri(store, name)
     return read_json(uri) if exists(uri) else None
+
+
+def current_model(current: Optional[dict]) -> Optional[ModelRef]:
+    """The current model's reference, if the pointer has one (pointers of older versions hold a local folder) still in the store."""
+    ref = ModelRef(**current["model"]) if current and "model" in current else None
+    return ref if ref and exists(ref.uri) else None
 
 
 def ndcg_at_full_dim(results: dict, label: str) -> Optional[float]:

@@ -67,13 +67,13 @@ def build_report(
         "llm_usage": {k: gen.get(k) for k in ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")},
         "chunks_failed": gen.get("chunks_failed", []),
         "mining": mine_stats,
-        "training": trained.model_dump(exclude={"model_dir", "cached"}),
+        "training": {**trained.model_dump(exclude={"model", "cached"}), "model_sha": trained.model_sha},
         "training_cached": trained.cached,
         "evaluation": {label: report.model_dump(mode="json", exclude={"ref"}) for label, report in evaluations.items()},
         "index": index_meta,
         "files": parse_rows,
         "store": {"corpus": corpus.ref.uri, "train_pairs": split.train.uri, "eval_pairs": split.eval.uri,
-                  "tuples": mined.tuples.uri, "model": trained.model_dir},  # fmt: skip
+                  "tuples": mined.tuples.uri, "model": trained.model.uri},  # fmt: skip
     }
 
 

@@ -11,8 +11,10 @@ from typing import Any, Optional
 
 from pydantic import BaseModel
 
+from tasks.checkpoints import clear_checkpoints, restore_checkpoints, scratch_dir, store_sync
 from tasks.ddp import world_size
-from tasks.embed import model_fingerprint, resolve_model
+from tasks.embed import resolve_model
+from tasks.model_ref import ModelRef, put_model
 from tasks.rotation import with_rotation
 from tasks.settings import TrainSettings
 from tasks.store import Ref, RunStore, atomic_write, read_bytes, read_jsonl, stable_hash
@@ -22,8 +24,7 @@ from tasks.trainer import BEST_METRIC, build_trainer, load_for_training, matryos
 class TrainResult(BaseModel):
     """A trained model in the run store, with what the training did."""
 
-    model_dir: str
-    model_sha: str
+    model: ModelRef
     dims: list[int]
     examples: int
     steps: int
@@ -42,6 +43,11 @@ class TrainResult(BaseModel):
     validation_curve: list[tuple[int, float]] = []  # (step, validation NDCG@10); step 0 is the base model
     best_step: Optional[int] = None
     cached: bool = False  # this run took the model from Prefect's cache instead of training it
+
+    @property
+    def model_sha(self) -> str:
+        """The trained model's fingerprint."""
+        return self.model.sha256
 
 
 def loss_columns(row: dict) -> dict:
@@ -92,12 +98,6 @@ def validation_curve(trainer, base_score: Optional[float]) -> list[tuple[int, fl
     return curve + [(int(h["step"]), float(h[BEST_METRIC])) for h in trainer.state.log_history if BEST_METRIC in h]
 
 
-def latest_checkpoint(output_dir: Path) -> Optional[str]:
-    """The newest complete checkpoint left by an interrupted run (the Trainer writes trainer_state.json last)."""
-    checkpoints = [p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return str(max(checkpoints, key=lambda p: int(p.name.split("-")[-1]))) if checkpoints else None
-
-
 @dataclass
 class Fitted:
     """A trained model with its trainer and what the fit measured, before rotation and saving."""
@@ -117,17 +117,18 @@ def fit(
     callbacks: Optional[list] = None, validation: Optional[dict] = None,
 ) -> Fitted:  # fmt: skip
     """Fine-tune the base model, keeping the checkpoint that scores best on `validation` (if given); resume from this
-    run's last checkpoint. Every rank of a distributed run calls this."""
+    run's last checkpoint, local or in the store (checkpoints are mirrored there as written). Every rank calls this."""
     import torch
 
     rows = training_rows(tuples, pairs, settings.teacher, store)
     model = load_for_training(base_model_dir, settings)
     if model.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    work_dir = Path(store.root) / "training" / run_key
+    work_dir = scratch_dir(store, run_key)
+    callbacks = [store_sync(store, run_key), *(callbacks or [])]
     trainer = build_trainer(model, rows, settings, str(work_dir), callbacks, validation=validation if settings.evaluations else None)
     base_score = trainer.evaluator(model)[BEST_METRIC.removeprefix("eval_")] if trainer.evaluator else None
-    resume = latest_checkpoint(work_dir)
+    resume = restore_checkpoints(store, run_key, work_dir)
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
@@ -135,28 +136,25 @@ def fit(
 
 
 def finish(fitted: Fitted, settings: TrainSettings, store: RunStore, run_key: str, corpus_texts: Optional[list[str]] = None) -> TrainResult:
-    """Rotate the model onto the principal axes of `corpus_texts` (if given and settings.rotate), save it under the
-    run key and describe the training (rank 0 only in a distributed run)."""
+    """Rotate the model onto the principal axes of `corpus_texts` (if given and settings.rotate), upload it to the run
+    store and describe the training (rank 0 only in a distributed run)."""
     import torch
 
     model, trainer, seconds, processes = fitted.model, fitted.trainer, fitted.seconds, world_size()
     cuda = model.device.type == "cuda"
     if settings.rotate and corpus_texts:
         model = with_rotation(model, corpus_texts)
-    final_dir = Path(store.root) / "models" / run_key
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    tmp_dir = final_dir.with_name(final_dir.name + ".tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    model.save(str(tmp_dir))
-    tmp_dir.rename(final_dir)
+    final_dir = fitted.work_dir / "final"
+    shutil.rmtree(final_dir, ignore_errors=True)
+    model.save(str(final_dir))
+    model_ref = put_model(store, final_dir)
+    clear_checkpoints(store, run_key)
     shutil.rmtree(fitted.work_dir, ignore_errors=True)
     curve = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
     best = trainer.state.best_model_checkpoint
     counted = trainer.data_collator  # rank 0's share of the batches: about 1/processes of the tokens
     return TrainResult(
-        model_dir=str(final_dir),
-        model_sha=model_fingerprint(str(final_dir)),
+        model=model_ref,
         dims=matryoshka_dims(model.get_embedding_dimension(), settings.matryoshka_dims),
         examples=fitted.examples,
         steps=int(fitted.output.global_step),

@@ -20,6 +20,7 @@ from flows.env import set_offline_defaults
 
 set_offline_defaults()  # as the entrypoints do, before prefect and the ML libraries are imported
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="domain-embed-results-")
+os.environ["DOMAIN_EMBED_LOCAL_CACHE"] = tempfile.mkdtemp(prefix="domain-embed-local-")  # fetched models, training scratch
 
 from tasks.local_llm import free_port  # noqa: E402
 

@@ -20,7 +20,9 @@ from transformers import TrainerCallback
 
 import tasks.mine as mine
 from tasks.generate import cache_key, generate_pairs
+from tasks.checkpoints import scratch_dir
 from tasks.llm import LLMEndpoint
+from tasks.model_ref import local_model
 from tasks.settings import FilterSettings, LLMSettings, MineSettings, TrainSettings
 from tasks.store import RunStore, atomic_write, exists, read_bytes, sha256_bytes
 
@@ -73,7 +75,9 @@ def sentence(rng: random.Random, n: int) -> str:
 
 GENERATE = """
 from tasks.generate import generate_pairs
+from tasks.checkpoints import scratch_dir
 from tasks.llm import LLMEndpoint
+from tasks.model_ref import local_model
 from tasks.settings import FilterSettings, LLMSettings
 from tasks.store import RunStore
 endpoint = LLMEndpoint(model="openai/stub-model", api_base=args["api_base"])
@@ -189,14 +193,14 @@ def test_kill_during_training_resumes_from_the_last_checkpoint(tmp_path, base_mo
     tuples, pairs = training_data(store)
     worker = start(TRAIN, tuples=tuples.model_dump(), pairs=pairs.model_dump(), model=base_model_dir,
                    settings=TRAIN_SETTINGS.model_dump(), store=store.url)  # fmt: skip
-    work_dir = Path(store.root, "training", "crash")
+    work_dir = scratch_dir(store, "crash")
     kill_when(worker, lambda: any(work_dir.glob("checkpoint-*/trainer_state.json")))
-    assert not Path(store.root, "models", "crash").exists()  # killed before the end
+    assert not Path(store.root, "models").exists()  # killed before the end
 
     resumed = train_model(tuples, pairs, base_model_dir, TRAIN_SETTINGS, store, "crash")
     assert resumed.resumed_from and Path(resumed.resumed_from).name.startswith("checkpoint-")
     assert resumed.steps == uninterrupted.steps
-    assert not work_dir.exists() and Path(resumed.model_dir).is_dir()
+    assert not work_dir.exists() and Path(local_model(resumed.model)).is_dir()
 
 
 class CrashAfterFirstCheckpoint(TrainerCallback):
@@ -212,7 +216,7 @@ def test_a_half_written_checkpoint_is_not_resumed_from(tmp_path, base_model_dir,
     tuples, pairs = training_data(store)
     with pytest.raises(RuntimeError, match="killed"):
         train_model(tuples, pairs, base_model_dir, TRAIN_SETTINGS, store, "crash", callbacks=[CrashAfterFirstCheckpoint()])
-    work_dir = Path(store.root, "training", "crash")
+    work_dir = scratch_dir(store, "crash")
     (complete,) = work_dir.glob("checkpoint-*")
     half = work_dir / "checkpoint-4"  # what kill -9 during the next save leaves: weights half written, no trainer_state.json
     half.mkdir()

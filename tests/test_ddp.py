@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tasks.model_ref import local_model
 from tasks.settings import TrainSettings
 from tasks.ddp import DistributedJob, requested_processes, train_distributed
 from tasks.train import train_model
@@ -71,7 +72,7 @@ def test_two_gloo_ranks_train_like_one_process_on_the_same_global_batch(store, t
     # and still catch real differences: ranks that trained on the whole batch each (not split) logged log(2) more.
     assert [s for s, _ in ddp.loss_curve] == [s for s, _ in single.loss_curve]
     loss_gap = max(abs(a - b) for (_, a), (_, b) in zip(ddp.loss_curve, single.loss_curve))
-    before, one, two = weights(base), weights(single.model_dir), weights(ddp.model_dir)
+    before, one, two = weights(base), weights(local_model(single.model)), weights(local_model(ddp.model))
     weight_gap = max(float((one[k] - two[k]).abs().max()) for k in one)
     moved = max(float((one[k] - before[k]).abs().max()) for k in one)
     print(f"losses {[round(l, 4) for _, l in single.loss_curve]}: max gap {loss_gap:.2e}; weights moved {moved:.2e}, max gap {weight_gap:.2e}")

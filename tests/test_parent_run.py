@@ -16,6 +16,7 @@ from tasks.settings import TrainSettings
 from flows.pipeline import build_embedder, run_training
 from flows.train import training_markdown
 from tasks.embed import model_fingerprint
+from tasks.model_ref import ModelRef
 from tasks.train import TrainResult, run_key, save_train_result
 
 
@@ -36,7 +37,7 @@ def test_a_training_deployment_publishes_its_report_on_the_parent_run(prefect_ha
     tuples = store.put_jsonl("tuples", [{"anchor": "what is wal", "positive": "The write-ahead log.", "negative_1": "Vacuum."}])
     pairs = store.put_jsonl("pairs", [])
     settings = TrainSettings(deployment="train-embedder/gpu")
-    result = TrainResult(model_dir=str(tmp_path / "model"), model_sha="0" * 64, dims=[384, 64], examples=28, steps=4, epochs=1.0,
+    result = TrainResult(model=ModelRef(uri=store.uri("models", f"{'0' * 64}.json"), sha256="0" * 64, count=5), dims=[384, 64], examples=28, steps=4, epochs=1.0,
                          loss_curve=[(1, 2.5), (4, 1.25)], samples_per_second=9.5, seconds=3.0, device="cpu")  # fmt: skip
     key = run_key(tuples, pairs, model_fingerprint(base_model_dir), settings.model_copy(update={"deployment": None}), None)
     save_train_result(store, key, result)  # as the deployment's run leaves it

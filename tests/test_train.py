@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 from transformers import TrainerCallback
 
 from tasks.batching import LengthGroupedBatchSampler, TokenLengths, padding_fraction
+from tasks.checkpoints import scratch_dir, stored_checkpoints
+from tasks.model_ref import local_model
 from tasks.settings import TrainSettings
 from tasks.train import read_train_result, save_train_result, train_model, training_rows
 from tasks.trainer import build_loss, build_trainer, load_for_training, matryoshka_dims
@@ -46,7 +49,7 @@ def test_training_writes_a_loadable_model_with_a_loss_curve(store, base_model_di
     assert result.examples == 40 and result.steps >= 5
     assert result.dims == [384, 256, 128, 64]
     assert len(result.loss_curve) >= 2 and all(loss > 0 for _, loss in result.loss_curve)
-    model = SentenceTransformer(result.model_dir, device="cpu")
+    model = SentenceTransformer(local_model(result.model), device="cpu")
     assert model.encode(["a query"]).shape == (1, 384)
     assert result.model_sha and result.device == "cpu"
     assert result.tokens_per_second > 0 and 0 <= result.padding_fraction < 1
@@ -84,6 +87,25 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(store, base_model_dir):
     result = train_model(tuples, pairs, base_model_dir, settings, store, "unit-resume")
     assert result.resumed_from and result.resumed_from.endswith("checkpoint-4")
     assert result.steps == 8
+
+
+
+def test_a_retry_on_another_machine_resumes_from_the_checkpoint_in_the_store(store, base_model_dir, tmp_path, monkeypatch):
+    tuples, pairs = dataset(store, n=56)
+    settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=48, teacher=None)
+    monkeypatch.setenv("DOMAIN_EMBED_LOCAL_CACHE", str(tmp_path / "first-machine"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_model(tuples, pairs, base_model_dir, settings, store, "unit-move", callbacks=[CrashAt(5)])
+    local = sorted(p.name for p in scratch_dir(store, "unit-move").glob("checkpoint-*"))
+    assert stored_checkpoints(store, "unit-move") == local == ["checkpoint-2", "checkpoint-4"]  # mirrored, rotation included
+    shutil.rmtree(tmp_path / "first-machine")  # the first machine is gone
+
+    monkeypatch.setenv("DOMAIN_EMBED_LOCAL_CACHE", str(tmp_path / "second-machine"))
+    result = train_model(tuples, pairs, base_model_dir, settings, store, "unit-move")
+    assert result.resumed_from == str(scratch_dir(store, "unit-move") / "checkpoint-4")
+    assert result.resumed_from.startswith(str(tmp_path / "second-machine")) and result.steps == 8
+    assert stored_checkpoints(store, "unit-move") == [] and not scratch_dir(store, "unit-move").exists()
+    assert SentenceTransformer(local_model(result.model), device="cpu").encode(["a query"]).shape == (1, 384)
 
 
 WORDS = "table index page tuple vacuum wal replica planner cost trigger schema sequence lock snapshot".split()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator, Optional
 
 import pytest
 from prefect import flow
@@ -14,6 +16,7 @@ from sentence_transformers import SentenceTransformer
 
 from flows.config import PipelineConfig
 from flows.pipeline import run_training
+from tasks.model_ref import local_model
 from tasks.settings import TrainSettings
 from tasks.train import TrainResult
 
@@ -35,16 +38,18 @@ def tail(log: Path) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log.exists() else ""
 
 
-@pytest.fixture(scope="module")
-def gpu_worker(prefect_server_api, tmp_path_factory):
-    """The gpu pool from deployments/gpu.json, train-embedder/gpu deployed from prefect.yaml, and a process worker.
+@contextlib.contextmanager
+def gpu_worker_process(api: str, home: Path, env_updates: Optional[dict] = None, drop: tuple[str, ...] = ()) -> Iterator[Path]:
+    """The gpu pool from deployments/gpu.json, train-embedder/gpu deployed from prefect.yaml, and a process worker
+    started in `home` (its working directory); yields the worker's log.
 
     The worker has its own PREFECT_HOME and result storage, as on another machine, and no CUDA_VISIBLE_DEVICES
-    of its own: the flow run gets that from the pool's job variables.
+    of its own: the flow run gets that from the pool's job variables. `drop` removes more variables, `env_updates` sets some.
     """
-    home = tmp_path_factory.mktemp("gpu-worker")
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_KEY", "PREFECT_PROFILE", "CUDA_VISIBLE_DEVICES")}
-    env.update(PREFECT_API_URL=prefect_server_api, PREFECT_HOME=str(home / "prefect"), DOMAIN_EMBED_ROOT=str(ROOT), DOMAIN_EMBED_DOCS=str(home))
+    unset = ("PREFECT_API_KEY", "PREFECT_PROFILE", "CUDA_VISIBLE_DEVICES", *drop)
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(PREFECT_API_URL=api, PREFECT_HOME=str(home / "prefect"), DOMAIN_EMBED_ROOT=str(ROOT), DOMAIN_EMBED_DOCS=str(home),
+               **(env_updates or {}))  # fmt: skip
     pools = [sys.executable, str(ROOT / "deployments" / "pools.py")]
     deploy = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--name", "gpu"]
     for argv in (pools, deploy):
@@ -53,12 +58,19 @@ def gpu_worker(prefect_server_api, tmp_path_factory):
     worker_env = {**env, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results")}
     with open(home / "worker.log", "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "gpu", "--type", "process", "--name",
-                                   "test-gpu-worker"], env=worker_env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                                   "test-gpu-worker"], env=worker_env, cwd=home, stdin=subprocess.DEVNULL, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         yield home / "worker.log"
     finally:
         kill_group(worker)
+
+
+@pytest.fixture(scope="module")
+def gpu_worker(prefect_server_api, tmp_path_factory):
+    """A gpu-pool worker with its own PREFECT_HOME and result storage."""
+    with gpu_worker_process(prefect_server_api, tmp_path_factory.mktemp("gpu-worker")) as log:
+        yield log
 
 
 def tiny_dataset(store):
@@ -85,8 +97,8 @@ def test_run_training_runs_the_deployment_on_the_gpu_pool_as_a_linked_subflow(gp
 
     assert isinstance(result, TrainResult)
     assert result.examples == 28 and result.steps == 4 and result.dims == [384, 256, 128, 64]
-    assert result.model_dir.startswith(store.root)
-    assert SentenceTransformer(result.model_dir, device="cpu").encode(["a query"]).shape == (1, 384)
+    assert result.model.uri.startswith(store.root)
+    assert SentenceTransformer(local_model(result.model), device="cpu").encode(["a query"]).shape == (1, 384)
     assert result.cuda_visible_devices == "0", tail(gpu_worker)  # the gpu pool's job variable reached the flow run
 
     with get_client(sync_client=True) as client:
