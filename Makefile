@@ -1,4 +1,4 @@
-.PHONY: install run test test-fast up down clean
+.PHONY: install run test test-all test-fast up down clean
 
 install: .venv/.installed
 
@@ -10,6 +10,9 @@ run: install
 	.venv/bin/domain-embed run examples/postgresql --out out --chunk-fraction 0.3 --config examples/demo-cpu.json
 
 test: install
+	.venv/bin/python -m pytest -q -rs --durations=25 -m "not extended"
+
+test-all: install
 	.venv/bin/python -m pytest -q -rs --durations=25
 
 test-fast: install

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +26,7 @@ def test_train_throughput_compares_our_batches_with_the_seed_defaults_on_a_tiny_
     assert ours["padding_fraction"] < seed["padding_fraction"]
 
 
+@pytest.mark.extended
 def test_loss_parity_trains_both_configurations_on_the_same_rows():
     record = run_benchmark("-m", "benchmarks.loss_parity", "--steps", "6", "--seeds", "2", "--every", "3", "--heldout", "32")
     for name in ("ours", "seed_defaults"):
@@ -40,6 +43,7 @@ def test_collate_benchmark_checks_the_cache_gives_the_stock_collators_tensors():
     assert record["distinct_texts"] == 16 * 3 * 3  # 3 batches of 16 rows, 3 random texts each
 
 
+@pytest.mark.extended
 def test_scale_benchmark_prints_one_line_per_size_and_the_growth(tmp_path):
     out = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--sizes", "3,6", "--documents-per-task", "2", "--work", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=900, check=True).stdout  # fmt: skip

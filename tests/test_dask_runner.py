@@ -39,6 +39,7 @@ def config_for(tmp_path, name: str, address: str | None) -> PipelineConfig:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_corpus_stages_on_two_dask_workers_equal_the_in_process_run(tmp_path, base_model_dir, prefect_harness):
     from distributed import Client, LocalCluster
 

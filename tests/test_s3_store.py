@@ -41,6 +41,7 @@ def s3_env(s3_endpoint, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_model_trained_by_a_worker_elsewhere_travels_through_the_s3_store(prefect_server_api, s3_env, tmp_path_factory,
                                                                             tmp_path, monkeypatch):  # fmt: skip
     worker_home = tmp_path_factory.mktemp("elsewhere")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def test_the_key_is_sent_to_the_llm_and_written_nowhere(docs_root, prefect_harne
         assert authorizations and set(authorizations) == {f"Bearer {KEY}"}
         out, err = capfd.readouterr()
         logs, artifacts = assert_no_key_anywhere(docs_root, state.state_details.flow_run_id, caplog.text + out + err)
-        assert any("Parsed tutorial-agg.txt" in line for line in logs)
+        assert any(re.search(r"Parsed \d+ documents", line) for line in logs)  # the run logs were read
         assert {a.split()[0] for a in artifacts} >= {"parse-report", "qa-report", "build-report"}
         assert list(results_folder().iterdir())
         assert list((docs_root / "store" / "qa-cache").rglob("*.json"))

@@ -73,6 +73,7 @@ def log_tail(state: Path, name: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_landed_document_rebuilds_with_the_folders_configuration_and_pays_only_for_its_chunks(served):
     api, docs, store, stub, env = served["api"], served["docs"], served["store"], served["stub"], served["env"]
     poll = deployment(api, "watch-docs/poll")
@@ -125,6 +126,7 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_kill_9_of_the_worker_mid_run_crashes_the_run_orphans_nothing_and_a_rerun_pays_nothing_twice(served, tmp_path):
     api, state, env = served["api"], served["state"], served["env"]
     build = deployment(api, "build-embedder/scheduled")
