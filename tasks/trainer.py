@@ -125,7 +125,7 @@ def training_arguments(
         if settings.group_by_length
         else BatchSamplers.NO_DUPLICATES
     )
-    every = max(1, steps // max(1, settings.evaluations if validate else 4))
+    every = math.ceil(steps / max(1, settings.evaluations if validate else 4))  # at most 4 (or `evaluations`) saves
     return SentenceTransformerTrainingArguments(
         output_dir=output_dir,
         max_steps=steps,

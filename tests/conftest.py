@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,10 +133,21 @@ def kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
+@pytest.fixture(scope="session")
+def migrated_prefect_db(tmp_path_factory) -> Path:
+    """A Prefect SQLite database migrated once per session; each module's server starts from a copy (migrating costs ~20 s)."""
+    home = tmp_path_factory.mktemp("prefect-template")
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}
+    migrate = "from flows.local_api import migrate_local_database; migrate_local_database()"
+    subprocess.run([sys.executable, "-c", migrate], env={**env, "PREFECT_HOME": str(home)}, cwd=Path(__file__).parent.parent, check=True)
+    return home / "prefect.db"
+
+
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
+def prefect_server(tmp_path_factory, migrated_prefect_db):
     """`prefect server start` (API and UI) on a free 127.0.0.1 port, SQLite in a temporary PREFECT_HOME; yields the API URL."""
     home = tmp_path_factory.mktemp("prefect-home")
+    shutil.copy(migrated_prefect_db, home / "prefect.db")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}

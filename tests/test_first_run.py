@@ -1,4 +1,8 @@
-"""A first run on a new machine: a fresh Prefect home, both cores busy, two runs starting at once."""
+"""A first run on a new machine: a fresh Prefect home, both cores busy, two runs starting at once, no call home.
+
+The two runs are also the project's no-call-home check (tests/test_no_call_home.py holds the guard's own test):
+every Python process they start records and refuses any connection or lookup beyond 127.0.0.1.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,24 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import FIXTURES
 from llm_stub import LLMStub
+from test_no_call_home import ROOT, guarded_env
 
-ROOT = Path(__file__).resolve().parents[1]
 BUSY = "import time\nend = time.time() + 900\nwhile time.time() < end: pass\n"
 
 
-def cli_env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), STUB_LLM_KEY="sk-stub")
-    return env
-
-
 @pytest.mark.slow
-def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_both_succeed(tmp_path):
+def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_succeed_and_call_no_one(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     for name in ("wal-intro.html", "tutorial-agg.txt", "tutorial-inheritance.md"):
         shutil.copy(FIXTURES / "docs" / name, docs)
     home = tmp_path / "prefect-home"  # never used before: no database yet
+    net_log = tmp_path / "net.log"
     small = tmp_path / "small.json"  # what is tested is the start-up, not the recipe: one short epoch
     small.write_text(json.dumps({"train": {"teacher": None, "max_seq_length": 64, "epochs": 1, "evaluations": 0}}))
     burners = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(os.cpu_count() or 2)]
@@ -41,7 +39,8 @@ def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_both_succeed(tmp
                 args = [sys.executable, "-m", "flows.cli", "run", str(docs), "--out", str(tmp_path / f"out{i}"),
                         "--store", str(tmp_path / f"store{i}"), "--llm", "openai/stub-model", "--api-base", stub.api_base,
                         "--api-key-env", "STUB_LLM_KEY", "--batch-size", "8", "--config", str(small)]  # fmt: skip
-                runs.append(subprocess.Popen(args, cwd=ROOT, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+                runs.append(subprocess.Popen(args, cwd=ROOT, env=guarded_env(home, net_log), stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT, text=True))  # fmt: skip
             outputs = [run.communicate(timeout=1500)[0] for run in runs]
     finally:
         for burner in burners:
@@ -49,6 +48,8 @@ def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_both_succeed(tmp
     for i, (run, output) in enumerate(zip(runs, outputs)):
         assert run.returncode == 0, output[-4000:]
         assert "Timed out" not in output
+        assert "telemetry" not in output.lower()
         report = json.loads((tmp_path / f"out{i}" / "report.json").read_text())
         assert report["evaluation"]["synthetic"]["results"]["tuned"]
     assert (home / "prefect.db").is_file()
+    assert not net_log.exists(), f"outbound network use:\n{net_log.read_text()}"

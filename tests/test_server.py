@@ -253,7 +253,7 @@ def test_up_then_down(tmp_path):
     (docs / "a.md").write_text("# Alpha\nThe first document.")
     api = f"http://127.0.0.1:{port}/api"
     cli = [sys.executable, "-m", "flows.cli"]
-    env = env_for(None)
+    env = {**env_for(None), "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}  # the scheduler looks every 5 s, not 60
     try:
         up = subprocess.run([*cli, "up", "--port", str(port), "--state", str(state), "--docs", str(docs), "--store", str(tmp_path / "store")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420)  # fmt: skip
