@@ -167,7 +167,8 @@ def up(state: Path, port: int = DEFAULT_PORT, docs_dir: Path = DEFAULT_DOCS, tim
     write_state(state, record)
     prefect = [sys.executable, "-m", "prefect"]
     try:
-        server = spawn("server", [*prefect, "server", "start", "--host", HOST, "--port", str(port)], env, state, record)
+        server_argv = [sys.executable, "-m", "flows.prefect_server", "--host", HOST, "--port", str(port)]
+        server = spawn("server", server_argv, env, state, record)
         print(f"Starting the Prefect server on {ui_url(port)} (database and logs in {state})")
         wait_healthy(port, server, state / "logs" / "server.log", timeout)
         run_step("pools", [sys.executable, str(PROJECT_ROOT / "deployments" / "pools.py")], env, state, timeout)
