@@ -33,6 +33,8 @@ VARIANTS: dict[str, dict] = {
     "no-logits-all+flash": {"server": {"logits_all": "false", "flash_attn": "true"}, "llm": {}},
     "no-logits-all+ubatch128": {"server": {"logits_all": "false", "n_batch": "512", "n_ubatch": "128"}, "llm": {}},
     "threads1": {"server": {"logits_all": "false"}, "llm": {}, "threads": 1},
+    "no-logits-all+ctx1024": {"server": {"logits_all": "false", "n_ctx": "1024"}, "llm": {}},
+    "no-logits-all+prompt-cache": {"server": {"logits_all": "false", "cache": "true"}, "llm": {}},
     "json-2-in-1": {"server": {"logits_all": "false"}, "llm": {"prompt_style": "json"}},
 }
 

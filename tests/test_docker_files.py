@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 DOCKERFILES = [DOCKER / "Dockerfile", DOCKER / "Dockerfile.gpu"]
 WORKERS = ("worker-cpu", "worker-gpu")
+DASK = ("dask-scheduler", "dask-worker")
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -100,7 +101,7 @@ def test_images_install_the_project_and_run_the_right_process():
 
 
 def test_every_service_restarts_or_is_health_checked(compose):
-    assert set(compose["services"]) == {"server", *WORKERS}
+    assert set(compose["services"]) == {"server", *WORKERS, *DASK}
     for name, service in compose["services"].items():
         assert service.get("restart") or service.get("healthcheck"), name
         assert "latest" not in service.get("image", ""), name
@@ -155,3 +156,15 @@ def hadolint() -> str | None:
 def test_hadolint_is_clean(dockerfile):
     result = subprocess.run([hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dask_profile_runs_workers_like_the_cpu_worker(compose):
+    services = compose["services"]
+    assert all(services[name]["profiles"] == ["dask"] for name in DASK)  # only with `--profile dask`
+    scheduler, worker, cpu = services["dask-scheduler"], services["dask-worker"], services["worker-cpu"]
+    assert scheduler["command"][:2] == ["dask", "scheduler"] and "8786" in scheduler["command"]
+    assert worker["command"][:3] == ["dask", "worker", "tcp://dask-scheduler:8786"] and worker["deploy"]["replicas"] >= 2
+    assert worker["image"] == cpu["image"] and worker["environment"] == cpu["environment"]  # same code, API, docs path, store
+    mounts = lambda service: {v for v in service["volumes"] if not v.startswith("out:")}  # noqa: E731
+    assert mounts(worker) == mounts(cpu)
+    assert "prefect.env" in worker["env_file"]
