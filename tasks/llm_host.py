@@ -3,7 +3,8 @@
 Several llama.cpp servers on one machine starve each other (three on 2 cores ran ~15x slower than one). A run
 registers in a folder under the user's cache; the first run starts a supervisor process that runs llama_cpp.server,
 later runs reuse its port (llama.cpp then serves their requests in turn, at one server's speed). The supervisor stops
-the server once no registered run is alive, a run killed with -9 included, so no server outlives its runs.
+the server once no registered run is alive, a run killed with -9 included, so no server outlives its runs; a server
+that dies under its runs is started again on the same port while they retry.
 
     python -m tasks.llm_host FOLDER PORT   # the supervisor (started by shared_embedded_server)
 """
@@ -27,6 +28,7 @@ from tasks.llm import LLMEndpoint
 from tasks.local_llm import EmbeddedLLMError, endpoint_for, free_port, server_command, stop_process, wait_until_ready
 
 IDLE_GRACE_S = 5.0  # a run that starts right after another still finds the server up
+RESTARTS = 3
 POLL_S = 0.5
 
 
@@ -116,13 +118,26 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def start_server(port: int) -> subprocess.Popen:
+    """llama_cpp.server on this port, stopped with its supervisor."""
+    return subprocess.Popen(server_command(port), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+
+
 def supervise(folder: Path, port: int) -> None:
-    """Run llama_cpp.server until no registered run has been alive for IDLE_GRACE_S, or until it exits."""
+    """Run llama_cpp.server until no registered run has been alive for IDLE_GRACE_S; a server that dies (killed, out
+    of memory) is started again on the same port, RESTARTS times at most, while runs retry their requests."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server = subprocess.Popen(server_command(port), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    server = start_server(port)
+    restarts = 0
     idle_since: Optional[float] = None
     try:
-        while server.poll() is None:
+        while True:
+            if server.poll() is not None:
+                if restarts == RESTARTS:
+                    raise EmbeddedLLMError(f"llama_cpp.server exited with code {server.returncode} ({RESTARTS} restarts)")
+                restarts += 1
+                print(f"llama_cpp.server exited with code {server.returncode}; restart {restarts} of {RESTARTS}", file=sys.stderr)
+                server = start_server(port)
             if live_users(folder):
                 idle_since = None
             elif idle_since is None:
@@ -130,7 +145,6 @@ def supervise(folder: Path, port: int) -> None:
             elif time.monotonic() - idle_since > IDLE_GRACE_S and idle_stop(folder):
                 return
             time.sleep(POLL_S)
-        raise EmbeddedLLMError(f"llama_cpp.server exited with code {server.returncode}")
     finally:
         stop_process(server)
 

@@ -74,3 +74,28 @@ def test_runs_share_one_embedded_server_which_stops_when_its_last_run_is_gone(tm
     other.send_signal(signal.SIGKILL)  # the last run dies without unregistering
     other.wait()
     wait_for(lambda: port_closed(first.api_base) and not pid_alive(supervisor), 60, "the server to stop after its last run died")
+
+
+@pytest.mark.slow
+def test_a_killed_embedded_server_is_restarted_and_generation_goes_on(store, base_model_dir, tmp_path, monkeypatch):
+    import json
+    import threading
+
+    import psutil
+
+    from conftest import wait_for
+    from tasks.llm_host import shared_embedded_server
+
+    monkeypatch.setenv("DOMAIN_EMBED_LLM_HOST", str(tmp_path / "host"))
+    chunks = [dict(c, chunk_id=f"{c['chunk_id']}-{i}", doc_id=f"d{i}", text=f"{c['text']} (part {i})") for i in range(3) for c in CHUNKS]
+    with shared_embedded_server() as endpoint:
+        supervisor = psutil.Process(json.loads((tmp_path / "host" / "host.json").read_text())["pid"])
+        (first,) = supervisor.children()
+        killer = threading.Timer(2.0, first.kill)  # kill -9 of llama.cpp's server mid-generation
+        killer.start()
+        result = generate_pairs(chunks, LLMSettings(questions_per_chunk=1), FilterSettings(roundtrip_top_k=0), endpoint, base_model_dir, store)
+        killer.join()
+        (second,) = supervisor.children()
+    assert not first.is_running() and second.pid != first.pid  # started again by its supervisor
+    assert result.stats.chunks_failed_count == 0 and result.stats.chunks_answered == len(chunks)
+    wait_for(lambda: not supervisor.is_running() and not second.is_running(), 60, "the server to stop after its run")
