@@ -225,7 +225,7 @@ def publish_report(result: GenerationResult) -> None:
 
 @task(
     name="generate",
-    cache_policy=code_and_inputs("tasks.qa_filters", "tasks.llm", "tasks.ratelimit", "tasks.prompts", "tasks.llm_batch", exclude=("endpoint",)),
+    cache_policy=code_and_inputs("tasks.qa_filters", "tasks.llm", "tasks.ratelimit", "tasks.prompts", "tasks.llm_batch", "tasks.text", exclude=("endpoint",)),
     persist_result=True,
     retries=2,
     retry_delay_seconds=[30, 120],

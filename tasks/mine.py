@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -18,6 +17,7 @@ from tasks.faiss_index import build_index, search
 from tasks.faults import retry_if_transient
 from tasks.settings import MineSettings
 from tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, read_npy, stable_hash
+from tasks.text import normalize
 
 EMBEDDINGS_VERSION = "1"  # bump when how chunks are embedded changes
 QUANTILES = (5, 25, 50, 75, 95)
@@ -75,11 +75,6 @@ class MiningResult(BaseModel):
     query_embeddings: Optional[Ref] = None
 
 
-def normalize_text(text: str) -> str:
-    """Case-folded words joined by single spaces: two texts equal after this are duplicates."""
-    return " ".join(re.findall(r"\w+", text.casefold()))
-
-
 def corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore, batch_size: int = 64) -> Ref:
     """Embeddings of every chunk text in the corpus (float32 .npy), cached by (model fingerprint, corpus sha)."""
     key = stable_hash({"model": model_fingerprint(model_dir), "corpus": corpus.sha256, "version": EMBEDDINGS_VERSION})
@@ -133,7 +128,7 @@ def select_negatives(
     _check_unit("chunk_emb", c)
     n_q, n_c, k = len(q), len(c), settings.negatives_per_query
     pos = np.asarray(positive_idx, dtype=np.int64)
-    groups = _codes([normalize_text(t) for t in query_texts]) if query_texts is not None else np.arange(n_q)
+    groups = _codes([normalize(t) for t in query_texts]) if query_texts is not None else np.arange(n_q)
     pos_keys = np.unique(groups * n_c + pos)
     most_positives = int(np.bincount(pos_keys // n_c).max()) if n_q else 1
 
@@ -220,7 +215,7 @@ def mine_hard_negatives(
             read_npy(chunk_ref),
             positive_idx,
             [chunk["doc_id"] for chunk in chunks],
-            [normalize_text(chunk["text"]) for chunk in chunks],
+            [normalize(chunk["text"]) for chunk in chunks],
             settings,
             query_texts=queries,
         )
@@ -269,7 +264,7 @@ def report_rows(result: MiningResult) -> list[dict]:
     return [{"metric": name, "value": "" if value is None else str(value)} for name, value in rows]
 
 
-@task(name="mine", cache_policy=code_and_inputs("tasks.faiss_index", exclude=("base_model",)), persist_result=True, retries=1,
+@task(name="mine", cache_policy=code_and_inputs("tasks.faiss_index", "tasks.text", exclude=("base_model",)), persist_result=True, retries=1,
       retry_condition_fn=retry_if_transient)
 def mine_task(
     train_pairs: Ref, corpus: Ref, base_model: str, settings: MineSettings, store_url: str, model_sha: str

@@ -22,7 +22,8 @@ import tasks.faiss_index as faiss_index  # noqa: E402
 import tasks.mine as mine  # noqa: E402
 from tasks.embed import model_fingerprint, resolve_model  # noqa: E402
 from tasks.faiss_index import bf16_native, build_index, search  # noqa: E402
-from tasks.mine import mine_hard_negatives, mine_task, normalize_text, select_negatives  # noqa: E402
+from tasks.mine import mine_hard_negatives, mine_task, select_negatives  # noqa: E402
+from tasks.text import normalize  # noqa: E402
 from tasks.settings import MineSettings  # noqa: E402
 from tasks.store import RunStore, read_jsonl, read_npy  # noqa: E402
 
@@ -79,7 +80,7 @@ def test_positive_near_duplicates_and_same_document_are_never_negatives():
     other = scored(0.6, 5)
     chunks = [positive, text_copy, vector_copy, same_doc, other]
     docs = ["d1", "d2", "d3", "d1", "d4"]
-    texts = [normalize_text(t) for t in ["Alpha, beta.", "alpha BETA", "gamma", "delta", "epsilon"]]
+    texts = [normalize(t) for t in ["Alpha, beta.", "alpha BETA", "gamma", "delta", "epsilon"]]
     assert float(vector_copy @ positive) >= 0.98
 
     neg, stats = run(chunks, [0], MineSettings(exclude_same_document=True), docs, texts)
