@@ -20,7 +20,8 @@ from tasks.beir import beir_fingerprint, load_beir
 from tasks.evaluate import evaluate_beir_task, evaluate_task
 from flows.folder_config import choose_config, save_folder_config
 from tasks.generate import generate_task
-from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
+from tasks.llm_endpoint import LLMEndpoint, resolve_api_key
+from tasks.llm_errors import LLMError
 from tasks.llm_host import shared_embedded_server
 from tasks.lifeline import die_with_worker
 from tasks.mine import mine_task

@@ -14,7 +14,9 @@ from pydantic import BaseModel
 from tasks.caching import code_and_inputs
 from tasks.faults import retry_if_transient
 from tasks.embed import resolve_model
-from tasks.llm import LLMClient, LLMEndpoint, LLMRejectedError, LLMTransientError, Usage, resolve_api_key
+from tasks.llm import LLMClient, Usage
+from tasks.llm_endpoint import LLMEndpoint, resolve_api_key
+from tasks.llm_errors import LLMRejectedError, LLMTransientError
 from tasks.llm_batch import ask_all, run_sync
 from tasks.prompts import ask, max_tokens, prompt_fingerprint, prompt_style, response_format_for
 from tasks.qa_filters import filter_questions
@@ -225,7 +227,7 @@ def publish_report(result: GenerationResult) -> None:
 
 @task(
     name="generate",
-    cache_policy=code_and_inputs("tasks.qa_filters", "tasks.llm", "tasks.ratelimit", "tasks.prompts", "tasks.llm_batch", "tasks.text", exclude=("endpoint",)),
+    cache_policy=code_and_inputs("tasks.qa_filters", "tasks.llm", "tasks.llm_errors", "tasks.ratelimit", "tasks.prompts", "tasks.llm_batch", "tasks.text", exclude=("endpoint",)),
     persist_result=True,
     retries=2,
     retry_delay_seconds=[30, 120],

@@ -11,7 +11,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Coroutine
 
-from tasks.llm import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError, Usage
+from tasks.llm import Usage
+from tasks.llm_errors import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError
 from tasks.progress import Progress, in_run
 from tasks.prompts import MALFORMED, MalformedAnswer
 from tasks.store import RunStore, atomic_write
