@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
@@ -13,6 +12,7 @@ from tasks.beir import BeirDataset, load_beir, pairs_to_queries
 from tasks.caching import code_and_inputs
 from tasks.faults import retry_if_transient
 from tasks.retrieval import METRICS, PerQuery, score_bm25, score_retrieval
+from tasks.reports import publish_table
 from tasks.store import Ref, RunStore, read_jsonl
 from tasks.text import normalize
 from tasks.uncertainty import DeltaInterval, paired_bootstrap
@@ -185,11 +185,8 @@ def _publish(report: EvalReport, store_url: str) -> EvalReport:
         description += (
             f"; {report.train_overlap} passages ({report.train_overlap_relevant} judged relevant) were training positives"
         )
-    create_table_artifact(
-        key="evaluation-report",
-        table=[{"dataset": report.label, **row} for row in table_rows(report.results, REPORT_METRICS, report.intervals, report.bm25)],
-        description=description,
-    )
+    rows = [{"dataset": report.label, **row} for row in table_rows(report.results, REPORT_METRICS, report.intervals, report.bm25)]
+    publish_table("evaluation-report", rows, description)
     return report
 
 

@@ -20,6 +20,7 @@ from tasks.llm_errors import LLMRejectedError, LLMTransientError
 from tasks.llm_batch import ask_all, run_sync
 from tasks.prompts import ask, max_tokens, prompt_fingerprint, prompt_style, response_format_for
 from tasks.qa_filters import filter_questions
+from tasks.reports import publish_table
 from tasks.settings import FilterSettings, LLMSettings
 from tasks.store import Ref, RunStore, exists, read_json, read_jsonl, sha256_bytes, stable_hash
 
@@ -192,8 +193,6 @@ def _samples(kept: list[dict], dropped: list[dict], texts: dict[str, str]) -> di
 
 def publish_report(result: GenerationResult) -> None:
     """The `qa-report` table artifact: outcomes with counts and examples; tokens and cost in the description."""
-    from prefect.artifacts import create_table_artifact
-
     s = result.stats
     rows = [
         {"outcome": "kept (sample)", "count": "", "example": k["query"], "chunk": k["passage"]}
@@ -222,7 +221,7 @@ def publish_report(result: GenerationResult) -> None:
         f"{s.cache_hits} cache hits, {s.prompt_tokens} prompt + {s.completion_tokens} completion tokens, "
         f"${s.cost_usd:.4f} (whole dataset ${s.cost_usd_total:.4f})."
     )
-    create_table_artifact(table=rows, key="qa-report", description=description)
+    publish_table("qa-report", rows, description)
 
 
 @task(

@@ -6,7 +6,6 @@ from typing import Callable, Optional
 
 import numpy as np
 from prefect import task
-from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
@@ -14,6 +13,7 @@ from tasks.caching import code_and_inputs, source_hash
 from tasks.embed import embed_texts, model_fingerprint, resolve_model
 from tasks.faults import retry_if_transient
 from tasks.negatives import IndexInfo, NegativeStats, SelectionCounts, select_negatives
+from tasks.reports import publish_table
 from tasks.settings import MineSettings
 from tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, read_npy, stable_hash
 from tasks.text import normalize
@@ -165,5 +165,5 @@ def mine_task(
         result.stats.rejected_near_duplicate,
         result.stats.rejected_same_document,
     )
-    create_table_artifact(key="mining-report", table=report_rows(result), description="Hard-negative mining")
+    publish_table("mining-report", report_rows(result), "Hard-negative mining")
     return result

@@ -20,13 +20,14 @@ import pytest  # noqa: E402
 
 import tasks.faiss_index as faiss_index  # noqa: E402
 import tasks.mine as mine  # noqa: E402
+import tasks.reports as reports  # noqa: E402
 from tasks.embed import model_fingerprint, resolve_model  # noqa: E402
 from tasks.faiss_index import bf16_native, build_index, search  # noqa: E402
 from tasks.mine import mine_hard_negatives, mine_task  # noqa: E402
 from tasks.negatives import select_negatives  # noqa: E402
-from tasks.text import normalize  # noqa: E402
 from tasks.settings import MineSettings  # noqa: E402
 from tasks.store import RunStore, read_jsonl, read_npy  # noqa: E402
+from tasks.text import normalize  # noqa: E402
 
 DIM = 16
 
@@ -245,7 +246,8 @@ def test_mine_task_publishes_the_mining_report(model_dir, corpus, tmp_path, monk
     chunks, pairs = corpus
     published = []
     monkeypatch.setattr(mine, "get_run_logger", lambda: logging.getLogger("test-mine"))
-    monkeypatch.setattr(mine, "create_table_artifact", lambda **kwargs: published.append(kwargs))
+    monkeypatch.setattr(reports, "in_run", lambda: True)
+    monkeypatch.setattr(reports, "create_table_artifact", lambda **kwargs: published.append(kwargs))
     store = RunStore(str(tmp_path / "store"))
     args = (store.put_jsonl("pairs", pairs), store.put_jsonl("corpus", chunks), "all-MiniLM-L6-v2", MineSettings(), store.url)
 
