@@ -57,6 +57,11 @@ class GenerationStats(BaseModel):
     elapsed_s: float = 0.0
     samples: dict = {}
 
+    def as_reused(self) -> "GenerationStats":
+        """These stats as seen by a run that reused this result from the task cache: no call, every chunk a cache hit."""
+        free = dict(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0, cache_hits=self.chunks_asked)
+        return self.model_copy(update=free)
+
 
 class GenerationResult(BaseModel):
     """Kept (query, chunk) pairs in the run store and what happened to every chunk and question."""
