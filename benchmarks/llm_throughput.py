@@ -33,7 +33,7 @@ import litellm  # noqa: E402
 from llm_stub import LLMStub  # noqa: E402
 
 from tasks.generate import cache_key, collect_answers  # noqa: E402
-from tasks.llm import LLMEndpoint  # noqa: E402
+from tasks.llm_endpoint import LLMEndpoint  # noqa: E402
 from tasks.prompts import build_messages, parse_questions  # noqa: E402
 from tasks.settings import LLMSettings  # noqa: E402
 from tasks.store import RunStore  # noqa: E402

@@ -1,4 +1,4 @@
-"""Hard-negative mining: ours (tasks.mine.select_negatives) vs sentence_transformers.util.mine_hard_negatives.
+"""Hard-negative mining: ours (tasks.negatives.select_negatives) vs sentence_transformers.util.mine_hard_negatives.
 
 Both get the same precomputed, structured unit embeddings (topics, paraphrases and near-duplicates of
 positives, queries = noisy copies of their positive) and equivalent settings: 1 negative, ranks 0-50,
@@ -22,7 +22,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tasks.mine import select_negatives  # noqa: E402
+from tasks.negatives import select_negatives  # noqa: E402
 from tasks.settings import MineSettings  # noqa: E402
 
 
@@ -125,15 +125,15 @@ def main() -> None:
                 "queries": len(queries),
                 "chunks": len(chunks),
                 "dim": args.dim,
-                "index": stats["index"]["type"],
+                "index": stats.index.type,
                 "ours_s": round(min(ours_s), 3),
                 "theirs_s": round(min(theirs_s), 3),
                 "ratio_ours_over_theirs": round(min(ours_s) / min(theirs_s), 3),
                 "overlap": round(same / max(1, len(either)), 4),
                 "ours_queries_with_negative": len(ours),
                 "theirs_queries_with_negative": len(theirs),
-                "ours_rejected_false_negative": stats["rejected_false_negative"],
-                "ours_rejected_near_duplicate": stats["rejected_near_duplicate"],
+                "ours_rejected_false_negative": stats.rejected_false_negative,
+                "ours_rejected_near_duplicate": stats.rejected_near_duplicate,
                 "threads": faiss.omp_get_max_threads(),
             }
         )

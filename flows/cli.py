@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; config errors print one line and exit 2."""
     set_offline_defaults()
     args = build_parser().parse_args(argv)
-    from tasks.llm import LLMError
+    from tasks.llm_errors import LLMError
 
     try:
         return int(args.func(args))

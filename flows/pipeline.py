@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from prefect import flow
-from prefect.artifacts import create_link_artifact
 from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 
@@ -17,21 +16,19 @@ from flows.prepare import Stopwatch, prepare_corpus
 from tasks.discover import DocFile, DocsNotFound, discover_documents
 from tasks.embed import model_dimension, model_fingerprint, resolve_model
 from tasks.beir import beir_fingerprint, load_beir
-from tasks.evaluate import evaluate_beir_task, evaluate_task
+from tasks.evaluate import EvalReport, evaluate_beir_task, evaluate_task
 from flows.folder_config import choose_config, save_folder_config
-from tasks.generate import generate_task
-from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
+from tasks.generate import GenerationResult, generate_task
+from tasks.llm_endpoint import LLMEndpoint, resolve_api_key
+from tasks.llm_errors import LLMError
 from tasks.llm_host import shared_embedded_server
 from tasks.lifeline import die_with_worker
 from tasks.mine import mine_task
-from tasks.model_card import write_model_card
-from tasks.model_ref import local_model
-from tasks.publish import copy_model, write_index, write_reports
-from tasks.promote import corpus_changed, current_model, decide, read_current, record_run, write_current
-from tasks.reports import publish_markdown, publish_table
-from tasks.run_report import build_report, render_markdown
+from tasks.publish import publish_task, write_run_report
+from tasks.promote import Promotion, compared_models, corpus_changed, decide, promote, read_current, record_run
+from tasks.run_report import build_report
 from tasks.settings import EMBEDDED_LLM, LLMSettings
-from tasks.split import split_pairs
+from tasks.split import SplitResult, split_task
 from tasks.store import Ref, RunStore
 from tasks.supervision import supervise_task
 from tasks.train import TrainResult, read_train_result, run_key
@@ -149,6 +146,36 @@ def sub_flow_failure(deployment: str, state: Optional[State]) -> str:
     return f"training deployment {deployment} ended {state.name}" + (f": {reason}" if reason else "")
 
 
+def generate_questions(config: PipelineConfig, corpus: Ref, store_url: str) -> GenerationResult:
+    """Questions for the corpus from the run's LLM; a result reused from the task cache reports no LLM use of its own."""
+    with llm_endpoint(config) as endpoint:
+        future = generate_task.submit(corpus, llm_settings(config), config.filter, config.base_model, store_url, endpoint)
+        generation = future.result()
+    if future.state.name == "Cached":  # the stats describe the run that paid; this one paid nothing
+        generation.stats = generation.stats.as_reused()
+    return generation
+
+
+def evaluate_and_decide(
+    config: PipelineConfig, current: Optional[dict], models: dict, shas: dict, split: SplitResult, corpus: Ref, dims: list[int],
+    store_url: str,
+) -> tuple[dict[str, EvalReport], Promotion]:  # fmt: skip
+    """Evaluate the models on the synthetic eval split and on the user's dataset; promote on the synthetic one."""
+    evaluations = {}
+    if split.eval.count:
+        evaluations["synthetic"] = evaluate_task(models, shas, split.eval, corpus, dims, store_url, label="synthetic")
+    else:
+        get_run_logger().warning("No eval split (a single document?): nothing to compare on")
+    if config.eval_dataset:
+        dataset, dataset_sha = config.eval_dataset, beir_fingerprint(config.eval_dataset)
+        user = evaluate_beir_task(models, shas, dataset, dataset_sha, dims, store_url, split.train, corpus)
+        evaluations[user.label] = user
+    synthetic = evaluations.get("synthetic")
+    promotion = decide(current, synthetic.results if synthetic else None, synthetic.intervals if synthetic else None)
+    get_run_logger().info("Promotion: %s", promotion.reason)
+    return evaluations, promotion
+
+
 @flow(name="build-embedder", log_prints=False)
 def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> dict:
     """Parse, chunk, generate questions, split by document, mine negatives, train, evaluate, publish.
@@ -161,86 +188,37 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
     logger.info("Configuration: %s; output folder %s", source, config.out_dir)
     docs, model_dir, model_sha, dim = check_config(config)
     logger.info("Saved as the configuration of %s: %s", config.docs_dir, save_folder_config(config))
-    store = RunStore(config.store_url)
-    out_dir = Path(config.out_dir)
+    store, out_dir = RunStore(config.store_url), Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     prepared = prepare_corpus(config, docs, model_dir, model_sha, store.url, clock)
-    parsed, chunked, corpus = prepared.parsed, prepared.chunked, prepared.corpus
-    ok_docs, parse_rows = parsed.ok_docs, parsed.rows
-    names = {d.sha256[:16]: d.rel_path for d in ok_docs}
-
+    corpus, ok_docs = prepared.corpus, prepared.parsed.ok_docs
     with clock.stage("generate"):
-        with llm_endpoint(config) as endpoint:
-            future = generate_task.submit(corpus.ref, llm_settings(config), config.filter, config.base_model, store.url, endpoint)
-            generation = future.result()
-        if future.state.name == "Cached":  # the stats describe the run that paid; this one paid nothing
-            generation.stats = generation.stats.model_copy(update=dict(
-                llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0, cache_hits=generation.stats.chunks_asked))  # fmt: skip
-
+        generation = generate_questions(config, corpus.ref, store.url)
     with clock.stage("split"):
-        split = split_pairs(generation.pairs, config.split, store, config.filter.roundtrip_top_k,
-                            doc_ids=[d.sha256[:16] for d in ok_docs], per_chunk=config.llm.questions_per_chunk)  # fmt: skip
-        logger.info("Split by document: %d train pairs (%d docs), %d validation pairs (%d docs), %d eval pairs (%d docs)",
-                    split.train.count, len(split.train_docs), split.val.count, len(split.val_docs), split.eval.count,
-                    len(split.eval_docs))  # fmt: skip
-        split_rows = [{"set": name, "documents": len(docs), "pairs": ref.count, "dropped": ""}
-                      for name, docs, ref in (("train", split.train_docs, split.train), ("validation", split.val_docs, split.val),
-                                              ("eval", split.eval_docs, split.eval))]  # fmt: skip
-        split_rows += [{"set": "dropped", "documents": "", "pairs": n, "dropped": why} for why, n in split.dropped.items()]
-        publish_table("split-report", split_rows, "Pairs per side of the by-document split, and training pairs dropped")  # fmt: skip
+        split = split_task(generation.pairs, config.split, store.url, config.filter.roundtrip_top_k,
+                           [d.sha256[:16] for d in ok_docs], config.llm.questions_per_chunk)  # fmt: skip
         supervised = supervise_task(split.train, corpus.ref, split.train_docs, config.supervision, store.url)
-
     with clock.stage("mine"):
         mined = mine_task(supervised.pairs, corpus.ref, config.base_model, config.mine, store.url, model_sha=model_sha)
-
     with clock.stage("train"):
         trained = run_training(config, mined.tuples, mined.pairs_without_negatives, store.url, split.val, corpus.ref)
-
     with clock.stage("evaluate"):
-        dims = trained.dims
         current = read_current(store, config.model_name)
-        current_ref = current_model(current)
-        models = {"base": model_dir, "tuned": local_model(trained.model)}
-        shas = {"base": model_sha, "tuned": trained.model_sha}
-        if current_ref and current_ref.sha256 != trained.model_sha:
-            models["current"], shas["current"] = local_model(current_ref), current_ref.sha256
-        evaluations = {}
-        if split.eval.count:
-            evaluations["synthetic"] = evaluate_task(models, shas, split.eval, corpus.ref, dims, store.url, label="synthetic")
-        else:
-            logger.warning("No eval split (a single document?): nothing to compare on")
-        if config.eval_dataset:
-            user = evaluate_beir_task(
-                models, shas, config.eval_dataset, beir_fingerprint(config.eval_dataset), dims, store.url, split.train, corpus.ref
-            )
-            evaluations[user.label] = user
-        synthetic = evaluations.get("synthetic")
-        promotion = decide(current, synthetic.results if synthetic else None, synthetic.intervals if synthetic else None)
-        logger.info("Promotion: %s", promotion.reason)
-
+        models, shas = compared_models(model_dir, model_sha, trained.model, trained.model_sha, current)
+        evaluations, promotion = evaluate_and_decide(config, current, models, shas, split, corpus.ref, trained.dims, store.url)
     with clock.stage("publish"):
-        published = models["tuned"] if promotion.promoted else models.get("current", model_dir)
         if promotion.promoted:
-            write_current(store, config.model_name, {
-                "model": trained.model.model_dump(), "model_sha": trained.model_sha, "corpus_sha": corpus.ref.sha256,
-                "eval_pairs_sha": split.eval.sha256, "ndcg@10": promotion.tuned_ndcg,
-            })  # fmt: skip
-        copy_model(published, out_dir)
-        index_meta = write_index(published, corpus.ref, names, out_dir)
+            promote(store, config.model_name, trained.model, trained.model_sha, promotion, corpus.ref.sha256, split.eval.sha256)
+        published = models["tuned"] if promotion.promoted else models.get("current", model_dir)
+        index_meta = publish_task(published, corpus.ref, {d.sha256[:16]: d.rel_path for d in ok_docs}, str(out_dir))
     report = build_report(
-        config=config, docs=docs, parse_rows=parse_rows, chunked=chunked, corpus=corpus, generation=generation,
+        config=config, docs=docs, parse_rows=prepared.parsed.rows, chunked=prepared.chunked, corpus=corpus, generation=generation,
         split=split, supervised=supervised, mined=mined, trained=trained, evaluations=evaluations, index_meta=index_meta,
         timings=clock.seconds, dim=dim, promotion=promotion,
         new_documents=corpus_changed(store, config.model_name, corpus.ref.sha256),
     )  # fmt: skip
     report.update(out_dir=str(out_dir), config=config.model_dump(mode="json"), config_source=source)
-    markdown = render_markdown(report)
-    write_reports(out_dir, report, markdown)
-    write_model_card(out_dir / "model", report)
+    logger.info("Done: %s", write_run_report(report, out_dir))
     record_run(store, config.model_name, corpus.ref.sha256)
-    publish_markdown("build-report", markdown, "The run's report: before/after table, NDCG@10 chart, stages, cost")
-    with contextlib.suppress(Exception):
-        create_link_artifact(key="tuned-model", link=(out_dir / "model").resolve().as_uri(), description="The published model folder")
-    logger.info("Done: %s", out_dir / "report.md")
     return report

@@ -32,11 +32,6 @@ class BeirDataset:
     qrels: int = 0
 
 
-def normalize_ws(text: str) -> str:
-    """Collapse runs of whitespace to one space and strip the ends."""
-    return " ".join(text.split())
-
-
 def passage_text(title: str, text: str) -> str:
     """The text embedded for a passage: title and text on two lines when there is a title."""
     return f"{title}\n{text}" if title.strip() else text

@@ -11,6 +11,7 @@ from tasks.chunk import ChunkedDoc
 from tasks.embed import resolve_model
 from tasks.mine import corpus_embeddings
 from tasks.store import Ref, RunStore, read_jsonl
+from tasks.text import normalize
 
 
 class Corpus(BaseModel):
@@ -22,11 +23,6 @@ class Corpus(BaseModel):
     dropped: dict[str, int]
 
 
-def normalise(text: str) -> str:
-    """Lower-cased text with whitespace collapsed, for exact-duplicate checks."""
-    return " ".join(text.lower().split())
-
-
 def assemble_corpus(chunked: list[ChunkedDoc], store: RunStore) -> Corpus:
     """Concatenate documents' chunks in a stable order; a passage seen in an earlier document is dropped."""
     rows: list[dict] = []
@@ -34,7 +30,7 @@ def assemble_corpus(chunked: list[ChunkedDoc], store: RunStore) -> Corpus:
     dropped: Counter = Counter()
     for doc in sorted(chunked, key=lambda d: d.sha256):
         for row in read_jsonl(doc.ref):
-            key = normalise(row["text"])
+            key = normalize(row["text"], "lowercase")
             if key in seen:
                 dropped["same passage in another document"] += 1
                 continue

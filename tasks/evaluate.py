@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.beir import BeirDataset, load_beir, normalize_ws, pairs_to_queries
+from tasks.beir import BeirDataset, load_beir, pairs_to_queries
 from tasks.caching import code_and_inputs
 from tasks.faults import retry_if_transient
 from tasks.retrieval import METRICS, PerQuery, score_bm25, score_retrieval
+from tasks.reports import publish_table
 from tasks.store import Ref, RunStore, read_jsonl
+from tasks.text import normalize
 from tasks.uncertainty import DeltaInterval, paired_bootstrap
 
 REPORT_METRICS = ("ndcg@10", "mrr@10", "recall@10")
@@ -21,7 +22,7 @@ METRIC_NAMES = {
     "ndcg@10": "NDCG@10", "mrr@10": "MRR@10", "recall@10": "Recall@10", "recall@100": "Recall@100", "map@100": "MAP@100"
 }
 DELTA_LABEL = "tuned - base"
-SCORING_MODULES = ("tasks.beir", "tasks.retrieval", "tasks.bm25")  # their source is part of the cache key
+SCORING_MODULES = ("tasks.beir", "tasks.retrieval", "tasks.bm25", "tasks.text")  # their source is part of the cache key
 BM25_LABEL = "bm25"  # the lexical baseline's row; BM25 has no dims, its dim cell reads "-"
 
 Results = dict[str, dict[int, dict[str, float]]]
@@ -126,8 +127,8 @@ def render_table(results: Results, title: str, metrics: Iterable[str] = METRICS,
 
 def train_overlap(texts: Iterable[str], positives: Iterable[str]) -> int:
     """How many texts equal a training positive after whitespace normalisation."""
-    known = {normalize_ws(p) for p in positives}
-    return sum(1 for text in texts if normalize_ws(text) in known)
+    known = {normalize(p, "whitespace") for p in positives}
+    return sum(1 for text in texts if normalize(text, "whitespace") in known)
 
 
 def evaluate_pairs(
@@ -184,11 +185,8 @@ def _publish(report: EvalReport, store_url: str) -> EvalReport:
         description += (
             f"; {report.train_overlap} passages ({report.train_overlap_relevant} judged relevant) were training positives"
         )
-    create_table_artifact(
-        key="evaluation-report",
-        table=[{"dataset": report.label, **row} for row in table_rows(report.results, REPORT_METRICS, report.intervals, report.bm25)],
-        description=description,
-    )
+    rows = [{"dataset": report.label, **row} for row in table_rows(report.results, REPORT_METRICS, report.intervals, report.bm25)]
+    publish_table("evaluation-report", rows, description)
     return report
 
 

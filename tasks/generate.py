@@ -14,10 +14,13 @@ from pydantic import BaseModel
 from tasks.caching import code_and_inputs
 from tasks.faults import retry_if_transient
 from tasks.embed import resolve_model
-from tasks.llm import LLMClient, LLMEndpoint, LLMRejectedError, LLMTransientError, Usage, resolve_api_key
+from tasks.llm import LLMClient, Usage
+from tasks.llm_endpoint import LLMEndpoint, resolve_api_key
+from tasks.llm_errors import LLMRejectedError, LLMTransientError
 from tasks.llm_batch import ask_all, run_sync
 from tasks.prompts import ask, max_tokens, prompt_fingerprint, prompt_style, response_format_for
 from tasks.qa_filters import filter_questions
+from tasks.reports import publish_table
 from tasks.settings import FilterSettings, LLMSettings
 from tasks.store import Ref, RunStore, exists, read_json, read_jsonl, sha256_bytes, stable_hash
 
@@ -53,6 +56,11 @@ class GenerationStats(BaseModel):
     response_format: Optional[str] = None
     elapsed_s: float = 0.0
     samples: dict = {}
+
+    def as_reused(self) -> "GenerationStats":
+        """These stats as seen by a run that reused this result from the task cache: no call, every chunk a cache hit."""
+        free = dict(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0, cache_hits=self.chunks_asked)
+        return self.model_copy(update=free)
 
 
 class GenerationResult(BaseModel):
@@ -190,8 +198,6 @@ def _samples(kept: list[dict], dropped: list[dict], texts: dict[str, str]) -> di
 
 def publish_report(result: GenerationResult) -> None:
     """The `qa-report` table artifact: outcomes with counts and examples; tokens and cost in the description."""
-    from prefect.artifacts import create_table_artifact
-
     s = result.stats
     rows = [
         {"outcome": "kept (sample)", "count": "", "example": k["query"], "chunk": k["passage"]}
@@ -220,12 +226,12 @@ def publish_report(result: GenerationResult) -> None:
         f"{s.cache_hits} cache hits, {s.prompt_tokens} prompt + {s.completion_tokens} completion tokens, "
         f"${s.cost_usd:.4f} (whole dataset ${s.cost_usd_total:.4f})."
     )
-    create_table_artifact(table=rows, key="qa-report", description=description)
+    publish_table("qa-report", rows, description)
 
 
 @task(
     name="generate",
-    cache_policy=code_and_inputs("tasks.qa_filters", "tasks.llm", "tasks.ratelimit", "tasks.prompts", "tasks.llm_batch", exclude=("endpoint",)),
+    cache_policy=code_and_inputs("tasks.qa_filters", "tasks.llm", "tasks.llm_errors", "tasks.ratelimit", "tasks.prompts", "tasks.llm_batch", "tasks.text", exclude=("endpoint",)),
     persist_result=True,
     retries=2,
     retry_delay_seconds=[30, 120],

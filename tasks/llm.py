@@ -1,25 +1,31 @@
-"""LLM calls through litellm: the endpoint, the API key, retries on transient faults only, usage and cost."""
+"""LLM calls through litellm: one endpoint, retries on transient faults only, usage and cost."""
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import os
 import random
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Optional
 
 import openai
-from pydantic import BaseModel, Field, SecretStr
 
 from tasks.env import import_defaults
+from tasks.llm_endpoint import LLMEndpoint
+from tasks.llm_errors import (
+    LLMFatalError,
+    LLMRejectedError,
+    LLMTransientError,
+    LLMUnavailableError,
+    classify,
+    error_status,
+    refuses_format,
+    retry_after_s,
+)
 from tasks.ratelimit import RateLimiter
-from tasks.settings import EMBEDDED_LLM, LLMSettings
-
-from tasks.faults import NotRetriable
+from tasks.settings import LLMSettings
 
 with import_defaults("LITELLM_LOCAL_MODEL_COST_MAP"):  # never fetch the price list at import
     import litellm
@@ -28,65 +34,7 @@ litellm.suppress_debug_info = True
 log = logging.getLogger("domain_embed.llm")
 
 PLACEHOLDER_KEY = "sk-no-key-required"
-TRANSIENT_TYPES = (
-    litellm.RateLimitError,
-    litellm.Timeout,
-    litellm.APIConnectionError,
-    litellm.InternalServerError,
-    litellm.ServiceUnavailableError,
-    litellm.BadGatewayError,
-)
-FATAL_TYPES = (litellm.AuthenticationError, litellm.PermissionDeniedError, litellm.NotFoundError)
-MISSING_KEY = re.compile(
-    r"missing credentials|api[_ ]key.{0,40}(must be set|missing|not set)|missing.{0,20}api[_ ]key", re.I
-)
 LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+Error: )?(\w+(Exception|Error) - )?")
-RESPONSE_FORMAT = re.compile(r"response[_ ]format|json[_ ]schema|json[_ ]object|structured output", re.I)
-
-
-class LLMEndpoint(BaseModel):
-    """What is actually called: a litellm model string and an optional api_base. Never part of a cache key."""
-
-    model: str
-    api_base: Optional[str] = None
-    api_key: Optional[SecretStr] = Field(
-        None, description="A local server's dummy key only; real keys come from LLMSettings (env var or Secret block)"
-    )
-
-    @classmethod
-    def from_settings(cls, llm: LLMSettings) -> "LLMEndpoint":
-        """The endpoint of a hosted or self-served model named in the settings (not 'embedded')."""
-        if llm.model == EMBEDDED_LLM:
-            raise ValueError("the embedded model's endpoint comes from the local LLM server, not the settings")
-        return cls(model=llm.model, api_base=llm.api_base)
-
-
-class LLMError(RuntimeError, NotRetriable):
-    """An LLM request that failed for good (the client's own retries are spent); `status` is the HTTP status if any."""
-
-    transient = False
-
-    def __init__(self, message: str, status: Optional[int] = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class LLMTransientError(LLMError):
-    """Rate limits, timeouts, 5xx or connection faults outlasted every attempt; trying later may work."""
-
-    transient = True
-
-
-class LLMUnavailableError(LLMTransientError):
-    """max_consecutive_failures requests in a row went unanswered (connection error, timeout, 5xx): the run stops."""
-
-
-class LLMRejectedError(LLMError):
-    """The provider rejected this request (400-type: bad request, context window, content policy)."""
-
-
-class LLMFatalError(LLMError):
-    """The endpoint refuses every request (missing or wrong key, no permission, unknown model): stop the run."""
 
 
 @dataclass
@@ -115,79 +63,10 @@ class Usage:
         self.faults[name] = self.faults.get(name, 0) + 1
 
 
-def resolve_api_key(llm: LLMSettings) -> Optional[str]:
-    """The key from the env var named by api_key_env, else the Prefect Secret block, else None (provider env vars)."""
-    if llm.api_key_env:
-        value = os.environ.get(llm.api_key_env, "").strip()
-        if not value:
-            raise LLMFatalError(
-                f"the environment variable {llm.api_key_env} (LLMSettings.api_key_env) is not set or empty"
-            )
-        return value
-    if llm.api_key_secret_block:
-        from prefect.blocks.system import Secret
-
-        try:
-            return str(Secret.load(llm.api_key_secret_block, _sync=True).get())
-        except Exception as exc:  # missing block, no API, wrong type: all mean no key
-            raise LLMFatalError(
-                f"the Prefect Secret block '{llm.api_key_secret_block}' (LLMSettings.api_key_secret_block) "
-                f"could not be loaded: {type(exc).__name__}"
-            ) from None
-    return None
-
-
-def classify(exc: BaseException) -> str:
-    """'fatal' (auth, payment, permission, unknown model, missing key), 'transient' (429, timeout, 5xx, connection)
-    or 'rejected' (anything else the provider refused)."""
-    status = getattr(exc, "status_code", None)
-    if MISSING_KEY.search(str(exc)) or isinstance(exc, FATAL_TYPES) or status in (401, 402, 403, 404):
-        return "fatal"
-    server_side = isinstance(status, int) and status >= 500
-    if isinstance(exc, TRANSIENT_TYPES) or status in (408, 409, 425, 429) or server_side:
-        return "transient"
-    return "rejected"
-
-
-def retry_after_s(exc: BaseException) -> Optional[float]:
-    """Seconds the server asked us to wait (retry-after-ms, Retry-After seconds or HTTP date), if it said."""
-    for headers in (
-        getattr(exc, "litellm_response_headers", None),
-        getattr(getattr(exc, "response", None), "headers", None),
-        getattr(exc, "headers", None),
-    ):
-        if not headers:
-            continue
-        try:
-            if headers.get("retry-after-ms"):
-                return max(0.0, float(headers["retry-after-ms"]) / 1000)
-            value = headers.get("retry-after")
-            if value:
-                try:
-                    return max(0.0, float(value))
-                except ValueError:
-                    return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
 def estimate_tokens(messages: list[dict], max_tokens: int) -> int:
     """Tokens a request may use before it is sent: ~4 characters a token for the prompt plus the completion cap."""
     chars = sum(len(str(m.get("content") or "")) for m in messages)
     return chars // 4 + 4 * len(messages) + max_tokens
-
-
-def error_status(exc: BaseException) -> str:
-    """A short name for a fault: the HTTP status, or the exception type."""
-    status = getattr(exc, "status_code", None)
-    return str(status) if isinstance(status, int) else type(exc).__name__
-
-
-def _refuses_format(exc: BaseException) -> bool:
-    """A refusal of response_format: 400/422, or a 500 from servers that fail validation (llama-cpp-python)."""
-    status = getattr(exc, "status_code", None)
-    return classify(exc) != "fatal" and status != 429 and bool(RESPONSE_FORMAT.search(str(exc)))
 
 
 Outcome = Optional[Completion | openai.OpenAIError]
@@ -326,7 +205,7 @@ class LLMClient:
             try:
                 response = await litellm.acompletion(**self._kwargs(messages, fmt))
             except openai.OpenAIError as exc:
-                if fmt is not None and _refuses_format(exc):
+                if fmt is not None and refuses_format(exc):
                     self.response_format_ok = False
                     log.warning("%s rejected response_format; asking without it from now on", self.endpoint.model)
                     return None

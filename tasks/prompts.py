@@ -7,7 +7,8 @@ import re
 from typing import Any, Optional
 
 from tasks.env import import_defaults
-from tasks.llm import LLMClient, LLMEndpoint
+from tasks.llm import LLMClient
+from tasks.llm_endpoint import LLMEndpoint
 from tasks.settings import EMBEDDED_LLM, LLMSettings
 from tasks.store import stable_hash
 

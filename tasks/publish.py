@@ -1,14 +1,20 @@
-"""Write a run's outputs: the tuned model, a FAISS index of all chunks, report.json and report.md."""
+"""Publish stage: the chosen model and a FAISS index of all chunks in the output folder; report.json, report.md, model card."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
 
 import faiss
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from tasks.embed import embed_texts
+from tasks.model_card import write_model_card
+from tasks.reports import publish_link, publish_markdown
+from tasks.run_report import render_markdown
 from tasks.store import Ref, read_jsonl
 
 
@@ -45,3 +51,28 @@ def write_reports(out_dir: Path, report: dict, markdown: str) -> None:
     """report.json and report.md in OUT."""
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=False, default=str))
     (out_dir / "report.md").write_text(markdown)
+
+
+def publish_outputs(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str) -> dict:
+    """OUT/model and OUT/index from model_dir, and a link artifact to the model folder; returns the index's description."""
+    out = Path(out_dir)
+    copy_model(model_dir, out)
+    meta = write_index(model_dir, corpus, documents, out)
+    with contextlib.suppress(Exception):  # a link is a convenience: it never fails a finished run
+        publish_link("tuned-model", (out / "model").resolve().as_uri(), "The published model folder")
+    return meta
+
+
+@task(name="publish", cache_policy=NO_CACHE, persist_result=False)
+def publish_task(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str) -> dict:
+    """Write the model and its index into the output folder; never cached, since the folder is the point."""
+    return publish_outputs(model_dir, corpus, documents, out_dir)
+
+
+def write_run_report(report: dict, out_dir: Path) -> Path:
+    """report.json, report.md and the model card in OUT, and the build-report artifact; returns report.md's path."""
+    markdown = render_markdown(report)
+    write_reports(out_dir, report, markdown)
+    write_model_card(out_dir / "model", report)
+    publish_markdown("build-report", markdown, "The run's report: before/after table, NDCG@10 chart, stages, cost")
+    return out_dir / "report.md"

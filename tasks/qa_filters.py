@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections import Counter
 from typing import Iterable, Optional
 
 import numpy as np
 
 from tasks.settings import FilterSettings
+from tasks.text import normalize
 
-WORDS = re.compile(r"\w+")
 TOO_SHORT, TOO_LONG, COPIED = "too short", "too long", "copies the passage"
 DUPLICATE, NEAR_DUPLICATE = "duplicate", "near duplicate"
-
-
-def normalize(text: str) -> str:
-    """Lower case, NFKC, punctuation dropped, whitespace collapsed."""
-    return " ".join(WORDS.findall(unicodedata.normalize("NFKC", text).lower()))
 
 
 def length_reason(question: str, filters: FilterSettings) -> Optional[str]:

@@ -1,30 +1,67 @@
-"""Artifact helpers: markdown tables, small PNG charts as data URIs, and publishing only inside a Prefect run."""
+"""Every artifact of a run goes through here (published only inside a Prefect run); markdown tables, PNG charts."""
 
 from __future__ import annotations
 
 import base64
 import io
-from typing import Any, Iterable, Sequence
+import logging
+import time
+from typing import Any, Iterable, Optional, Sequence
+from uuid import UUID
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.context import FlowRunContext, TaskRunContext
+from prefect.artifacts import (
+    acreate_progress_artifact,
+    aupdate_progress_artifact,
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 
+from tasks.progress import in_run
 
-def in_prefect_run() -> bool:
-    """True inside a flow or task run (artifacts can be attached)."""
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+log = logging.getLogger("domain_embed.reports")
 
 
 def publish_table(key: str, rows: list[dict], description: str) -> None:
     """A table artifact, when running under Prefect."""
-    if in_prefect_run():
+    if in_run():
         create_table_artifact(key=key, table=rows or [{"note": "nothing to show"}], description=description)
 
 
 def publish_markdown(key: str, markdown: str, description: str) -> None:
     """A markdown artifact, when running under Prefect."""
-    if in_prefect_run():
+    if in_run():
         create_markdown_artifact(key=key, markdown=markdown, description=description)
+
+
+def publish_link(key: str, link: str, description: str) -> None:
+    """A link artifact, when running under Prefect."""
+    if in_run():
+        create_link_artifact(key=key, link=link, description=description)
+
+
+class ProgressArtifact:
+    """A progress artifact (inside a run), refreshed at most every 2 seconds; a failed update only turns it off."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.artifact_id: Optional[UUID] = None
+        self.enabled = in_run()
+        self.last_push = 0.0
+
+    async def push(self, percent: float, line: str, force: bool = False) -> None:
+        """Show percent and a line; skipped when the last push was under 2 s ago, unless forced."""
+        if not self.enabled or (not force and time.monotonic() - self.last_push < 2.0):
+            return
+        self.last_push = time.monotonic()
+        try:
+            if self.artifact_id is None:
+                self.artifact_id = await acreate_progress_artifact(percent, key=self.key, description=line)
+            else:
+                await aupdate_progress_artifact(self.artifact_id, percent, description=line)
+        except Exception as exc:  # the UI view must never stop the stage
+            log.debug("progress artifact %s not updated: %s", self.key, exc)
+            self.enabled = False
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from prefect import task
+from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
+from tasks.caching import code_and_inputs
 from tasks.qa_filters import passes_roundtrip
+from tasks.reports import publish_table
 from tasks.settings import SplitSettings
 from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
@@ -91,3 +95,25 @@ def split_pairs(
         val_docs=sorted(val_docs),
         eval_docs=sorted(eval_docs),
     )
+
+
+def split_report_rows(split: SplitResult) -> list[dict]:
+    """The split-report table: documents and pairs per side, then the training pairs dropped and why."""
+    sides = {"train": (split.train_docs, split.train), "validation": (split.val_docs, split.val),
+             "eval": (split.eval_docs, split.eval)}  # fmt: skip
+    rows = [{"set": name, "documents": len(docs), "pairs": ref.count, "dropped": ""} for name, (docs, ref) in sides.items()]
+    return rows + [{"set": "dropped", "documents": "", "pairs": n, "dropped": why} for why, n in split.dropped.items()]
+
+
+@task(name="split", cache_policy=code_and_inputs("tasks.qa_filters"), persist_result=True)
+def split_task(
+    pairs: Ref, settings: SplitSettings, store_url: str, roundtrip_top_k: int, doc_ids: list[str], per_chunk: int | None
+) -> SplitResult:
+    """Split the pairs by document (split_pairs); publishes the split-report."""
+    split = split_pairs(pairs, settings, RunStore(store_url), roundtrip_top_k, doc_ids, per_chunk)
+    get_run_logger().info(
+        "Split by document: %d train pairs (%d docs), %d validation pairs (%d docs), %d eval pairs (%d docs)",
+        split.train.count, len(split.train_docs), split.val.count, len(split.val_docs), split.eval.count, len(split.eval_docs),
+    )  # fmt: skip
+    publish_table("split-report", split_report_rows(split), "Pairs per side of the by-document split, and training pairs dropped")
+    return split

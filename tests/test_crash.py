@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 import tasks.mine as mine
 from tasks.generate import cache_key, generate_pairs
 from tasks.checkpoints import scratch_dir
-from tasks.llm import LLMEndpoint
+from tasks.llm_endpoint import LLMEndpoint
 from tasks.model_ref import local_model
 from tasks.settings import FilterSettings, LLMSettings, MineSettings, TrainSettings
 from tasks.store import RunStore, atomic_write, exists, read_bytes, sha256_bytes
@@ -76,7 +76,7 @@ def sentence(rng: random.Random, n: int) -> str:
 GENERATE = """
 from tasks.generate import generate_pairs
 from tasks.checkpoints import scratch_dir
-from tasks.llm import LLMEndpoint
+from tasks.llm_endpoint import LLMEndpoint
 from tasks.model_ref import local_model
 from tasks.settings import FilterSettings, LLMSettings
 from tasks.store import RunStore

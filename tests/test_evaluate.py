@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import tasks.evaluate as evaluate
+import tasks.reports as reports
 import tasks.retrieval as retrieval
 from flows.cli_eval import add_subcommands
 from tasks.beir import beir_fingerprint, load_beir
@@ -244,7 +245,8 @@ def artifacts(monkeypatch) -> list[dict]:
     """Capture the table artifacts and give the task a plain logger (no Prefect API needed)."""
     published: list[dict] = []
     monkeypatch.setattr(evaluate, "get_run_logger", lambda: logging.getLogger("test-evaluate"))
-    monkeypatch.setattr(evaluate, "create_table_artifact", lambda **kwargs: published.append(kwargs))
+    monkeypatch.setattr(reports, "in_run", lambda: True)
+    monkeypatch.setattr(reports, "create_table_artifact", lambda **kwargs: published.append(kwargs))
     return published
 
 

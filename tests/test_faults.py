@@ -12,7 +12,7 @@ from tasks.embed import model_fingerprint
 from tasks.evaluate import evaluate_beir_task, evaluate_task
 from tasks.faults import is_transient, retry_if_transient
 from tasks.generate import generate_task
-from tasks.llm import LLMFatalError, LLMRejectedError, LLMTransientError
+from tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTransientError
 from tasks.mine import mine_task
 from tasks.parse import ParseError, parse_task
 

@@ -16,7 +16,8 @@ from llm_stub import DeadEndpoint, LLMStub  # noqa: E402
 
 from tasks.embed import resolve_model  # noqa: E402
 from tasks.generate import cache_key, collect_answers, generate_pairs, generate_task  # noqa: E402
-from tasks.llm import LLMEndpoint, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError  # noqa: E402
+from tasks.llm_endpoint import LLMEndpoint  # noqa: E402
+from tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError  # noqa: E402
 from tasks.prompts import MALFORMED, MalformedAnswer, parse_questions  # noqa: E402
 from tasks.qa_filters import passes_roundtrip, NearDuplicateIndex, filter_questions  # noqa: E402
 from tasks.settings import FilterSettings, LLMSettings  # noqa: E402

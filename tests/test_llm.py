@@ -11,15 +11,9 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 import pytest  # noqa: E402
 from llm_stub import LLMStub  # noqa: E402
 
-from tasks.llm import (  # noqa: E402
-    LLMClient,
-    LLMEndpoint,
-    LLMFatalError,
-    LLMRejectedError,
-    LLMTransientError,
-    resolve_api_key,
-    retry_after_s,
-)
+from tasks.llm import LLMClient  # noqa: E402
+from tasks.llm_endpoint import LLMEndpoint, resolve_api_key  # noqa: E402
+from tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTransientError, retry_after_s  # noqa: E402
 from tasks.ratelimit import RateLimiter  # noqa: E402
 from tasks.settings import LLMSettings  # noqa: E402
 

@@ -20,11 +20,14 @@ import pytest  # noqa: E402
 
 import tasks.faiss_index as faiss_index  # noqa: E402
 import tasks.mine as mine  # noqa: E402
+import tasks.reports as reports  # noqa: E402
 from tasks.embed import model_fingerprint, resolve_model  # noqa: E402
 from tasks.faiss_index import bf16_native, build_index, search  # noqa: E402
-from tasks.mine import mine_hard_negatives, mine_task, normalize_text, select_negatives  # noqa: E402
+from tasks.mine import mine_hard_negatives, mine_task  # noqa: E402
+from tasks.negatives import select_negatives  # noqa: E402
 from tasks.settings import MineSettings  # noqa: E402
 from tasks.store import RunStore, read_jsonl, read_npy  # noqa: E402
+from tasks.text import normalize  # noqa: E402
 
 DIM = 16
 
@@ -60,12 +63,12 @@ def test_false_negative_rule_keeps_only_candidates_below_the_ratio_of_the_positi
     chunks = [scored(0.8, 2), scored(0.79, 3), scored(0.70, 4), scored(0.5, 5)]
     neg, stats = run(chunks, [0], MineSettings())
     assert neg.tolist() == [[2]]
-    assert stats["rejected_false_negative"] == 1
-    assert stats["positive_scores"].p50 == pytest.approx(0.8, abs=1e-4)
-    assert stats["mean_margin"] == pytest.approx(0.1, abs=1e-4)
+    assert stats.rejected_false_negative == 1
+    assert stats.positive_scores.p50 == pytest.approx(0.8, abs=1e-4)
+    assert stats.mean_margin == pytest.approx(0.1, abs=1e-4)
 
     neg, stats = run(chunks, [0], MineSettings(max_score_ratio=0.99))  # bar 0.792: 0.79 passes
-    assert neg.tolist() == [[1]] and stats["rejected_false_negative"] == 0
+    assert neg.tolist() == [[1]] and stats.rejected_false_negative == 0
 
     neg, _ = run(chunks, [0], MineSettings(negatives_per_query=3))
     assert neg.tolist() == [[2, 3, -1]]
@@ -79,15 +82,15 @@ def test_positive_near_duplicates_and_same_document_are_never_negatives():
     other = scored(0.6, 5)
     chunks = [positive, text_copy, vector_copy, same_doc, other]
     docs = ["d1", "d2", "d3", "d1", "d4"]
-    texts = [normalize_text(t) for t in ["Alpha, beta.", "alpha BETA", "gamma", "delta", "epsilon"]]
+    texts = [normalize(t) for t in ["Alpha, beta.", "alpha BETA", "gamma", "delta", "epsilon"]]
     assert float(vector_copy @ positive) >= 0.98
 
     neg, stats = run(chunks, [0], MineSettings(exclude_same_document=True), docs, texts)
     assert neg.tolist() == [[4]]
-    assert stats["rejected_near_duplicate"] == 2
-    assert stats["rejected_same_document"] == 1
-    assert stats["rejected_false_negative"] == 0
-    assert stats["rejected_positive"] == 1
+    assert stats.rejected_near_duplicate == 2
+    assert stats.rejected_same_document == 1
+    assert stats.rejected_false_negative == 0
+    assert stats.rejected_positive == 1
 
     neg, _ = run(chunks, [0], MineSettings(exclude_same_document=False), docs, texts)
     assert neg.tolist() == [[3]]
@@ -99,7 +102,7 @@ def test_positive_of_another_pair_with_the_same_query_text_is_never_a_negative()
     chunks = [scored(0.8, 2), scored(0.7, 3), scored(0.6, 4)]
     neg, stats = run(chunks, [0, 1], MineSettings(), query_texts=["What is X?", "what is x"])
     assert neg.tolist() == [[2], [2]]
-    assert stats["rejected_positive"] == 4  # each pair sees both positives of its query text
+    assert stats.rejected_positive == 4  # each pair sees both positives of its query text
 
     neg, _ = run(chunks, [0, 1], MineSettings(), query_texts=["What is X?", "What is Y?"])
     assert neg.tolist() == [[1], [2]]  # different queries: chunk 1 is a fine negative for pair 0
@@ -110,7 +113,7 @@ def test_rank_window_skips_range_min_and_stops_at_range_max():
     assert run(chunks, [0], MineSettings(range_min=1))[0].tolist() == [[2]]
     assert run(chunks, [0], MineSettings(range_max=2, negatives_per_query=3))[0].tolist() == [[1, 2, -1]]
     neg, stats = run(chunks, [0], MineSettings(range_min=4, range_max=10))
-    assert neg.tolist() == [[-1]] and stats["queries_without_negative"] == 1
+    assert neg.tolist() == [[-1]] and stats.queries_without_negative == 1
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -145,7 +148,7 @@ def test_mining_over_an_approximate_index_reports_it():
     neg, stats = select_negatives(
         queries, chunks, list(range(50)), ["d"] * 2000, [str(i) for i in range(2000)], MineSettings(exact_search_max=500)
     )
-    assert stats["index"]["type"] == "hnsw" and stats["index"]["recall_queries"] == 50
+    assert stats.index.type == "hnsw" and stats.index.recall_queries == 50
     assert (neg[:, 0] >= 0).mean() > 0.9 and (neg[:, 0] != np.arange(50)).all()
 
 
@@ -177,7 +180,7 @@ def test_same_seed_same_negatives():
     for settings in (MineSettings(negatives_per_query=3), MineSettings(negatives_per_query=3, exact_search_max=1000, approximate_index="ivf")):
         first, stats = select_negatives(*args, settings)
         second, _ = select_negatives(*args, settings)
-        assert (first == second).all() and stats["queries_with_all_negatives"] > 150
+        assert (first == second).all() and stats.queries_with_all_negatives > 150
 
 
 CHUNKS = [
@@ -243,7 +246,8 @@ def test_mine_task_publishes_the_mining_report(model_dir, corpus, tmp_path, monk
     chunks, pairs = corpus
     published = []
     monkeypatch.setattr(mine, "get_run_logger", lambda: logging.getLogger("test-mine"))
-    monkeypatch.setattr(mine, "create_table_artifact", lambda **kwargs: published.append(kwargs))
+    monkeypatch.setattr(reports, "in_run", lambda: True)
+    monkeypatch.setattr(reports, "create_table_artifact", lambda **kwargs: published.append(kwargs))
     store = RunStore(str(tmp_path / "store"))
     args = (store.put_jsonl("pairs", pairs), store.put_jsonl("corpus", chunks), "all-MiniLM-L6-v2", MineSettings(), store.url)
 

@@ -11,7 +11,7 @@ import pytest
 
 from flows.config import PipelineConfig
 from flows.pipeline import build_embedder
-from tasks.llm import LLMFatalError
+from tasks.llm_errors import LLMFatalError
 
 from conftest import FIXTURES
 from llm_stub import LLMStub
