@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib
 
-from flows.env import set_offline_defaults
+from domain_embed.flows.env import set_offline_defaults
 
 set_offline_defaults()
 
-FLOWS = {"build_embedder": "flows.pipeline", "train_embedder": "flows.train", "watch_docs": "flows.watch"}
+FLOWS = {"build_embedder": "domain_embed.flows.pipeline", "train_embedder": "domain_embed.flows.train", "watch_docs": "domain_embed.flows.watch"}
 __all__ = list(FLOWS)
 
 

@@ -11,31 +11,31 @@ from prefect.artifacts import create_link_artifact
 from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 
-from flows.config import PipelineConfig
-from flows.train import publish_training_report, train_embedder
-from flows.prepare import Stopwatch, prepare_corpus
-from tasks.discover import DocFile, DocsNotFound, discover_documents
-from tasks.embed import model_dimension, model_fingerprint, resolve_model
-from tasks.beir import beir_fingerprint, load_beir
-from tasks.evaluate import evaluate_beir_task, evaluate_task
-from flows.folder_config import choose_config, save_folder_config
-from tasks.generate import generate_task
-from tasks.llm import LLMEndpoint, LLMError, resolve_api_key
-from tasks.llm_host import shared_embedded_server
-from tasks.lifeline import die_with_worker
-from tasks.mine import mine_task
-from tasks.model_card import write_model_card
-from tasks.model_ref import local_model
-from tasks.publish import copy_model, write_index, write_reports
-from tasks.promote import corpus_changed, current_model, decide, read_current, record_run, write_current
-from tasks.reports import publish_markdown, publish_table
-from tasks.run_report import build_report, render_markdown
-from tasks.settings import EMBEDDED_LLM, LLMSettings
-from tasks.split import split_pairs
-from tasks.store import Ref, RunStore
-from tasks.supervision import supervise_task
-from tasks.train import TrainResult, read_train_result, run_key
-from tasks.trainer import matryoshka_dims
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.train import publish_training_report, train_embedder
+from domain_embed.flows.prepare import Stopwatch, prepare_corpus
+from domain_embed.tasks.discover import DocFile, DocsNotFound, discover_documents
+from domain_embed.tasks.embed import model_dimension, model_fingerprint, resolve_model
+from domain_embed.tasks.beir import beir_fingerprint, load_beir
+from domain_embed.tasks.evaluate import evaluate_beir_task, evaluate_task
+from domain_embed.flows.folder_config import choose_config, save_folder_config
+from domain_embed.tasks.generate import generate_task
+from domain_embed.tasks.llm import LLMEndpoint, LLMError, resolve_api_key
+from domain_embed.tasks.llm_host import shared_embedded_server
+from domain_embed.tasks.lifeline import die_with_worker
+from domain_embed.tasks.mine import mine_task
+from domain_embed.tasks.model_card import write_model_card
+from domain_embed.tasks.model_ref import local_model
+from domain_embed.tasks.publish import copy_model, write_index, write_reports
+from domain_embed.tasks.promote import corpus_changed, current_model, decide, read_current, record_run, write_current
+from domain_embed.tasks.reports import publish_markdown, publish_table
+from domain_embed.tasks.run_report import build_report, render_markdown
+from domain_embed.tasks.settings import EMBEDDED_LLM, LLMSettings
+from domain_embed.tasks.split import split_pairs
+from domain_embed.tasks.store import Ref, RunStore
+from domain_embed.tasks.supervision import supervise_task
+from domain_embed.tasks.train import TrainResult, read_train_result, run_key
+from domain_embed.tasks.trainer import matryoshka_dims
 
 
 FLOW_EXCEPTION_PREFIX = "Flow run encountered an exception:"

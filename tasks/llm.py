@@ -15,11 +15,11 @@ from typing import Optional
 import openai
 from pydantic import BaseModel, Field, SecretStr
 
-from tasks.env import import_defaults
-from tasks.ratelimit import RateLimiter
-from tasks.settings import EMBEDDED_LLM, LLMSettings
+from domain_embed.tasks.env import import_defaults
+from domain_embed.tasks.ratelimit import RateLimiter
+from domain_embed.tasks.settings import EMBEDDED_LLM, LLMSettings
 
-from tasks.faults import NotRetriable
+from domain_embed.tasks.faults import NotRetriable
 
 with import_defaults("LITELLM_LOCAL_MODEL_COST_MAP"):  # never fetch the price list at import
     import litellm

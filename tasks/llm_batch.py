@@ -11,10 +11,10 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Coroutine
 
-from tasks.llm import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError, Usage
-from tasks.progress import Progress, in_run
-from tasks.prompts import MALFORMED, MalformedAnswer
-from tasks.store import RunStore, atomic_write
+from domain_embed.tasks.llm import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError, Usage
+from domain_embed.tasks.progress import Progress, in_run
+from domain_embed.tasks.prompts import MALFORMED, MalformedAnswer
+from domain_embed.tasks.store import RunStore, atomic_write
 
 PROGRESS_KEY = "qa-progress"
 log = logging.getLogger("domain_embed.generate")

@@ -5,7 +5,7 @@ registers in a folder under the user's cache; the first run starts a supervisor 
 later runs reuse its port (llama.cpp then serves their requests in turn, at one server's speed). The supervisor stops
 the server once no registered run is alive, a run killed with -9 included, so no server outlives its runs.
 
-    python -m tasks.llm_host FOLDER PORT   # the supervisor (started by shared_embedded_server)
+    python -m domain_embed.tasks.llm_host FOLDER PORT   # the supervisor (started by shared_embedded_server)
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Iterator, Optional
 
 from filelock import FileLock
 
-from tasks.llm import LLMEndpoint
-from tasks.local_llm import EmbeddedLLMError, endpoint_for, free_port, server_command, stop_process, wait_until_ready
+from domain_embed.tasks.llm import LLMEndpoint
+from domain_embed.tasks.local_llm import EmbeddedLLMError, endpoint_for, free_port, server_command, stop_process, wait_until_ready
 
 IDLE_GRACE_S = 5.0  # a run that starts right after another still finds the server up
 POLL_S = 0.5
@@ -75,7 +75,7 @@ def start_host(folder: Path) -> dict:
     """Start a supervisor (its own session, so a signal to the starting run does not reach it) and record it."""
     port = free_port()
     with open(folder / "host.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "tasks.llm_host", str(folder), str(port)], stdin=subprocess.DEVNULL,
+        process = subprocess.Popen([sys.executable, "-m", "domain_embed.tasks.llm_host", str(folder), str(port)], stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     host = {"pid": process.pid, "port": port}
     (folder / "host.json").write_text(json.dumps(host))

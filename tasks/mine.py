@@ -12,12 +12,12 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.caching import code_and_inputs
-from tasks.embed import embed_texts, model_fingerprint, resolve_model
-from tasks.faiss_index import build_index, search
-from tasks.faults import retry_if_transient
-from tasks.settings import MineSettings
-from tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, read_npy, stable_hash
+from domain_embed.tasks.caching import code_and_inputs
+from domain_embed.tasks.embed import embed_texts, model_fingerprint, resolve_model
+from domain_embed.tasks.faiss_index import build_index, search
+from domain_embed.tasks.faults import retry_if_transient
+from domain_embed.tasks.settings import MineSettings
+from domain_embed.tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, read_npy, stable_hash
 
 EMBEDDINGS_VERSION = "1"  # bump when how chunks are embedded changes
 QUANTILES = (5, 25, 50, 75, 95)
@@ -269,7 +269,7 @@ def report_rows(result: MiningResult) -> list[dict]:
     return [{"metric": name, "value": "" if value is None else str(value)} for name, value in rows]
 
 
-@task(name="mine", cache_policy=code_and_inputs("tasks.faiss_index", exclude=("base_model",)), persist_result=True, retries=1,
+@task(name="mine", cache_policy=code_and_inputs("domain_embed.tasks.faiss_index", exclude=("base_model",)), persist_result=True, retries=1,
       retry_condition_fn=retry_if_transient)
 def mine_task(
     train_pairs: Ref, corpus: Ref, base_model: str, settings: MineSettings, store_url: str, model_sha: str

@@ -6,10 +6,10 @@ import json
 import re
 from typing import Any, Optional
 
-from tasks.env import import_defaults
-from tasks.llm import LLMClient, LLMEndpoint
-from tasks.settings import EMBEDDED_LLM, LLMSettings
-from tasks.store import stable_hash
+from domain_embed.tasks.env import import_defaults
+from domain_embed.tasks.llm import LLMClient, LLMEndpoint
+from domain_embed.tasks.settings import EMBEDDED_LLM, LLMSettings
+from domain_embed.tasks.store import stable_hash
 
 with import_defaults("LITELLM_LOCAL_MODEL_COST_MAP"):  # never fetch the price list at import
     import litellm

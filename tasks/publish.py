@@ -8,8 +8,8 @@ from pathlib import Path
 
 import faiss
 
-from tasks.embed import embed_texts
-from tasks.store import Ref, read_jsonl
+from domain_embed.tasks.embed import embed_texts
+from domain_embed.tasks.store import Ref, read_jsonl
 
 
 def copy_model(model_dir: str, out_dir: Path) -> Path:

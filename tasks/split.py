@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tasks.qa_filters import passes_roundtrip
-from tasks.settings import SplitSettings
-from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
+from domain_embed.tasks.qa_filters import passes_roundtrip
+from domain_embed.tasks.settings import SplitSettings
+from domain_embed.tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 
 class SplitResult(BaseModel):

@@ -11,11 +11,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tasks.env import OFFLINE_DEFAULTS
+from domain_embed.tasks.env import OFFLINE_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 NETGUARD = Path(__file__).resolve().parent / "netguard"  # refuses and records connections beyond loopback
-ENTRYPOINT_MODULES = ["flows.deployed"]  # loading it is what applies the defaults in a worker's flow run
+ENTRYPOINT_MODULES = ["domain_embed.flows.deployed"]  # loading it is what applies the defaults in a worker's flow run
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -43,10 +43,10 @@ def test_a_back_edge_breaks_the_contract(tmp_path):
     for name in ("flows", "tasks"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    (tmp_path / "tasks" / "back_edge.py").write_text("from flows.config import PipelineConfig\n")
+    (tmp_path / "tasks" / "back_edge.py").write_text("from domain_embed.flows.config import PipelineConfig\n")
     run = lint_imports(tmp_path)
     assert run.returncode != 0 and "0 kept, 1 broken" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "tasks.back_edge -> flows.config" in run.stdout
+    assert "tasks.back_edge -> domain_embed.flows.config" in run.stdout
 
 
 def clean_env(home: Path) -> dict[str, str]:
@@ -98,7 +98,7 @@ def test_importing_every_module_changes_no_environment_variable_and_calls_no_one
     assert run.returncode == 0, run.stderr[-3000:]
     assert not (tmp_path / "net.log").exists(), (tmp_path / "net.log").read_text()  # e.g. litellm's price list
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert {"tasks.settings", "tasks.llm", "tasks.parse", "flows.pipeline", "flows.cli", "flows.api"} <= set(result["imported"])
+    assert {"domain_embed.tasks.settings", "domain_embed.tasks.llm", "domain_embed.tasks.parse", "domain_embed.flows.pipeline", "domain_embed.flows.cli", "domain_embed.flows.api"} <= set(result["imported"])
     ours = {key: path for key, path in result["changed"].items() if ours_file(path)}
     assert not ours, f"set on import by this project: {ours}"
     assert not set(result["changed"]) & set(OFFLINE_DEFAULTS), result["changed"]  # a library's own setting is allowed
@@ -118,8 +118,8 @@ import json, os, sys
 from prefect.flows import load_flow_from_entrypoint
 
 flow = load_flow_from_entrypoint("flows/deployed.py:" + sys.argv[1])
-import flows.watch
-print(json.dumps({"name": flow.name, "is_watch_docs": flow is flows.watch.watch_docs, "torch": "torch" in sys.modules,
+import domain_embed.flows.watch
+print(json.dumps({"name": flow.name, "is_watch_docs": flow is domain_embed.flows.watch.watch_docs, "torch": "torch" in sys.modules,
                   "env": dict(os.environ)}))
 """
 

@@ -11,7 +11,7 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 import pytest  # noqa: E402
 from llm_stub import LLMStub  # noqa: E402
 
-from tasks.llm import (  # noqa: E402
+from domain_embed.tasks.llm import (  # noqa: E402
     LLMClient,
     LLMEndpoint,
     LLMFatalError,
@@ -20,8 +20,8 @@ from tasks.llm import (  # noqa: E402
     resolve_api_key,
     retry_after_s,
 )
-from tasks.ratelimit import RateLimiter  # noqa: E402
-from tasks.settings import LLMSettings  # noqa: E402
+from domain_embed.tasks.ratelimit import RateLimiter  # noqa: E402
+from domain_embed.tasks.settings import LLMSettings  # noqa: E402
 
 JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "q", "schema": {"type": "object"}}}
 JSON_OBJECT = {"type": "json_object", "schema": {"type": "object"}}

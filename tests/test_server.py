@@ -15,8 +15,8 @@ import pytest
 import yaml
 from prefect import flow
 
-from flows.config import PipelineConfig
-from flows.watch import (
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.watch import (
     MAX_LISTED,
     DocsDiff,
     diff_fingerprints,
@@ -26,7 +26,7 @@ from flows.watch import (
     resource_id,
     watch_docs,
 )
-from tasks.store import sha256_bytes
+from domain_embed.tasks.store import sha256_bytes
 
 from conftest import api_healthy as healthy, api_post as post, free_port, kill_group, wait_for
 
@@ -223,14 +223,14 @@ def unexpected_errors(server_log: str) -> list[str]:
     "inserts; a write committed by another connection in between makes the upgrade fail at once with SQLITE_BUSY "
     "('database is locked', logged as a retryable exception), which the API answers 503 and the UI does not retry"))
 def test_twenty_runs_submitted_in_a_row_are_twenty_created(tmp_path):
-    from flows.server import down
+    from domain_embed.flows.server import down
 
     port, state, docs = free_port(), tmp_path / "state", tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Alpha\nThe first document.")
     api = f"http://127.0.0.1:{port}/api"
     try:
-        up = subprocess.run([sys.executable, "-m", "flows.cli", "up", "--port", str(port), "--state", str(state), "--docs", str(docs),
+        up = subprocess.run([sys.executable, "-m", "domain_embed.flows.cli", "up", "--port", str(port), "--state", str(state), "--docs", str(docs),
                              "--store", str(tmp_path / "store")], cwd=tmp_path, env=env_for(None), capture_output=True, text=True, timeout=420)  # fmt: skip
         assert up.returncode == 0, up.stdout + up.stderr
         for pool in ("cpu", "gpu"):
@@ -246,13 +246,13 @@ def test_twenty_runs_submitted_in_a_row_are_twenty_created(tmp_path):
 
 @pytest.mark.slow
 def test_up_then_down(tmp_path):
-    from flows.server import down
+    from domain_embed.flows.server import down
 
     port, state, docs = free_port(), tmp_path / "state", tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Alpha\nThe first document.")
     api = f"http://127.0.0.1:{port}/api"
-    cli = [sys.executable, "-m", "flows.cli"]
+    cli = [sys.executable, "-m", "domain_embed.flows.cli"]
     env = {**env_for(None), "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}  # the scheduler looks every 5 s, not 60
     try:
         up = subprocess.run([*cli, "up", "--port", str(port), "--state", str(state), "--docs", str(docs), "--store", str(tmp_path / "store")],

@@ -14,11 +14,11 @@ from prefect import flow
 from prefect.context import get_run_context
 from sentence_transformers import SentenceTransformer
 
-from flows.config import PipelineConfig
-from flows.pipeline import run_training
-from tasks.model_ref import local_model
-from tasks.settings import TrainSettings
-from tasks.train import TrainResult
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.pipeline import run_training
+from domain_embed.tasks.model_ref import local_model
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.train import TrainResult
 
 from conftest import kill_group
 
