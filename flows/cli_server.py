@@ -21,7 +21,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     start.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"Server port (default {DEFAULT_PORT})")
     start.add_argument("--state", default=DEFAULT_STATE, help=f"Folder for the database, logs and process ids (default {DEFAULT_STATE})")
-    start.add_argument("--docs", default=str(DEFAULT_DOCS), help="Docs folder of the nightly pipeline and the watcher (default: the bundled example)")
+    start.add_argument("--docs", default=str(DEFAULT_DOCS), help="Docs folder of the nightly pipeline and the watcher (default: the bundled example of a source checkout)")
     start.add_argument("--store", help="Run store folder or fsspec URL shared by the workers (default ~/.cache/domain-embed/store)")
     start.add_argument("--timeout", type=float, default=180, help="Seconds to wait for the server to answer (default 180)")
     start.set_defaults(func=run_up)

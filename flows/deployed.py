@@ -18,7 +18,7 @@ __all__ = list(FLOWS)
 
 
 def __getattr__(name: str):
-    """`flows/deployed.py:<flow>`: the flow from its own module."""
+    """`domain_embed.flows.deployed:<flow>` (prefect.yaml's entrypoints): the flow from its own module."""
     if name not in FLOWS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(FLOWS[name]), name)

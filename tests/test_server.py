@@ -85,9 +85,9 @@ def test_prefect_yaml_declares_the_three_deployments():
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}
     assert {n: (d["entrypoint"], d["work_pool"]["name"]) for n, d in deployments.items()} == {
-        "scheduled": ("flows/deployed.py:build_embedder", "cpu"),
-        "gpu": ("flows/deployed.py:train_embedder", "gpu"),
-        "poll": ("flows/deployed.py:watch_docs", "cpu"),
+        "scheduled": ("domain_embed.flows.deployed:build_embedder", "cpu"),
+        "gpu": ("domain_embed.flows.deployed:train_embedder", "gpu"),
+        "poll": ("domain_embed.flows.deployed:watch_docs", "cpu"),
     }
     assert deployments["scheduled"]["schedules"][0]["cron"]
     assert deployments["poll"]["schedules"][0]["interval"] == 300
@@ -270,7 +270,7 @@ def test_up_then_down(tmp_path):
         deployments = {f"{flows[d['flow_id']]}/{d['name']}": d for d in post(api, "/deployments/filter")}
         assert set(deployments) == {"build-embedder/scheduled", "train-embedder/gpu", "watch-docs/poll"}
         assert deployments["build-embedder/scheduled"]["parameters"]["config"]["docs_dir"] == str(docs.resolve())
-        assert deployments["watch-docs/poll"]["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
+        assert deployments["watch-docs/poll"]["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(tmp_path.resolve())  # where `up` ran
         automations = post(api, "/automations/filter")
         landed = [a for a in automations if a["trigger"]["expect"] == ["docs.landed"]]
         assert len(landed) == 1 and landed[0]["actions"][0]["deployment_id"] == deployments["build-embedder/scheduled"]["id"]

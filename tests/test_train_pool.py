@@ -103,7 +103,7 @@ def test_run_training_runs_the_deployment_on_the_gpu_pool_as_a_linked_subflow(gp
 
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("train-embedder/gpu")
-        assert (deployment.entrypoint, deployment.work_pool_name) == ("flows/deployed.py:train_embedder", "gpu")  # prefect.yaml's
+        assert (deployment.entrypoint, deployment.work_pool_name) == ("domain_embed.flows.deployed:train_embedder", "gpu")  # prefect.yaml's
         runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
         assert len(runs) == 1, tail(gpu_worker)
         child = runs[0]
