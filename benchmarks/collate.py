@@ -1,4 +1,4 @@
-"""Collating a training batch: the stock SentenceTransformer collator (tokenizes every batch) vs tasks.token_cache.
+"""Collating a training batch: the stock SentenceTransformer collator (tokenizes every batch) vs domain_embed.tasks.token_cache.
 
 Rows as in train_throughput (6-18 word queries, two 120-230 word passages, random vocabulary words), the
 packaged MiniLM's tokenizer at max sequence length 256. Prints one JSON line: seconds to build the cache
@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from flows.env import set_offline_defaults
+from domain_embed.flows.env import set_offline_defaults
 
 set_offline_defaults()
 
@@ -23,8 +23,8 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator  # noqa: E402
 
 from benchmarks.train_throughput import MAX_SEQ_LENGTH, random_rows  # noqa: E402
-from tasks.embed import resolve_model  # noqa: E402
-from tasks.token_cache import TokenCache  # noqa: E402
+from domain_embed.tasks.embed import resolve_model  # noqa: E402
+from domain_embed.tasks.token_cache import TokenCache  # noqa: E402
 
 
 def ms_per_batch(collate, batches: list[list[dict]]) -> float:

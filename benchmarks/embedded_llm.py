@@ -1,7 +1,7 @@
 """Questions per second of the embedded LLM (SmolLM2-135M on llama.cpp) per server setting and prompt style.
 
 Real passages: the demo corpus (examples/postgresql) parsed and chunked by the pipeline's own stages. For each
-variant a fresh server starts and the generate stage's own code (tasks.generate.collect_answers, empty store) asks
+variant a fresh server starts and the generate stage's own code (domain_embed.tasks.generate.collect_answers, empty store) asks
 for questions about the same chunks. Question quality is checked beside speed: the share of questions whose own
 chunk ranks first, and in the top 5, among the sampled chunks under the base model (the round-trip rule), and
 the share kept by the pipeline's filters. Prints one JSON line per variant.
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flows.env import set_offline_defaults  # noqa: E402
+from domain_embed.flows.env import set_offline_defaults  # noqa: E402
 
 set_offline_defaults()
 
@@ -41,12 +41,12 @@ VARIANTS: dict[str, dict] = {
 
 def demo_chunks(n: int) -> list[dict]:
     """The first n chunks of the demo corpus in a stable sample, made by the pipeline's parse and chunk functions."""
-    from tasks.settings import ChunkSettings, ParseSettings
-    from tasks.chunk import chunk_document
-    from tasks.embed import max_seq_length, resolve_model
-    from tasks.generate import sample_chunks
-    from tasks.parse import parse_document
-    from tasks.store import RunStore, read_jsonl, sha256_file
+    from domain_embed.tasks.settings import ChunkSettings, ParseSettings
+    from domain_embed.tasks.chunk import chunk_document
+    from domain_embed.tasks.embed import max_seq_length, resolve_model
+    from domain_embed.tasks.generate import sample_chunks
+    from domain_embed.tasks.parse import parse_document
+    from domain_embed.tasks.store import RunStore, read_jsonl, sha256_file
 
     store = RunStore(tempfile.mkdtemp(prefix="llm-bench-store-"))
     model = resolve_model("all-MiniLM-L6-v2")
@@ -62,7 +62,7 @@ def roundtrip(questions: list[tuple[str, int]], texts: list[str]) -> dict:
     """Share of questions whose own chunk ranks first / in the top 5 among `texts` under the base model."""
     import numpy as np
 
-    from tasks.embed import embed_texts, resolve_model
+    from domain_embed.tasks.embed import embed_texts, resolve_model
 
     if not questions:
         return {"top1": 0.0, "top5": 0.0}
@@ -77,11 +77,11 @@ def roundtrip(questions: list[tuple[str, int]], texts: list[str]) -> dict:
 
 def run_variant(name: str, spec: dict, chunks: list[dict]) -> dict:
     """Start the server with the variant's options, ask for 2 questions per chunk, time it, check the questions."""
-    from tasks.settings import FilterSettings, LLMSettings
-    from tasks.generate import cache_key, collect_answers
-    from tasks.local_llm import embedded_llm_server
-    from tasks.qa_filters import filter_questions
-    from tasks.store import RunStore
+    from domain_embed.tasks.settings import FilterSettings, LLMSettings
+    from domain_embed.tasks.generate import cache_key, collect_answers
+    from domain_embed.tasks.local_llm import embedded_llm_server
+    from domain_embed.tasks.qa_filters import filter_questions
+    from domain_embed.tasks.store import RunStore
 
     llm = LLMSettings(**{"max_concurrency": 1, **spec["llm"]})
     store = RunStore(tempfile.mkdtemp(prefix="llm-bench-"))

@@ -16,8 +16,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.embed import load_model, resolve_model  # noqa: E402
-from tasks.evaluate import evaluate_retrieval  # noqa: E402
+from domain_embed.tasks.embed import load_model, resolve_model  # noqa: E402
+from domain_embed.tasks.evaluate import evaluate_retrieval  # noqa: E402
 
 
 def vocabulary(model_dir: str) -> list[str]:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flows.env import set_offline_defaults
+from domain_embed.flows.env import set_offline_defaults
 
 set_offline_defaults()
 

@@ -1,4 +1,4 @@
-"""Hard-negative mining: ours (tasks.negatives.select_negatives) vs sentence_transformers.util.mine_hard_negatives.
+"""Hard-negative mining: ours (domain_embed.tasks.negatives.select_negatives) vs sentence_transformers.util.mine_hard_negatives.
 
 Both get the same precomputed, structured unit embeddings (topics, paraphrases and near-duplicates of
 positives, queries = noisy copies of their positive) and equivalent settings: 1 negative, ranks 0-50,
@@ -22,8 +22,8 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tasks.negatives import select_negatives  # noqa: E402
-from tasks.settings import MineSettings  # noqa: E402
+from domain_embed.tasks.negatives import select_negatives  # noqa: E402
+from domain_embed.tasks.settings import MineSettings  # noqa: E402
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

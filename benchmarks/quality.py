@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flows.env import set_offline_defaults  # noqa: E402
+from domain_embed.flows.env import set_offline_defaults  # noqa: E402
 
 set_offline_defaults()
 
@@ -41,7 +41,7 @@ SEED_RECIPE = {
 
 def run_pipeline(docs: Path, out: Path, store: Path, beir: Path, chunk_fraction: float, config: dict | None) -> tuple[dict, float]:
     """`domain-embed run` as a user runs it; returns its report.json and wall seconds."""
-    args = [sys.executable, "-m", "flows.cli", "run", str(docs), "--out", str(out), "--store", str(store),
+    args = [sys.executable, "-m", "domain_embed.flows.cli", "run", str(docs), "--out", str(out), "--store", str(store),
             "--eval-dataset", str(beir), "--chunk-fraction", str(chunk_fraction)]  # fmt: skip
     if config:
         path = out.parent / f"{out.name}-config.json"
@@ -72,9 +72,9 @@ def figures(evaluation: dict) -> dict:
 
 def dev_figures(tuned_dir: str, beir: Path) -> dict:
     """The same figures on the dev queries (where recipe changes are judged), for a tuned model folder."""
-    from tasks.beir import load_beir
-    from tasks.embed import resolve_model
-    from tasks.evaluate import delta_intervals, evaluate_models
+    from domain_embed.tasks.beir import load_beir
+    from domain_embed.tasks.embed import resolve_model
+    from domain_embed.tasks.evaluate import delta_intervals, evaluate_models
 
     data = load_beir(str(beir))
     results, per_query = evaluate_models({"base": resolve_model("all-MiniLM-L6-v2"), "tuned": tuned_dir}, data.corpus,

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flows.env import set_offline_defaults  # noqa: E402
+from domain_embed.flows.env import set_offline_defaults  # noqa: E402
 
 set_offline_defaults()
 
@@ -53,7 +53,7 @@ def newest(folder: Path) -> Path:
 
 def training_rows(store: Path, sources: list[str], negatives: bool) -> tuple[list[dict], list[dict]]:
     """(rows with a mined negative, rows without) of the stored training data, only from `sources`."""
-    from tasks.store import read_jsonl
+    from domain_embed.tasks.store import read_jsonl
 
     source_of = {r["query"]: r.get("source", "llm") for r in read_jsonl(str(newest(store / "pairs-supervised")))}
     tuples = [r for r in read_jsonl(str(newest(store / "mined-tuples"))) if source_of.get(r["anchor"], "llm") in sources]
@@ -67,10 +67,10 @@ def training_rows(store: Path, sources: list[str], negatives: bool) -> tuple[lis
 def all_document_rows(store: Path, sources: list[str]) -> list[dict]:
     """Pairs without negatives over every document (held-out ones too): the LLM's questions passing the round trip,
     and the LLM-free pairs of every chunk."""
-    from tasks.qa_filters import passes_roundtrip
-    from tasks.settings import FilterSettings, SupervisionSettings
-    from tasks.store import read_jsonl
-    from tasks.supervision import supervised_pairs
+    from domain_embed.tasks.qa_filters import passes_roundtrip
+    from domain_embed.tasks.settings import FilterSettings, SupervisionSettings
+    from domain_embed.tasks.store import read_jsonl
+    from domain_embed.tasks.supervision import supervised_pairs
 
     chunks = read_jsonl(str(newest(store / "corpus")))
     text = {c["chunk_id"]: c["text"] for c in chunks}
@@ -84,8 +84,8 @@ def all_document_rows(store: Path, sources: list[str]) -> list[dict]:
 
 def score(model_dir: str, beir: Path, dims: list[int]):
     """Per-dim metrics and per-query values on a BEIR folder."""
-    from tasks.beir import load_beir
-    from tasks.evaluate import score_retrieval
+    from domain_embed.tasks.beir import load_beir
+    from domain_embed.tasks.evaluate import score_retrieval
 
     data = load_beir(str(beir))
     return score_retrieval(model_dir, data.corpus, data.queries, data.relevant, dims)
@@ -93,13 +93,13 @@ def score(model_dir: str, beir: Path, dims: list[int]):
 
 def run_variant(name: str, spec: dict, work: Path, dims: list[int], base_scores) -> dict:
     """Train one variant and score it on the dev queries against the base model."""
-    from tasks.embed import resolve_model
-    from tasks.settings import TrainSettings
-    from tasks.store import RunStore
-    from tasks.store import read_jsonl
-    from tasks.model_ref import local_model
-    from tasks.train import train_model
-    from tasks.uncertainty import paired_bootstrap
+    from domain_embed.tasks.embed import resolve_model
+    from domain_embed.tasks.settings import TrainSettings
+    from domain_embed.tasks.store import RunStore
+    from domain_embed.tasks.store import read_jsonl
+    from domain_embed.tasks.model_ref import local_model
+    from domain_embed.tasks.train import train_model
+    from domain_embed.tasks.uncertainty import paired_bootstrap
 
     store = RunStore(str(work / "store"))
     if spec.get("documents") == "all":
@@ -134,7 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     dims = [int(d) for d in args.dims.split(",")]
-    from tasks.embed import resolve_model
+    from domain_embed.tasks.embed import resolve_model
 
     base_scores = score(resolve_model(BASE), work / "beir-dev", dims)
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}

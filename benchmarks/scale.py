@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flows.env import set_offline_defaults  # noqa: E402
+from domain_embed.flows.env import set_offline_defaults  # noqa: E402
 
 set_offline_defaults()
 
@@ -50,7 +50,7 @@ async def count_task_runs() -> int:
 
 def plain_parse_ms(docs: list) -> float:
     """Milliseconds per document of the plain parse function, warm, on the first PLAIN_SAMPLE documents."""
-    from tasks.parse import elements_to_records, partition_file
+    from domain_embed.tasks.parse import elements_to_records, partition_file
 
     sample = docs[:PLAIN_SAMPLE]
     elements_to_records(partition_file(sample[0].path, sample[0].ext, "fast")[0])  # warm-up: imports, first-call costs
@@ -64,14 +64,14 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int) ->
     """Run the corpus stages on docs_dir twice (fresh store, then nothing changed) and return the figures of N."""
     from prefect import flow
 
-    from flows.config import PipelineConfig
-    from tasks.settings import MineSettings
-    from flows.local_api import prepare_local_api
-    from flows.prepare import Stopwatch, prepare_corpus
-    from tasks.discover import discover_documents
-    from tasks.embed import model_fingerprint, resolve_model
-    from tasks.faiss_index import build_index
-    from tasks.store import read_npy
+    from domain_embed.flows.config import PipelineConfig
+    from domain_embed.tasks.settings import MineSettings
+    from domain_embed.flows.local_api import prepare_local_api
+    from domain_embed.flows.prepare import Stopwatch, prepare_corpus
+    from domain_embed.tasks.discover import discover_documents
+    from domain_embed.tasks.embed import model_fingerprint, resolve_model
+    from domain_embed.tasks.faiss_index import build_index
+    from domain_embed.tasks.store import read_npy
 
     config = PipelineConfig(docs_dir=str(docs_dir), store_url=str(store_dir), runner={"documents_per_task": documents_per_task})
     model_dir = resolve_model(config.base_model)

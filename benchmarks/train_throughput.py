@@ -4,7 +4,7 @@ Model: a bge-base-sized BERT (hidden 768, 12 layers, 12 heads, intermediate 3072
 2 layers) randomly initialised, mean pooling, max sequence length 256. Data: random words, queries of
 6-18 words, positive and one hard negative passage of 120-230 words each. Both runs: MNRL inside
 MatryoshkaLoss, one epoch of --steps batches, checkpoints off; the first fifth of the steps is warm-up
-and not timed. (a) tasks.trainer.build_trainer with TrainSettings (length-grouped no-duplicate batches,
+and not timed. (a) domain_embed.tasks.trainer.build_trainer with TrainSettings (length-grouped no-duplicate batches,
 each distinct text tokenized once, SDPA, fused AdamW, bf16 + tf32 on GPUs that have them, --compile);
 (b) bf16 when supported, tf32, batch 32, NO_DUPLICATES, nothing else. Prints one JSON line: pairs/s,
 real (non-padding) tokens/s, padding share, collator milliseconds per step (host work the GPU waits
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from flows.env import set_offline_defaults
+from domain_embed.flows.env import set_offline_defaults
 
 set_offline_defaults()
 
@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from tasks.embed import resolve_model  # noqa: E402
-from tasks.settings import TrainSettings  # noqa: E402
+from domain_embed.tasks.embed import resolve_model  # noqa: E402
+from domain_embed.tasks.settings import TrainSettings  # noqa: E402
 
 MAX_SEQ_LENGTH = 256
 SEED_BATCH = 32
@@ -95,7 +95,7 @@ class StepClock(TrainerCallback):
 
 def measure(trainer, warmup: int, flops_per_token: float, peak: float | None) -> dict:
     """Train one epoch; throughput over the steps after `warmup`, from the tokens the collator really produced."""
-    from tasks.batching import CountingCollator
+    from domain_embed.tasks.batching import CountingCollator
 
     if not isinstance(trainer.data_collator, CountingCollator):
         trainer.data_collator = CountingCollator(trainer.data_collator)
@@ -122,8 +122,8 @@ def measure(trainer, warmup: int, flops_per_token: float, peak: float | None) ->
 
 
 def ours(model_dir: str, rows: list[dict], batch_size: int, compile_: bool, out: Path, seed: int = 13, learning_rate: float = 5e-5):
-    """Our trainer (tasks.trainer.build_trainer), checkpoints off so that only training is timed."""
-    from tasks.trainer import build_trainer, load_for_training
+    """Our trainer (domain_embed.tasks.trainer.build_trainer), checkpoints off so that only training is timed."""
+    from domain_embed.tasks.trainer import build_trainer, load_for_training
 
     settings = TrainSettings(batch_size=batch_size, max_seq_length=MAX_SEQ_LENGTH, compile=compile_, seed=seed, learning_rate=learning_rate, teacher=None, epochs=1)
     model = load_for_training(model_dir, settings)
@@ -137,7 +137,7 @@ def seed_defaults(model_dir: str, rows: list[dict], out: Path, seed: int = 42, l
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
-    from tasks.embed import default_matryoshka_dims
+    from domain_embed.tasks.embed import default_matryoshka_dims
 
     cuda = torch.cuda.is_available()
     bf16 = bool(cuda and torch.cuda.is_bf16_supported())

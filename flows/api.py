@@ -1,6 +1,6 @@
 """Python API for notebooks: what the `domain-embed` commands run, without the printing.
 
-    from flows.api import PipelineConfig, build_embedder, evaluate, search
+    from domain_embed.flows.api import PipelineConfig, build_embedder, evaluate, search
     report = build_embedder(PipelineConfig(docs_dir="my-docs", out_dir="my-run"))
     result = search("my-run", "how is the WAL flushed?", k=5, dim=128)
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from flows.config import PipelineConfig
-from flows.env import set_offline_defaults, use_store
-from tasks.evaluate import EvalReport
-from tasks.export_check import export_run as export
-from tasks.search import search_run as search
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.env import set_offline_defaults, use_store
+from domain_embed.tasks.evaluate import EvalReport
+from domain_embed.tasks.export_check import export_run as export
+from domain_embed.tasks.search import search_run as search
 
 __all__ = ["PipelineConfig", "build_embedder", "evaluate", "export", "search"]
 
@@ -21,8 +21,8 @@ __all__ = ["PipelineConfig", "build_embedder", "evaluate", "export", "search"]
 def build_embedder(config: PipelineConfig) -> dict:
     """`domain-embed run`: the build-embedder flow in-process, in the config's run store; returns report.json's dict."""
     set_offline_defaults()
-    from flows.local_api import prepare_local_api
-    from flows.pipeline import build_embedder as flow, check_config
+    from domain_embed.flows.local_api import prepare_local_api
+    from domain_embed.flows.pipeline import build_embedder as flow, check_config
 
     config.store_url = use_store(config.store_url)
     check_config(config)
@@ -33,9 +33,9 @@ def build_embedder(config: PipelineConfig) -> dict:
 def evaluate(models: dict[str, str], dataset: str, dims: Optional[list[int]] = None) -> EvalReport:
     """`domain-embed evaluate`: models (label -> folder or packaged name) on a BEIR-layout folder, with the BM25 row."""
     set_offline_defaults()
-    from tasks.beir import load_beir
-    from tasks.embed import default_matryoshka_dims, model_dimension, resolve_model
-    from tasks.evaluate import evaluate_dataset
+    from domain_embed.tasks.beir import load_beir
+    from domain_embed.tasks.embed import default_matryoshka_dims, model_dimension, resolve_model
+    from domain_embed.tasks.evaluate import evaluate_dataset
 
     folders = {label: resolve_model(name) for label, name in models.items()}
     dims = dims or default_matryoshka_dims(min(model_dimension(folder) for folder in folders.values()))

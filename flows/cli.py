@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flows.env import set_offline_defaults
+from domain_embed.flows.env import set_offline_defaults
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="Build a tuned embedder from a folder of documents (in-process Prefect flow)")
     add_run_options(run)
     run.set_defaults(func=run_command)
-    from flows import cli_config, cli_eval, cli_server, cli_ship
+    from domain_embed.flows import cli_config, cli_eval, cli_server, cli_ship
 
     cli_eval.add_subcommands(sub)
     cli_ship.add_subcommands(sub)
@@ -56,7 +56,7 @@ def config_from_args(args: argparse.Namespace):
     """A PipelineConfig from --config plus command-line overrides; invalid settings raise one ValueError line."""
     from pydantic import ValidationError
 
-    from flows.config import PipelineConfig
+    from domain_embed.flows.config import PipelineConfig
 
     data = read_config_file(args.config) if args.config else {}
     data.update({"docs_dir": args.docs, "out_dir": args.out})
@@ -115,7 +115,7 @@ def settings_error(exc: "ValidationError", options: dict[tuple, str], config_fil
 
 def type_name(loc: tuple[str, ...]) -> str:
     """The settings model a field path belongs to, e.g. ('train', 'x') -> 'TrainSettings'."""
-    from flows.config import PipelineConfig
+    from domain_embed.flows.config import PipelineConfig
 
     model = PipelineConfig
     for part in loc[:-1]:
@@ -129,9 +129,9 @@ def type_name(loc: tuple[str, ...]) -> str:
 def run_command(args: argparse.Namespace) -> int:
     """Run build-embedder in-process and print the before/after table."""
     config = config_from_args(args)
-    from flows.api import build_embedder
-    from tasks.run_report import bm25_rows, comparison_rows, secondary_rows
-    from tasks.reports import markdown_table
+    from domain_embed.flows.api import build_embedder
+    from domain_embed.tasks.run_report import bm25_rows, comparison_rows, secondary_rows
+    from domain_embed.tasks.reports import markdown_table
 
     report = build_embedder(config)
     for label, evaluation in report["evaluation"].items():
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; config errors print one line and exit 2."""
     set_offline_defaults()
     args = build_parser().parse_args(argv)
-    from tasks.llm_errors import LLMError
+    from domain_embed.tasks.llm_errors import LLMError
 
     try:
         return int(args.func(args))
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"domain-embed: error: the LLM failed: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:
-        from flows.local_api import TIMEOUT_MESSAGE, startup_timeout_hint
+        from domain_embed.flows.local_api import TIMEOUT_MESSAGE, startup_timeout_hint
 
         if TIMEOUT_MESSAGE not in str(exc):
             raise

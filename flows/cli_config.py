@@ -9,7 +9,7 @@ from pathlib import Path
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Register `config save` and `config show` on the main parser's subparsers."""
-    from flows.cli import add_run_options
+    from domain_embed.flows.cli import add_run_options
 
     config = subparsers.add_parser(
         "config", help="Save or show a docs folder's configuration (what the server's unattended runs of that folder use)",
@@ -28,9 +28,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 def save_command(args: argparse.Namespace) -> int:
     """Validate the options like `run`, then save them as the docs folder's configuration."""
-    from flows.cli import config_from_args
-    from flows.env import use_store
-    from flows.folder_config import save_folder_config, settle
+    from domain_embed.flows.cli import config_from_args
+    from domain_embed.flows.env import use_store
+    from domain_embed.flows.folder_config import save_folder_config, settle
 
     if not Path(args.docs).is_dir():
         raise FileNotFoundError(f"docs folder not found: {args.docs}")
@@ -42,8 +42,8 @@ def save_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """Print the docs folder's saved configuration as JSON; exit 1 when none is saved."""
-    from flows.env import use_store
-    from flows.folder_config import load_folder_config, saved_uri
+    from domain_embed.flows.env import use_store
+    from domain_embed.flows.folder_config import load_folder_config, saved_uri
 
     store = use_store(args.store)
     config = load_folder_config(store, args.docs)

@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from tasks.beir import DatasetError, export_beir, load_beir
-from tasks.embed import ModelNotFound, load_model, resolve_model
-from tasks.store import read_jsonl
+from domain_embed.tasks.beir import DatasetError, export_beir, load_beir
+from domain_embed.tasks.embed import ModelNotFound, load_model, resolve_model
+from domain_embed.tasks.store import read_jsonl
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -50,9 +50,9 @@ def parse_dims(value: str) -> list[int]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate each --model on --dataset, print one table and write the JSON results."""
-    from tasks.embed import default_matryoshka_dims
-    from tasks.evaluate import evaluate_models, render_table
-    from tasks.retrieval import score_bm25
+    from domain_embed.tasks.embed import default_matryoshka_dims
+    from domain_embed.tasks.evaluate import evaluate_models, render_table
+    from domain_embed.tasks.retrieval import score_bm25
 
     if args.batch_size < 1:
         return _fail("--batch-size must be at least 1")

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from flows.server import DEFAULT_DOCS, DEFAULT_PORT, DEFAULT_STATE, ServerError, down, running_api_url, up
+from domain_embed.flows.server import DEFAULT_DOCS, DEFAULT_PORT, DEFAULT_STATE, ServerError, down, running_api_url, up
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     start.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"Server port (default {DEFAULT_PORT})")
     start.add_argument("--state", default=DEFAULT_STATE, help=f"Folder for the database, logs and process ids (default {DEFAULT_STATE})")
-    start.add_argument("--docs", default=str(DEFAULT_DOCS), help="Docs folder of the nightly pipeline and the watcher (default: the bundled example)")
+    start.add_argument("--docs", default=str(DEFAULT_DOCS), help="Docs folder of the nightly pipeline and the watcher (default: the bundled example of a source checkout)")
     start.add_argument("--store", help="Run store folder or fsspec URL shared by the workers (default ~/.cache/domain-embed/store)")
     start.add_argument("--timeout", type=float, default=180, help="Seconds to wait for the server to answer (default 180)")
     start.set_defaults(func=run_up)
@@ -40,7 +40,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 def run_up(args: argparse.Namespace) -> int:
     """Start server mode and print the UI address."""
-    from flows.env import use_store
+    from domain_embed.flows.env import use_store
 
     use_store(args.store)
     try:
@@ -61,13 +61,13 @@ def run_down(args: argparse.Namespace) -> int:
 
 def run_watch(args: argparse.Namespace) -> int:
     """Run watch-docs in-process against the server (PREFECT_API_URL, else the one `up` started) and print the diff."""
-    from flows.env import use_store
+    from domain_embed.flows.env import use_store
 
     store = use_store(args.store)
     url = None if os.environ.get("PREFECT_API_URL") else running_api_url(Path(args.state))
     if url:
         os.environ["PREFECT_API_URL"] = url
-    from flows.watch import watch_docs
+    from domain_embed.flows.watch import watch_docs
 
     print(json.dumps(watch_docs(args.docs, args.variable, store), indent=1))
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from tasks.search import Hit, SearchResult
+    from domain_embed.tasks.search import Hit, SearchResult
 
 SNIPPET_LINES = 2
 
@@ -37,7 +37,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     """Print the tuned and the base model's top passages side by side."""
-    from tasks.search import search_run
+    from domain_embed.tasks.search import search_run
 
     result = search_run(args.run, args.query, args.k, args.dim, args.base_model)
     width = min(160, max(80, shutil.get_terminal_size((100, 24)).columns))
@@ -47,8 +47,8 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export, compare with PyTorch, print the table and where export.json and export.md are."""
-    from tasks.export_check import export_rows, export_run
-    from tasks.reports import markdown_table
+    from domain_embed.tasks.export_check import export_rows, export_run
+    from domain_embed.tasks.reports import markdown_table
 
     if not args.onnx:
         raise ValueError("nothing to export: give --onnx (and --int8 for an int8 copy as well)")

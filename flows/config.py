@@ -7,7 +7,7 @@ from typing import Optional
 
 from pydantic import Field
 
-from tasks.settings import (
+from domain_embed.tasks.settings import (
     Settings,
     ChunkSettings,
     FilterSettings,

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import importlib
 
-from flows.env import set_offline_defaults
+from domain_embed.flows.env import set_offline_defaults
 
 set_offline_defaults()
 
-FLOWS = {"build_embedder": "flows.pipeline", "train_embedder": "flows.train", "watch_docs": "flows.watch"}
+FLOWS = {"build_embedder": "domain_embed.flows.pipeline", "train_embedder": "domain_embed.flows.train", "watch_docs": "domain_embed.flows.watch"}
 __all__ = list(FLOWS)
 
 
 def __getattr__(name: str):
-    """`flows/deployed.py:<flow>`: the flow from its own module."""
+    """`domain_embed.flows.deployed:<flow>` (prefect.yaml's entrypoints): the flow from its own module."""
     if name not in FLOWS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(FLOWS[name]), name)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 
-from tasks.env import OFFLINE_DEFAULTS, set_offline_defaults
+from domain_embed.tasks.env import OFFLINE_DEFAULTS, set_offline_defaults
 
 __all__ = ["OFFLINE_DEFAULTS", "set_offline_defaults", "use_store"]
 
 
 def use_store(store_url: str | None = None) -> str:
     """Make the run store the default for this process and keep Prefect's cached results inside it."""
-    from tasks.store import default_store_url
+    from domain_embed.tasks.store import default_store_url
 
     store = (store_url or default_store_url()).rstrip("/")
     os.environ["DOMAIN_EMBED_STORE"] = store

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from flows.config import PipelineConfig
-from tasks.store import RunStore, atomic_write, default_store_url, exists, read_json
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.tasks.store import RunStore, atomic_write, default_store_url, exists, read_json
 
 SAVED = "folder-configs"
 

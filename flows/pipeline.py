@@ -10,29 +10,29 @@ from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 
-from flows.config import PipelineConfig
-from flows.train import publish_training_report, train_embedder
-from flows.prepare import Stopwatch, prepare_corpus
-from tasks.discover import DocFile, DocsNotFound, discover_documents
-from tasks.embed import model_dimension, model_fingerprint, resolve_model
-from tasks.beir import beir_fingerprint, load_beir
-from tasks.evaluate import EvalReport, evaluate_beir_task, evaluate_task
-from flows.folder_config import choose_config, save_folder_config
-from tasks.generate import GenerationResult, generate_task
-from tasks.llm_endpoint import LLMEndpoint, resolve_api_key
-from tasks.llm_errors import LLMError
-from tasks.llm_host import shared_embedded_server
-from tasks.lifeline import die_with_worker
-from tasks.mine import mine_task
-from tasks.publish import publish_task, write_run_report
-from tasks.promote import Promotion, compared_models, corpus_changed, decide, promote, read_current, record_run
-from tasks.run_report import build_report
-from tasks.settings import EMBEDDED_LLM, LLMSettings
-from tasks.split import SplitResult, split_task
-from tasks.store import Ref, RunStore
-from tasks.supervision import supervise_task
-from tasks.train import TrainResult, read_train_result, run_key
-from tasks.trainer import matryoshka_dims
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.train import publish_training_report, train_embedder
+from domain_embed.flows.prepare import Stopwatch, prepare_corpus
+from domain_embed.tasks.discover import DocFile, DocsNotFound, discover_documents
+from domain_embed.tasks.embed import model_dimension, model_fingerprint, resolve_model
+from domain_embed.tasks.beir import beir_fingerprint, load_beir
+from domain_embed.tasks.evaluate import EvalReport, evaluate_beir_task, evaluate_task
+from domain_embed.flows.folder_config import choose_config, save_folder_config
+from domain_embed.tasks.generate import GenerationResult, generate_task
+from domain_embed.tasks.llm_endpoint import LLMEndpoint, resolve_api_key
+from domain_embed.tasks.llm_errors import LLMError
+from domain_embed.tasks.llm_host import shared_embedded_server
+from domain_embed.tasks.lifeline import die_with_worker
+from domain_embed.tasks.mine import mine_task
+from domain_embed.tasks.publish import publish_task, write_run_report
+from domain_embed.tasks.promote import Promotion, compared_models, corpus_changed, decide, promote, read_current, record_run
+from domain_embed.tasks.run_report import build_report
+from domain_embed.tasks.settings import EMBEDDED_LLM, LLMSettings
+from domain_embed.tasks.split import SplitResult, split_task
+from domain_embed.tasks.store import Ref, RunStore
+from domain_embed.tasks.supervision import supervise_task
+from domain_embed.tasks.train import TrainResult, read_train_result, run_key
+from domain_embed.tasks.trainer import matryoshka_dims
 
 
 FLOW_EXCEPTION_PREFIX = "Flow run encountered an exception:"

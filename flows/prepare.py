@@ -10,15 +10,15 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from flows.config import PipelineConfig
-from tasks.chunk import ChunkedDoc, ChunkJob, chunk_task, no_chunk_reason
-from tasks.corpus import Corpus, assemble_corpus_task, embed_corpus_task
-from tasks.discover import DocFile, DocsNotFound
-from tasks.embed import max_seq_length
-from tasks.parse import ParsedDoc, parse_task
-from tasks.reports import histogram, publish_table
-from tasks.settings import RunnerSettings
-from tasks.store import Ref
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.tasks.chunk import ChunkedDoc, ChunkJob, chunk_task, no_chunk_reason
+from domain_embed.tasks.corpus import Corpus, assemble_corpus_task, embed_corpus_task
+from domain_embed.tasks.discover import DocFile, DocsNotFound
+from domain_embed.tasks.embed import max_seq_length
+from domain_embed.tasks.parse import ParsedDoc, parse_task
+from domain_embed.tasks.reports import histogram, publish_table
+from domain_embed.tasks.settings import RunnerSettings
+from domain_embed.tasks.store import Ref
 
 T = TypeVar("T")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.resources import as_file, files
 import signal
 import socket
 import subprocess
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import psutil
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "domain_embed"  # prefect.yaml is its package data; deployments/ its subpackage domain_embed.deployments
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
 DEFAULT_STATE = ".domain-embed"
-DEFAULT_DOCS = PROJECT_ROOT / "examples" / "postgresql"
+# The bundled example exists only in a source checkout (the package's folder is the checkout's root there).
+DEFAULT_DOCS = Path(__file__).resolve().parent.parent / "examples" / "postgresql"
 POOLS = ("cpu", "gpu")
 STATE_FILE = "processes.json"
 HEARTBEAT_S = "30"  # Prefect's minimum; crash detection marks a run Crashed after 4 missed heartbeats
@@ -68,14 +70,15 @@ def running_api_url(state: Path) -> str | None:
 
 
 def child_env(state: Path, port: int, docs_dir: Path) -> dict[str, str]:
-    """Environment of the server, workers and deploy steps: own PREFECT_HOME, this server's API, the project paths."""
+    """Environment of the server, workers and deploy steps: own PREFECT_HOME, this server's API, the docs folder and
+    the flow runs' working directory (the one `up` runs in; prefect.yaml's pull step reads DOMAIN_EMBED_ROOT)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_KEY", "PREFECT_PROFILE")}
     env.update(
         PREFECT_HOME=str((state / "prefect").resolve()),
         PREFECT_API_URL=api_url(port),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_API_LOG_RETRYABLE_ERRORS="true",  # a 503 ("busy database, retry") leaves its cause in the server log
-        DOMAIN_EMBED_ROOT=str(PROJECT_ROOT),
+        DOMAIN_EMBED_ROOT=str(Path.cwd().resolve()),
         DOMAIN_EMBED_DOCS=str(docs_dir.resolve()),
         DOMAIN_EMBED_LIFELINE="1",  # flow runs die with their worker (tasks/lifeline.py)
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY=os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_S),
@@ -96,10 +99,13 @@ def log_tail(path: Path, lines: int = 20) -> str:
 
 
 def spawn(name: str, argv: list[str], env: dict[str, str], state: Path, record: dict) -> psutil.Process:
-    """Start a background process in its own process group, logging to logs/<name>.log, and record it."""
+    """Start a background process in its own process group, logging to logs/<name>.log, and record it.
+
+    It runs in the state folder: `python -m` puts its working directory first on sys.path, and the folder `up`
+    was started from may hold anything (a tasks.py, a flows/ folder)."""
     log = state / "logs" / f"{name}.log"
     with open(log, "ab") as out:
-        popen = subprocess.Popen(argv, env=env, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out,
+        popen = subprocess.Popen(argv, env=env, cwd=state.resolve(), stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     proc = psutil.Process(popen.pid)
     record["processes"][name] = {"pid": popen.pid, "started": proc.create_time(), "argv": argv[1:]}
@@ -112,7 +118,7 @@ def run_step(name: str, argv: list[str], env: dict[str, str], state: Path, timeo
     log = state / "logs" / f"{name}.log"
     with open(log, "wb") as out:
         try:
-            code = subprocess.run(argv, env=env, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out,
+            code = subprocess.run(argv, env=env, cwd=state.resolve(), stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT, timeout=timeout).returncode  # fmt: skip
         except subprocess.TimeoutExpired:
             code = "timeout"
@@ -153,6 +159,9 @@ def deployment_names(port: int) -> list[str]:
 def up(state: Path, port: int = DEFAULT_PORT, docs_dir: Path = DEFAULT_DOCS, timeout: float = 180) -> str:
     """Start the server, create the pools, deploy prefect.yaml, start one worker per pool; returns the UI address.
 
+    prefect.yaml and the pools' job templates are read from the installed package (package data), never from
+    the working directory; its entrypoints are module paths (domain_embed.flows.deployed:<flow>).
+
     On any failure everything started so far is stopped again.
     """
     clear_leftovers(state)
@@ -167,14 +176,16 @@ def up(state: Path, port: int = DEFAULT_PORT, docs_dir: Path = DEFAULT_DOCS, tim
     write_state(state, record)
     prefect = [sys.executable, "-m", "prefect"]
     try:
-        server_argv = [sys.executable, "-m", "flows.prefect_server", "--host", HOST, "--port", str(port)]
+        server_argv = [sys.executable, "-m", "domain_embed.flows.prefect_server", "--host", HOST, "--port", str(port)]
         server = spawn("server", server_argv, env, state, record)
         print(f"Starting the Prefect server on {ui_url(port)} (database and logs in {state})")
         wait_healthy(port, server, state / "logs" / "server.log", timeout)
-        run_step("pools", [sys.executable, str(PROJECT_ROOT / "deployments" / "pools.py")], env, state, timeout)
+        run_step("pools", [sys.executable, "-m", f"{PACKAGE}.deployments.pools"], env, state, timeout)
         print(f"Work pools: {', '.join(POOLS)}")
-        run_step("deploy", [*prefect, "--no-prompt", "deploy", "--all"], env, state, max(timeout, 600))
-        run_step("crash-detection", [sys.executable, str(PROJECT_ROOT / "deployments" / "crash_detection.py")], env, state, timeout)
+        with as_file(files(PACKAGE) / "prefect.yaml") as spec:
+            deploy = [*prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(spec)]
+            run_step("deploy", deploy, env, state, max(timeout, 600))
+        run_step("crash-detection", [sys.executable, "-m", f"{PACKAGE}.deployments.crash_detection"], env, state, timeout)
         print(f"Deployments: {', '.join(deployment_names(port))}")
         workers = []
         for pool in POOLS:

@@ -7,15 +7,15 @@ from typing import Optional
 from prefect import flow, task
 from prefect.logging import get_run_logger
 
-from tasks.caching import code_and_inputs
-from tasks.ddp import DistributedJob, requested_processes, train_distributed
-from tasks.faults import retry_if_transient
-from tasks.embed import model_fingerprint, resolve_model
-from tasks.reports import markdown_table, publish_markdown, png_line_chart
-from tasks.settings import TrainSettings
-from tasks.store import Ref, RunStore
-from tasks.train import TrainResult, corpus_texts, run_key, save_train_result, train_model, validation_set
-from tasks.lifeline import die_with_worker
+from domain_embed.tasks.caching import code_and_inputs
+from domain_embed.tasks.ddp import DistributedJob, requested_processes, train_distributed
+from domain_embed.tasks.faults import retry_if_transient
+from domain_embed.tasks.embed import model_fingerprint, resolve_model
+from domain_embed.tasks.reports import markdown_table, publish_markdown, png_line_chart
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.store import Ref, RunStore
+from domain_embed.tasks.train import TrainResult, corpus_texts, run_key, save_train_result, train_model, validation_set
+from domain_embed.tasks.lifeline import die_with_worker
 
 
 def training_markdown(result: TrainResult) -> str:
@@ -49,7 +49,7 @@ def publish_training_report(result: TrainResult) -> None:
     publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
 
 
-@task(name="train", cache_policy=code_and_inputs("tasks.train", "tasks.trainer", "tasks.losses", "tasks.ddp", "tasks.ddp_worker", "tasks.text_embeddings", "tasks.batching", "tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5,
+@task(name="train", cache_policy=code_and_inputs("domain_embed.tasks.train", "domain_embed.tasks.trainer", "domain_embed.tasks.losses", "domain_embed.tasks.ddp", "domain_embed.tasks.ddp_worker", "domain_embed.tasks.text_embeddings", "domain_embed.tasks.batching", "domain_embed.tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_if_transient, persist_result=True)
 def train_task(
     tuples: Ref, pairs: Ref, base_model: str, base_model_sha: str, settings: TrainSettings, store_url: str,
@@ -89,7 +89,7 @@ def train_embedder(
     """Fine-tune base_model on the mined dataset in the run store and return the model's reference.
 
     The result is also saved in the run store under the run's content key, where a caller that ran this
-    flow as a deployment on another machine reads it back (`tasks.train.read_train_result`).
+    flow as a deployment on another machine reads it back (`domain_embed.tasks.train.read_train_result`).
     """
     die_with_worker()
     base_sha = model_fingerprint(resolve_model(base_model))

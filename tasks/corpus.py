@@ -7,11 +7,11 @@ from collections import Counter
 from prefect import task
 from pydantic import BaseModel
 
-from tasks.chunk import ChunkedDoc
-from tasks.embed import resolve_model
-from tasks.mine import corpus_embeddings
-from tasks.store import Ref, RunStore, read_jsonl
-from tasks.text import normalize
+from domain_embed.tasks.chunk import ChunkedDoc
+from domain_embed.tasks.embed import resolve_model
+from domain_embed.tasks.mine import corpus_embeddings
+from domain_embed.tasks.store import Ref, RunStore, read_jsonl
+from domain_embed.tasks.text import normalize
 
 
 class Corpus(BaseModel):

@@ -17,8 +17,8 @@ from typing import Callable, Optional
 
 from pydantic import BaseModel
 
-from tasks.settings import TrainSettings
-from tasks.store import Ref
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.store import Ref
 
 JOB, RESULT, RENDEZVOUS = "job.json", "result.json", "rendezvous"
 log = logging.getLogger("domain_embed.ddp")
@@ -71,7 +71,7 @@ def rank_env(rank: int, world: int, folder: Path) -> dict[str, str]:
 def run_ranks(folder: Path, world: int, echo: Callable[[str], None], poll_s: float = 0.5) -> None:
     """Run `world` worker processes on the job in `folder`, echoing rank 0's output lines as they come; if a rank
     fails, stop the others (they would wait forever in a collective) and raise with its output's tail."""
-    command = [sys.executable, "-m", "tasks.ddp_worker", str(folder / JOB)]
+    command = [sys.executable, "-m", "domain_embed.tasks.ddp_worker", str(folder / JOB)]
     paths = [folder / f"rank{rank}.log" for rank in range(world)]
     procs = []
     for rank, path in enumerate(paths):
@@ -98,7 +98,7 @@ def run_ranks(folder: Path, world: int, echo: Callable[[str], None], poll_s: flo
 
 def train_distributed(job: DistributedJob, processes: int, echo: Callable[[str], None] = log.info):
     """Train the job on `processes` data-parallel ranks and return the TrainResult that rank 0 saved."""
-    from tasks.train import TrainResult
+    from domain_embed.tasks.train import TrainResult
 
     with tempfile.TemporaryDirectory(prefix="domain-embed-ddp-") as tmp:
         folder = Path(tmp)

@@ -1,4 +1,4 @@
-"""One rank of a data-parallel training run (started by tasks.ddp): join the group, fit, and on rank 0 save the result."""
+"""One rank of a data-parallel training run (started by domain_embed.tasks.ddp): join the group, fit, and on rank 0 save the result."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ def join_group() -> None:
 
 def main(job_path: str) -> None:
     """Train the job at job_path as this rank; rank 0 rotates, saves the model and writes result.json beside the job."""
-    from tasks.ddp import RESULT, DistributedJob, is_main
-    from tasks.store import RunStore
-    from tasks.train import corpus_texts, finish, fit, validation_set
+    from domain_embed.tasks.ddp import RESULT, DistributedJob, is_main
+    from domain_embed.tasks.store import RunStore
+    from domain_embed.tasks.train import corpus_texts, finish, fit, validation_set
 
     logging.basicConfig(level=logging.INFO if is_main() else logging.WARNING, format="%(message)s")
     job = DistributedJob.model_validate_json(Path(job_path).read_text())

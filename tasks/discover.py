@@ -8,7 +8,7 @@ from typing import Optional
 
 from pydantic import BaseModel
 
-from tasks.store import sha256_file
+from domain_embed.tasks.store import sha256_file
 
 
 class DocFile(BaseModel):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.packaged_models import ModelNotFound, packaged_model_dir, packaged_names
-from tasks.store import sha256_file, stable_hash
+from domain_embed.tasks.packaged_models import ModelNotFound, packaged_model_dir, packaged_names
+from domain_embed.tasks.store import sha256_file, stable_hash
 
 MATRYOSHKA_SIZES = (1024, 768, 512, 256, 128, 64)
 

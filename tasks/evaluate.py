@@ -8,21 +8,21 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.beir import BeirDataset, load_beir, pairs_to_queries
-from tasks.caching import code_and_inputs
-from tasks.faults import retry_if_transient
-from tasks.retrieval import METRICS, PerQuery, score_bm25, score_retrieval
-from tasks.reports import publish_table
-from tasks.store import Ref, RunStore, read_jsonl
-from tasks.text import normalize
-from tasks.uncertainty import DeltaInterval, paired_bootstrap
+from domain_embed.tasks.beir import BeirDataset, load_beir, pairs_to_queries
+from domain_embed.tasks.caching import code_and_inputs
+from domain_embed.tasks.faults import retry_if_transient
+from domain_embed.tasks.retrieval import METRICS, PerQuery, score_bm25, score_retrieval
+from domain_embed.tasks.reports import publish_table
+from domain_embed.tasks.store import Ref, RunStore, read_jsonl
+from domain_embed.tasks.text import normalize
+from domain_embed.tasks.uncertainty import DeltaInterval, paired_bootstrap
 
 REPORT_METRICS = ("ndcg@10", "mrr@10", "recall@10")
 METRIC_NAMES = {
     "ndcg@10": "NDCG@10", "mrr@10": "MRR@10", "recall@10": "Recall@10", "recall@100": "Recall@100", "map@100": "MAP@100"
 }
 DELTA_LABEL = "tuned - base"
-SCORING_MODULES = ("tasks.beir", "tasks.retrieval", "tasks.bm25", "tasks.text")  # their source is part of the cache key
+SCORING_MODULES = ("domain_embed.tasks.beir", "domain_embed.tasks.retrieval", "domain_embed.tasks.bm25", "domain_embed.tasks.text")  # their source is part of the cache key
 BM25_LABEL = "bm25"  # the lexical baseline's row; BM25 has no dims, its dim cell reads "-"
 
 Results = dict[str, dict[int, dict[str, float]]]
@@ -223,7 +223,7 @@ def evaluate_beir_task(
     train_pairs: Optional[Ref] = None,
     corpus: Optional[Ref] = None,
 ) -> EvalReport:
-    """Evaluate on a BEIR folder (cached on its content hash, tasks.beir.beir_fingerprint); the training
+    """Evaluate on a BEIR folder (cached on its content hash, domain_embed.tasks.beir.beir_fingerprint); the training
     positives are the corpus chunks named by train_pairs."""
     positives = None
     if train_pairs is not None and corpus is not None:

@@ -11,10 +11,10 @@ from typing import Optional
 
 import numpy as np
 
-from tasks.beir import pairs_to_queries
-from tasks.reports import markdown_table
-from tasks.retrieval import embed_blocks, score_retrieval
-from tasks.run_folder import eval_split, open_run
+from domain_embed.tasks.beir import pairs_to_queries
+from domain_embed.tasks.reports import markdown_table
+from domain_embed.tasks.retrieval import embed_blocks, score_retrieval
+from domain_embed.tasks.run_folder import eval_split, open_run
 
 SPEED_PASSAGES = 256  # passages encoded per backend for the speed figure (the eval corpus, repeated if smaller)
 SPEED_BATCH = 32
@@ -64,8 +64,8 @@ def export_run(run_dir: str, int8: bool = False) -> dict:
     """Write OUT/model/onnx/model.onnx (and model_qint8.onnx), compare them with PyTorch, write export.json and export.md."""
     import torch
 
-    from tasks.embed import load_model
-    from tasks.onnx_export import export_onnx, load_onnx_model, quantize_int8
+    from domain_embed.tasks.embed import load_model
+    from domain_embed.tasks.onnx_export import export_onnx, load_onnx_model, quantize_int8
 
     run = open_run(run_dir, model=True)
     corpus_rows, pair_rows = eval_split(run)

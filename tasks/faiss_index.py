@@ -8,7 +8,7 @@ from typing import Optional
 import faiss
 import numpy as np
 
-from tasks.settings import MineSettings
+from domain_embed.tasks.settings import MineSettings
 
 SEARCH_BATCH = 16384
 BF16_MIN_WORK = 5e7  # queries x vectors from which the bf16 pre-selection pays off

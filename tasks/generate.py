@@ -11,18 +11,18 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.caching import code_and_inputs
-from tasks.faults import retry_if_transient
-from tasks.embed import resolve_model
-from tasks.llm import LLMClient, Usage
-from tasks.llm_endpoint import LLMEndpoint, resolve_api_key
-from tasks.llm_errors import LLMRejectedError, LLMTransientError
-from tasks.llm_batch import ask_all, run_sync
-from tasks.prompts import ask, max_tokens, prompt_fingerprint, prompt_style, response_format_for
-from tasks.qa_filters import filter_questions
-from tasks.reports import publish_table
-from tasks.settings import FilterSettings, LLMSettings
-from tasks.store import Ref, RunStore, exists, read_json, read_jsonl, sha256_bytes, stable_hash
+from domain_embed.tasks.caching import code_and_inputs
+from domain_embed.tasks.faults import retry_if_transient
+from domain_embed.tasks.embed import resolve_model
+from domain_embed.tasks.llm import LLMClient, Usage
+from domain_embed.tasks.llm_endpoint import LLMEndpoint, resolve_api_key
+from domain_embed.tasks.llm_errors import LLMRejectedError, LLMTransientError
+from domain_embed.tasks.llm_batch import ask_all, run_sync
+from domain_embed.tasks.prompts import ask, max_tokens, prompt_fingerprint, prompt_style, response_format_for
+from domain_embed.tasks.qa_filters import filter_questions
+from domain_embed.tasks.reports import publish_table
+from domain_embed.tasks.settings import FilterSettings, LLMSettings
+from domain_embed.tasks.store import Ref, RunStore, exists, read_json, read_jsonl, sha256_bytes, stable_hash
 
 FAILED_LIST_CAP = 50
 
@@ -231,7 +231,7 @@ def publish_report(result: GenerationResult) -> None:
 
 @task(
     name="generate",
-    cache_policy=code_and_inputs("tasks.qa_filters", "tasks.llm", "tasks.llm_errors", "tasks.ratelimit", "tasks.prompts", "tasks.llm_batch", "tasks.text", exclude=("endpoint",)),
+    cache_policy=code_and_inputs("domain_embed.tasks.qa_filters", "domain_embed.tasks.llm", "domain_embed.tasks.llm_errors", "domain_embed.tasks.ratelimit", "domain_embed.tasks.prompts", "domain_embed.tasks.llm_batch", "domain_embed.tasks.text", exclude=("endpoint",)),
     persist_result=True,
     retries=2,
     retry_delay_seconds=[30, 120],

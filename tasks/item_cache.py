@@ -6,8 +6,8 @@ from typing import Any, Optional, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from tasks.caching import source_hash
-from tasks.store import RunStore, atomic_write, read_bytes, stable_hash
+from domain_embed.tasks.caching import source_hash
+from domain_embed.tasks.store import RunStore, atomic_write, read_bytes, stable_hash
 
 Item = TypeVar("Item", bound=BaseModel)
 

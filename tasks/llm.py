@@ -12,9 +12,9 @@ from typing import Optional
 
 import openai
 
-from tasks.env import import_defaults
-from tasks.llm_endpoint import LLMEndpoint
-from tasks.llm_errors import (
+from domain_embed.tasks.env import import_defaults
+from domain_embed.tasks.llm_endpoint import LLMEndpoint
+from domain_embed.tasks.llm_errors import (
     LLMFatalError,
     LLMRejectedError,
     LLMTransientError,
@@ -24,8 +24,8 @@ from tasks.llm_errors import (
     refuses_format,
     retry_after_s,
 )
-from tasks.ratelimit import RateLimiter
-from tasks.settings import LLMSettings
+from domain_embed.tasks.ratelimit import RateLimiter
+from domain_embed.tasks.settings import LLMSettings
 
 with import_defaults("LITELLM_LOCAL_MODEL_COST_MAP"):  # never fetch the price list at import
     import litellm

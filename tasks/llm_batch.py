@@ -9,12 +9,12 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Coroutine
 
-from tasks.llm import Usage
-from tasks.llm_errors import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError
-from tasks.progress import Progress
-from tasks.reports import ProgressArtifact
-from tasks.prompts import MALFORMED, MalformedAnswer
-from tasks.store import RunStore, atomic_write
+from domain_embed.tasks.llm import Usage
+from domain_embed.tasks.llm_errors import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError
+from domain_embed.tasks.progress import Progress
+from domain_embed.tasks.reports import ProgressArtifact
+from domain_embed.tasks.prompts import MALFORMED, MalformedAnswer
+from domain_embed.tasks.store import RunStore, atomic_write
 
 PROGRESS_KEY = "qa-progress"
 

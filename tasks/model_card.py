@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.reports import markdown_table
-from tasks.run_report import evaluation_tables, evaluation_title
+from domain_embed.tasks.reports import markdown_table
+from domain_embed.tasks.run_report import evaluation_tables, evaluation_title
 
 START = "<!-- domain-embed: start -->"
 END = "<!-- domain-embed: end -->"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import fsspec
 
-from tasks.embed import model_files
-from tasks.store import Ref, RunStore, atomic_write, exists, read_json, sha256_file, stable_hash
+from domain_embed.tasks.embed import model_files
+from domain_embed.tasks.store import Ref, RunStore, atomic_write, exists, read_json, sha256_file, stable_hash
 
 
 class ModelRef(Ref):

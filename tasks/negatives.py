@@ -8,9 +8,9 @@ from typing import Optional, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from tasks.faiss_index import build_index, search
-from tasks.settings import MineSettings
-from tasks.text import normalize
+from domain_embed.tasks.faiss_index import build_index, search
+from domain_embed.tasks.settings import MineSettings
+from domain_embed.tasks.text import normalize
 
 QUANTILES = (5, 25, 50, 75, 95)
 

@@ -12,12 +12,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.discover import DocFile
-from tasks.env import set_offline_defaults
-from tasks.faults import retry_if_transient
-from tasks.item_cache import item_key, load_item, save_item
-from tasks.settings import ParseSettings
-from tasks.store import Ref, RunStore
+from domain_embed.tasks.discover import DocFile
+from domain_embed.tasks.env import set_offline_defaults
+from domain_embed.tasks.faults import retry_if_transient
+from domain_embed.tasks.item_cache import item_key, load_item, save_item
+from domain_embed.tasks.settings import ParseSettings
+from domain_embed.tasks.store import Ref, RunStore
 
 ZIP_PARTS = {".docx": "word/document.xml"}  # zip-based types, and the part each must hold
 TEXT_TYPES = {".txt": "text", ".text": "text", ".rst": "text", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
@@ -250,7 +250,7 @@ def parse_documents(docs: list[DocFile], settings: ParseSettings, store: RunStor
     """Parse each document unless its result is cached under its content hash, the parser settings and this code."""
     results, cached = [], 0
     for doc in docs:
-        key = item_key(("tasks.parse",), sha256=doc.sha256, ext=doc.ext, settings=settings)
+        key = item_key(("domain_embed.tasks.parse",), sha256=doc.sha256, ext=doc.ext, settings=settings)
         parsed = load_item(store, "parse-cache", key, ParsedDoc)
         if parsed is not None:
             cached += 1

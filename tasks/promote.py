@@ -8,8 +8,8 @@ from typing import Optional
 
 from pydantic import BaseModel
 
-from tasks.model_ref import ModelRef, local_model
-from tasks.store import RunStore, atomic_write, exists, read_json
+from domain_embed.tasks.model_ref import ModelRef, local_model
+from domain_embed.tasks.store import RunStore, atomic_write, exists, read_json
 
 
 class Promotion(BaseModel):

@@ -6,11 +6,11 @@ import json
 import re
 from typing import Any, Optional
 
-from tasks.env import import_defaults
-from tasks.llm import LLMClient
-from tasks.llm_endpoint import LLMEndpoint
-from tasks.settings import EMBEDDED_LLM, LLMSettings
-from tasks.store import stable_hash
+from domain_embed.tasks.env import import_defaults
+from domain_embed.tasks.llm import LLMClient
+from domain_embed.tasks.llm_endpoint import LLMEndpoint
+from domain_embed.tasks.settings import EMBEDDED_LLM, LLMSettings
+from domain_embed.tasks.store import stable_hash
 
 with import_defaults("LITELLM_LOCAL_MODEL_COST_MAP"):  # never fetch the price list at import
     import litellm

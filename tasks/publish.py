@@ -11,11 +11,11 @@ import faiss
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.embed import embed_texts
-from tasks.model_card import write_model_card
-from tasks.reports import publish_link, publish_markdown
-from tasks.run_report import render_markdown
-from tasks.store import Ref, read_jsonl
+from domain_embed.tasks.embed import embed_texts
+from domain_embed.tasks.model_card import write_model_card
+from domain_embed.tasks.reports import publish_link, publish_markdown
+from domain_embed.tasks.run_report import render_markdown
+from domain_embed.tasks.store import Ref, read_jsonl
 
 
 def copy_model(model_dir: str, out_dir: Path) -> Path:

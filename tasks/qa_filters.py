@@ -8,8 +8,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from tasks.settings import FilterSettings
-from tasks.text import normalize
+from domain_embed.tasks.settings import FilterSettings
+from domain_embed.tasks.text import normalize
 
 TOO_SHORT, TOO_LONG, COPIED = "too short", "too long", "copies the passage"
 DUPLICATE, NEAR_DUPLICATE = "duplicate", "near duplicate"
@@ -83,7 +83,7 @@ def filter_questions(
 
     chunk_texts holds every chunk of the corpus (chunk_id -> text). Order: length, copied span, exact and near
     duplicates. Kept rows get 'base_rank', the rank of their own chunk among all chunks under the base model: the
-    round-trip filter applies it to training pairs only (tasks.split), since filtering eval queries with the base
+    round-trip filter applies it to training pairs only (domain_embed.tasks.split), since filtering eval queries with the base
     model would pick exactly the queries the base model already answers.
     """
     dropped: list[dict] = []
@@ -122,7 +122,7 @@ def _with_base_ranks(
     texts = sorted(set(chunk_texts.values()))
     if not rows or top_k <= 0 or top_k >= len(texts) or base_model_dir is None:
         return rows
-    from tasks.embed import embed_texts
+    from domain_embed.tasks.embed import embed_texts
 
     position = {text: i for i, text in enumerate(texts)}
     chunk_vecs = embed_texts(base_model_dir, texts)

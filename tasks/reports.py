@@ -17,7 +17,7 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from tasks.progress import in_run
+from domain_embed.tasks.progress import in_run
 
 log = logging.getLogger("domain_embed.reports")
 

@@ -6,8 +6,8 @@ from typing import Iterable
 
 import numpy as np
 
-from tasks.bm25 import bm25_rankings
-from tasks.embed import load_model
+from domain_embed.tasks.bm25 import bm25_rankings
+from domain_embed.tasks.embed import load_model
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100")
 ENCODE_BLOCK = 8192  # passages embedded per encode call, written into one preallocated array

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.store import read_jsonl
+from domain_embed.tasks.store import read_jsonl
 
 
 class RunFolderError(ValueError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tasks.reports import markdown_table, png_line_chart
-from tasks.trainer import describe_loss
+from domain_embed.tasks.reports import markdown_table, png_line_chart
+from domain_embed.tasks.trainer import describe_loss
 
 HEADLINE_METRICS = ("ndcg@10", "mrr@10", "recall@10")
 

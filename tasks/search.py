@@ -9,10 +9,10 @@ from typing import Optional
 import faiss
 import numpy as np
 
-from tasks.embed import embed_texts, load_model, model_fingerprint, resolve_model
-from tasks.retrieval import truncate
-from tasks.run_folder import RunFolder, RunFolderError, open_run
-from tasks.store import atomic_write, read_jsonl, sha256_file, stable_hash
+from domain_embed.tasks.embed import embed_texts, load_model, model_fingerprint, resolve_model
+from domain_embed.tasks.retrieval import truncate
+from domain_embed.tasks.run_folder import RunFolder, RunFolderError, open_run
+from domain_embed.tasks.store import atomic_write, read_jsonl, sha256_file, stable_hash
 
 
 @dataclass

@@ -6,11 +6,11 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.caching import code_and_inputs
-from tasks.qa_filters import passes_roundtrip
-from tasks.reports import publish_table
-from tasks.settings import SplitSettings
-from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
+from domain_embed.tasks.caching import code_and_inputs
+from domain_embed.tasks.qa_filters import passes_roundtrip
+from domain_embed.tasks.reports import publish_table
+from domain_embed.tasks.settings import SplitSettings
+from domain_embed.tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 
 class SplitResult(BaseModel):
@@ -105,7 +105,7 @@ def split_report_rows(split: SplitResult) -> list[dict]:
     return rows + [{"set": "dropped", "documents": "", "pairs": n, "dropped": why} for why, n in split.dropped.items()]
 
 
-@task(name="split", cache_policy=code_and_inputs("tasks.qa_filters"), persist_result=True)
+@task(name="split", cache_policy=code_and_inputs("domain_embed.tasks.qa_filters"), persist_result=True)
 def split_task(
     pairs: Ref, settings: SplitSettings, store_url: str, roundtrip_top_k: int, doc_ids: list[str], per_chunk: int | None
 ) -> SplitResult:

@@ -10,10 +10,10 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.caching import code_and_inputs
-from tasks.reports import publish_table
-from tasks.settings import SupervisionSettings
-from tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
+from domain_embed.tasks.caching import code_and_inputs
+from domain_embed.tasks.reports import publish_table
+from domain_embed.tasks.settings import SupervisionSettings
+from domain_embed.tasks.store import Ref, RunStore, read_jsonl, sha256_bytes
 
 NUMBERING = re.compile(r"^\s*(?:(?:chapter|section|appendix|part)\s+)?(?:[A-Z]|\d+)(?:\.\d+)*\.?\s+", re.I)
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'`])")

@@ -6,8 +6,8 @@ import io
 
 import numpy as np
 
-from tasks.embed import embed_texts, model_fingerprint
-from tasks.store import RunStore, atomic_write, sha256_bytes
+from domain_embed.tasks.embed import embed_texts, model_fingerprint
+from domain_embed.tasks.store import RunStore, atomic_write, sha256_bytes
 
 
 def text_key(text: str) -> str:

@@ -11,14 +11,14 @@ from typing import Any, Optional
 
 from pydantic import BaseModel
 
-from tasks.checkpoints import clear_checkpoints, restore_checkpoints, scratch_dir, store_sync
-from tasks.ddp import world_size
-from tasks.embed import resolve_model
-from tasks.model_ref import ModelRef, put_model
-from tasks.rotation import with_rotation
-from tasks.settings import TrainSettings
-from tasks.store import Ref, RunStore, atomic_write, read_bytes, read_jsonl, stable_hash
-from tasks.trainer import BEST_METRIC, build_trainer, load_for_training, matryoshka_dims, planned_epochs
+from domain_embed.tasks.checkpoints import clear_checkpoints, restore_checkpoints, scratch_dir, store_sync
+from domain_embed.tasks.ddp import world_size
+from domain_embed.tasks.embed import resolve_model
+from domain_embed.tasks.model_ref import ModelRef, put_model
+from domain_embed.tasks.rotation import with_rotation
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.store import Ref, RunStore, atomic_write, read_bytes, read_jsonl, stable_hash
+from domain_embed.tasks.trainer import BEST_METRIC, build_trainer, load_for_training, matryoshka_dims, planned_epochs
 
 
 class TrainResult(BaseModel):
@@ -68,7 +68,7 @@ def training_rows(tuples: Ref, pairs: Ref, teacher: Optional[str] = None, store:
     data = {"with_negatives": read_jsonl(tuples), "pairs_only": read_jsonl(pairs)}
     rows = {name: [loss_columns(row) for row in found] for name, found in data.items() if found}
     if teacher and rows:
-        from tasks.text_embeddings import EmbeddingCache
+        from domain_embed.tasks.text_embeddings import EmbeddingCache
 
         cache = EmbeddingCache(store or RunStore(), resolve_model(teacher))
         texts = sorted({text for found in rows.values() for row in found for text in row.values()})
@@ -81,7 +81,7 @@ def validation_set(pairs: Optional[Ref], corpus: Optional[Ref]) -> Optional[dict
     """Validation queries (their own chunk relevant) against every chunk, as the IR evaluator takes them."""
     if pairs is None or corpus is None or not pairs.count:
         return None
-    from tasks.beir import pairs_to_queries
+    from domain_embed.tasks.beir import pairs_to_queries
 
     queries, relevant = pairs_to_queries(read_jsonl(pairs))
     return {"queries": queries, "relevant": relevant, "corpus": {row["chunk_id"]: row["text"] for row in read_jsonl(corpus)}}

@@ -7,9 +7,9 @@ import math
 import os
 from typing import Optional
 
-from tasks.ddp import is_main, world_size
-from tasks.embed import default_matryoshka_dims
-from tasks.settings import TrainSettings
+from domain_embed.tasks.ddp import is_main, world_size
+from domain_embed.tasks.embed import default_matryoshka_dims
+from domain_embed.tasks.settings import TrainSettings
 
 VALIDATION = "validation"
 BEST_METRIC = f"eval_{VALIDATION}_cosine_ndcg@10"
@@ -57,7 +57,7 @@ def build_loss(model, settings: TrainSettings, dims: list[int]):
     in data-parallel training every rank's queries rank against the passages of all ranks (the global batch)."""
     from sentence_transformers.losses import CachedMultipleNegativesRankingLoss, MatryoshkaLoss, MultipleNegativesRankingLoss
 
-    from tasks.losses import TeacherDistillLoss
+    from domain_embed.tasks.losses import TeacherDistillLoss
 
     gather = world_size() > 1
     if settings.teacher:
@@ -113,7 +113,7 @@ def training_arguments(
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
 
-    from tasks.batching import LengthGroupedBatchSampler, TokenLengths
+    from domain_embed.tasks.batching import LengthGroupedBatchSampler, TokenLengths
 
     cuda = model.device.type == "cuda"
     bf16 = bool(cuda and torch.cuda.is_bf16_supported())
@@ -162,7 +162,7 @@ def step_progress(total_steps: int):
     trainer's printed log dictionaries."""
     from transformers import TrainerCallback
 
-    from tasks.progress import Progress
+    from domain_embed.tasks.progress import Progress
 
     class StepProgress(TrainerCallback):
         def __init__(self) -> None:
@@ -191,13 +191,13 @@ def build_trainer(
 ):  # fmt: skip
     """The trainer for `rows` (datasets by name; a `label` column holds teacher embeddings) with our loss and arguments.
 
-    Every distinct text is tokenized once up front (tasks.token_cache); the collator counts real and padded tokens.
+    Every distinct text is tokenized once up front (domain_embed.tasks.token_cache); the collator counts real and padded tokens.
     """
     from datasets import Dataset, DatasetDict
     from sentence_transformers import SentenceTransformerTrainer
 
-    from tasks.batching import CountingCollator
-    from tasks.token_cache import TokenCache
+    from domain_embed.tasks.batching import CountingCollator
+    from domain_embed.tasks.token_cache import TokenCache
 
     examples = sum(len(r) for r in rows.values())
     if examples < 2:

@@ -17,13 +17,13 @@ from typing import Any, Callable
 
 import pytest
 
-from flows.env import set_offline_defaults
+from domain_embed.flows.env import set_offline_defaults
 
 set_offline_defaults()  # as the entrypoints do, before prefect and the ML libraries are imported
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="domain-embed-results-")
 os.environ["DOMAIN_EMBED_LOCAL_CACHE"] = tempfile.mkdtemp(prefix="domain-embed-local-")  # fetched models, training scratch
 
-from tasks.local_llm import free_port  # noqa: E402
+from domain_embed.tasks.local_llm import free_port  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -31,7 +31,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture
 def store(tmp_path):
     """An empty run store in a temporary folder."""
-    from tasks.store import RunStore
+    from domain_embed.tasks.store import RunStore
 
     return RunStore(str(tmp_path / "store"))
 
@@ -39,7 +39,7 @@ def store(tmp_path):
 @pytest.fixture(scope="session")
 def base_model_dir() -> str:
     """The packaged all-MiniLM-L6-v2 folder."""
-    from tasks.embed import resolve_model
+    from domain_embed.tasks.embed import resolve_model
 
     return resolve_model("all-MiniLM-L6-v2")
 
@@ -48,9 +48,9 @@ def base_model_dir() -> str:
 def tiny_run(tmp_path_factory, base_model_dir) -> Path:
     """A published run folder, as the pipeline leaves it, with the base model as the tuned one: OUT/model,
     OUT/index (28 one-passage documents named <topic>.md), OUT/report.json with a real evaluation of 20 questions."""
-    from tasks.evaluate import evaluate_pairs
-    from tasks.publish import copy_model, write_index, write_reports
-    from tasks.store import RunStore
+    from domain_embed.tasks.evaluate import evaluate_pairs
+    from domain_embed.tasks.publish import copy_model, write_index, write_reports
+    from domain_embed.tasks.store import RunStore
     from test_evaluate import PASSAGES, QUESTIONS
 
     root = tmp_path_factory.mktemp("tiny-run")
@@ -138,7 +138,7 @@ def migrated_prefect_db(tmp_path_factory) -> Path:
     """A Prefect SQLite database migrated once per session; each module's server starts from a copy (migrating costs ~20 s)."""
     home = tmp_path_factory.mktemp("prefect-template")
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}
-    migrate = "from flows.local_api import migrate_local_database; migrate_local_database()"
+    migrate = "from domain_embed.flows.local_api import migrate_local_database; migrate_local_database()"
     subprocess.run([sys.executable, "-c", migrate], env={**env, "PREFECT_HOME": str(home)}, cwd=Path(__file__).parent.parent, check=True)
     return home / "prefect.db"
 

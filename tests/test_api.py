@@ -11,8 +11,8 @@ from test_evaluate import write_beir
 
 
 def test_api_exports_what_the_readme_shows():
-    import flows.api as api
-    from flows.api import PipelineConfig, build_embedder, evaluate, export, search
+    import domain_embed.flows.api as api
+    from domain_embed.flows.api import PipelineConfig, build_embedder, evaluate, export, search
 
     assert set(api.__all__) == {"PipelineConfig", "build_embedder", "evaluate", "export", "search"}
     assert PipelineConfig(docs_dir="docs").base_model == "all-MiniLM-L6-v2"
@@ -21,7 +21,7 @@ def test_api_exports_what_the_readme_shows():
 
 
 def test_api_search_returns_hits(tiny_run):
-    from flows.api import search
+    from domain_embed.flows.api import search
 
     result = search(str(tiny_run), "Who was the Great Pyramid built for?", k=2, dim=128)
     assert (result.dim, len(result.tuned), len(result.base)) == (128, 2, 2)
@@ -29,7 +29,7 @@ def test_api_search_returns_hits(tiny_run):
 
 
 def test_api_evaluate_on_a_beir_folder(tmp_path):
-    from flows.api import evaluate
+    from domain_embed.flows.api import evaluate
 
     report = evaluate({"base": "all-MiniLM-L6-v2"}, str(write_beir(tmp_path / "mine")), dims=[64])
     assert report.label == "user:mine" and set(report.results["base"]) == {64}
@@ -37,7 +37,7 @@ def test_api_evaluate_on_a_beir_folder(tmp_path):
 
 
 def test_api_build_embedder_fails_before_any_cost(tmp_path, monkeypatch):
-    from flows.api import PipelineConfig, build_embedder
+    from domain_embed.flows.api import PipelineConfig, build_embedder
 
     for name in ("DOMAIN_EMBED_STORE", "PREFECT_RESULTS_LOCAL_STORAGE_PATH"):  # build_embedder points the process at its store
         monkeypatch.setenv(name, os.environ.get(name, str(tmp_path / name)))

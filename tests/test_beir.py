@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.beir import DatasetError, beir_fingerprint, export_beir, load_beir, pairs_to_queries, query_ids
+from domain_embed.tasks.beir import DatasetError, beir_fingerprint, export_beir, load_beir, pairs_to_queries, query_ids
 
 CORPUS = [
     {"_id": "d1", "title": "Volcanoes", "text": "Lava is molten rock that erupts from a volcano."},

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from tasks.bm25 import bm25_rankings
-from tasks.evaluate import render_table, table_rows
-from tasks.retrieval import METRICS, score_bm25
-from tasks.run_report import bm25_rows, evaluation_section
+from domain_embed.tasks.bm25 import bm25_rankings
+from domain_embed.tasks.evaluate import render_table, table_rows
+from domain_embed.tasks.retrieval import METRICS, score_bm25
+from domain_embed.tasks.run_report import bm25_rows, evaluation_section
 
 CORPUS = {
     "apples": "Apples grow on apple trees in orchards.",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tasks.chunk import NO_WORDS, ChunkedDoc, chunk_document, chunk_records, load_tokenizer, no_chunk_reason
-from tasks.corpus import assemble_corpus
-from tasks.parse import parse_document
-from tasks.settings import ChunkSettings, ParseSettings, SplitSettings
-from tasks.split import assign_eval_docs, split_pairs
-from tasks.store import Ref, read_jsonl, sha256_file
+from domain_embed.tasks.chunk import NO_WORDS, ChunkedDoc, chunk_document, chunk_records, load_tokenizer, no_chunk_reason
+from domain_embed.tasks.corpus import assemble_corpus
+from domain_embed.tasks.parse import parse_document
+from domain_embed.tasks.settings import ChunkSettings, ParseSettings, SplitSettings
+from domain_embed.tasks.split import assign_eval_docs, split_pairs
+from domain_embed.tasks.store import Ref, read_jsonl, sha256_file
 
 from conftest import FIXTURES
 

@@ -8,7 +8,7 @@ import shutil
 import prefect  # noqa: F401  (imported at collection, so its log handler never binds to one test's captured stream)
 import pytest
 
-from flows.cli import main
+from domain_embed.flows.cli import main
 
 from conftest import FIXTURES
 from llm_stub import DeadEndpoint
@@ -92,8 +92,8 @@ def test_a_hosted_llm_without_its_key_stops_before_any_cost(docs, tmp_path, caps
     def cost(*args, **kwargs):
         raise AssertionError("documents read or Prefect server started before the key check")
 
-    monkeypatch.setattr("flows.pipeline.discover_documents", cost)
-    monkeypatch.setattr("flows.local_api.prepare_local_api", cost)
+    monkeypatch.setattr("domain_embed.flows.pipeline.discover_documents", cost)
+    monkeypatch.setattr("domain_embed.flows.local_api.prepare_local_api", cost)
     code, err = run_cli([docs, "--out", tmp_path / "out", "--llm", "gpt-4o-mini"], capsys)
     assert code == 2
     assert err == "domain-embed: error: no API key for gpt-4o-mini: set OPENAI_API_KEY (or name the variable that holds it with --api-key-env)"

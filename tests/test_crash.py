@@ -18,18 +18,18 @@ from typing import Callable
 import pytest
 from transformers import TrainerCallback
 
-import tasks.mine as mine
-from tasks.generate import cache_key, generate_pairs
-from tasks.checkpoints import scratch_dir
-from tasks.llm_endpoint import LLMEndpoint
-from tasks.model_ref import local_model
-from tasks.settings import FilterSettings, LLMSettings, MineSettings, TrainSettings
-from tasks.store import RunStore, atomic_write, exists, read_bytes, sha256_bytes
+import domain_embed.tasks.mine as mine
+from domain_embed.tasks.generate import cache_key, generate_pairs
+from domain_embed.tasks.checkpoints import scratch_dir
+from domain_embed.tasks.llm_endpoint import LLMEndpoint
+from domain_embed.tasks.model_ref import local_model
+from domain_embed.tasks.settings import FilterSettings, LLMSettings, MineSettings, TrainSettings
+from domain_embed.tasks.store import RunStore, atomic_write, exists, read_bytes, sha256_bytes
 
 from llm_stub import LLMStub
 
 ROOT = Path(__file__).parent.parent
-PRELUDE = "import json, sys\nfrom flows.env import set_offline_defaults\nset_offline_defaults()\nargs = json.load(sys.stdin)\n"
+PRELUDE = "import json, sys\nfrom domain_embed.flows.env import set_offline_defaults\nset_offline_defaults()\nargs = json.load(sys.stdin)\n"
 VOCAB = (
     "replica vacuum planner index heap tuple toast sequence trigger schema role grant lock latch buffer page wal "
     "checkpoint archive standby slot publication subscription partition tablespace cluster analyze statistics "
@@ -74,12 +74,12 @@ def sentence(rng: random.Random, n: int) -> str:
 # --- generation -----------------------------------------------------------------------------------
 
 GENERATE = """
-from tasks.generate import generate_pairs
-from tasks.checkpoints import scratch_dir
-from tasks.llm_endpoint import LLMEndpoint
-from tasks.model_ref import local_model
-from tasks.settings import FilterSettings, LLMSettings
-from tasks.store import RunStore
+from domain_embed.tasks.generate import generate_pairs
+from domain_embed.tasks.checkpoints import scratch_dir
+from domain_embed.tasks.llm_endpoint import LLMEndpoint
+from domain_embed.tasks.model_ref import local_model
+from domain_embed.tasks.settings import FilterSettings, LLMSettings
+from domain_embed.tasks.store import RunStore
 endpoint = LLMEndpoint(model="openai/stub-model", api_base=args["api_base"])
 generate_pairs(args["chunks"], LLMSettings(**args["llm"]), FilterSettings(**args["filters"]), endpoint, args["model"], RunStore(args["store"]))
 """
@@ -123,9 +123,9 @@ def test_kill_during_generation_pays_only_for_unanswered_chunks(tmp_path, base_m
 # --- mining ---------------------------------------------------------------------------------------
 
 MINE = """
-from tasks.mine import mine_hard_negatives
-from tasks.settings import MineSettings
-from tasks.store import RunStore
+from domain_embed.tasks.mine import mine_hard_negatives
+from domain_embed.tasks.settings import MineSettings
+from domain_embed.tasks.store import RunStore
 mine_hard_negatives(args["pairs"], args["chunks"], args["model"], MineSettings(), RunStore(args["store"]))
 """
 
@@ -159,9 +159,9 @@ def test_kill_during_mining_reuses_the_corpus_embeddings(tmp_path, base_model_di
 # --- training -------------------------------------------------------------------------------------
 
 TRAIN = """
-from tasks.settings import TrainSettings
-from tasks.store import Ref, RunStore
-from tasks.train import train_model
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.store import Ref, RunStore
+from domain_embed.tasks.train import train_model
 train_model(Ref(**args["tuples"]), Ref(**args["pairs"]), args["model"], TrainSettings(**args["settings"]), RunStore(args["store"]), "crash")
 """
 TRAIN_SETTINGS = TrainSettings(epochs=1, batch_size=4, max_seq_length=24, matryoshka_dims=[384, 64], teacher=None)  # 8 steps, a checkpoint every 2
@@ -177,7 +177,7 @@ def training_data(store: RunStore):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, base_model_dir):
     """The same training, never interrupted."""
-    from tasks.train import train_model
+    from domain_embed.tasks.train import train_model
 
     store = RunStore(str(tmp_path_factory.mktemp("whole")))
     result = train_model(*training_data(store), base_model_dir, TRAIN_SETTINGS, store, "crash")
@@ -187,7 +187,7 @@ def uninterrupted(tmp_path_factory, base_model_dir):
 
 @pytest.mark.slow
 def test_kill_during_training_resumes_from_the_last_checkpoint(tmp_path, base_model_dir, uninterrupted):
-    from tasks.train import train_model
+    from domain_embed.tasks.train import train_model
 
     store = RunStore(str(tmp_path / "killed"))
     tuples, pairs = training_data(store)
@@ -210,7 +210,7 @@ class CrashAfterFirstCheckpoint(TrainerCallback):
 
 @pytest.mark.slow
 def test_a_half_written_checkpoint_is_not_resumed_from(tmp_path, base_model_dir, uninterrupted):
-    from tasks.train import train_model
+    from domain_embed.tasks.train import train_model
 
     store = RunStore(str(tmp_path / "killed"))
     tuples, pairs = training_data(store)
@@ -229,7 +229,7 @@ def test_a_half_written_checkpoint_is_not_resumed_from(tmp_path, base_model_dir,
 # --- atomic writes --------------------------------------------------------------------------------
 
 WRITE = """
-from tasks.store import atomic_write
+from domain_embed.tasks.store import atomic_write
 atomic_write(args["target"], bytes(range(256)) * (args["size"] // 256))
 """
 

@@ -7,11 +7,11 @@ import shutil
 import pytest
 from prefect import flow
 
-from flows.config import PipelineConfig
-from flows.prepare import Stopwatch, prepare_corpus
-from tasks.discover import discover_documents
-from tasks.embed import model_fingerprint
-from tasks.store import read_bytes
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.prepare import Stopwatch, prepare_corpus
+from domain_embed.tasks.discover import discover_documents
+from domain_embed.tasks.embed import model_fingerprint
+from domain_embed.tasks.store import read_bytes
 
 from conftest import FIXTURES
 

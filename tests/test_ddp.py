@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks.model_ref import local_model
-from tasks.settings import TrainSettings
-from tasks.ddp import DistributedJob, requested_processes, train_distributed
-from tasks.train import train_model
+from domain_embed.tasks.model_ref import local_model
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.ddp import DistributedJob, requested_processes, train_distributed
+from domain_embed.tasks.train import train_model
 
 TOPICS = ["index", "vacuum", "wal", "replication", "planner", "trigger", "sequence", "schema"]
 
@@ -20,7 +20,7 @@ def tiny_model(folder) -> str:
     from sentence_transformers.models import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from tasks.embed import resolve_model
+    from domain_embed.tasks.embed import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
     torch.manual_seed(0)

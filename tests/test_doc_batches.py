@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks.settings import ChunkSettings, ParseSettings
-from tasks import parse as parse_module
-from tasks.chunk import ChunkJob, chunk_document, chunk_documents
-from tasks.discover import discover_documents
-from tasks.embed import model_fingerprint
-from tasks.parse import parse_document, parse_documents
-from tasks.store import RunStore
+from domain_embed.tasks.settings import ChunkSettings, ParseSettings
+from domain_embed.tasks import parse as parse_module
+from domain_embed.tasks.chunk import ChunkJob, chunk_document, chunk_documents
+from domain_embed.tasks.discover import discover_documents
+from domain_embed.tasks.embed import model_fingerprint
+from domain_embed.tasks.parse import parse_document, parse_documents
+from domain_embed.tasks.store import RunStore
 
 from conftest import FIXTURES
 from test_parse import write_bad_files

@@ -11,14 +11,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import tasks.evaluate as evaluate
-import tasks.reports as reports
-import tasks.retrieval as retrieval
-from flows.cli_eval import add_subcommands
-from tasks.beir import beir_fingerprint, load_beir
-from tasks.embed import load_model, model_fingerprint, resolve_model
-from tasks.embed import default_matryoshka_dims
-from tasks.evaluate import (
+import domain_embed.tasks.evaluate as evaluate
+import domain_embed.tasks.reports as reports
+import domain_embed.tasks.retrieval as retrieval
+from domain_embed.flows.cli_eval import add_subcommands
+from domain_embed.tasks.beir import beir_fingerprint, load_beir
+from domain_embed.tasks.embed import load_model, model_fingerprint, resolve_model
+from domain_embed.tasks.embed import default_matryoshka_dims
+from domain_embed.tasks.evaluate import (
     evaluate_beir_task,
     evaluate_dataset,
     evaluate_pairs,
@@ -28,8 +28,8 @@ from tasks.evaluate import (
     table_rows,
     train_overlap,
 )
-from tasks.retrieval import METRICS, check_dims, embed_blocks, truncate
-from tasks.store import RunStore, read_json
+from domain_embed.tasks.retrieval import METRICS, check_dims, embed_blocks, truncate
+from domain_embed.tasks.store import RunStore, read_json
 
 PASSAGES = {
     "volcano": ("Volcanoes", "Lava is molten rock that pours out of a volcano during an eruption."),
@@ -365,7 +365,7 @@ def test_chart_is_a_png_image_the_ui_can_show():
 
     from PIL import Image
 
-    from tasks.reports import png_line_chart
+    from domain_embed.tasks.reports import png_line_chart
 
     chart = png_line_chart({"base": [(64, 0.61), (384, 0.69)], "tuned": [(64, 0.66), (384, 0.72)]}, "NDCG@10 per dimension: x")
     found = re.fullmatch(r"!\[NDCG@10 per dimension: x\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", chart)

@@ -10,9 +10,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from flows.cli import main
-from tasks.embed import load_model
-from tasks.onnx_export import OnnxTransformer, load_onnx_model
+from domain_embed.flows.cli import main
+from domain_embed.tasks.embed import load_model
+from domain_embed.tasks.onnx_export import OnnxTransformer, load_onnx_model
 from test_evaluate import PASSAGES, QUESTIONS
 
 TEXTS = [text for _, text in PASSAGES.values()] + list(QUESTIONS.values()) + ["x", "a much longer passage " * 30]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 from prefect import task
 
-from tasks.settings import TrainSettings
-from flows.train import train_task
-from tasks.chunk import chunk_task
-from tasks.embed import model_fingerprint
-from tasks.evaluate import evaluate_beir_task, evaluate_task
-from tasks.faults import is_transient, retry_if_transient
-from tasks.generate import generate_task
-from tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTransientError
-from tasks.mine import mine_task
-from tasks.parse import ParseError, parse_task
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.flows.train import train_task
+from domain_embed.tasks.chunk import chunk_task
+from domain_embed.tasks.embed import model_fingerprint
+from domain_embed.tasks.evaluate import evaluate_beir_task, evaluate_task
+from domain_embed.tasks.faults import is_transient, retry_if_transient
+from domain_embed.tasks.generate import generate_task
+from domain_embed.tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTransientError
+from domain_embed.tasks.mine import mine_task
+from domain_embed.tasks.parse import ParseError, parse_task
 
 RETRIED_TASKS = [parse_task, chunk_task, generate_task, mine_task, train_task, evaluate_task, evaluate_beir_task]
 
@@ -59,11 +59,11 @@ def test_a_task_run_retries_only_a_transient_error(prefect_harness, error, attem
 
 
 def test_training_with_one_example_fails_at_once(prefect_harness, store, base_model_dir, monkeypatch):
-    import flows.train
+    import domain_embed.flows.train
 
     calls = []
-    real_train_model = flows.train.train_model
-    monkeypatch.setattr(flows.train, "train_model", lambda *a, **k: calls.append(1) or real_train_model(*a, **k))
+    real_train_model = domain_embed.flows.train.train_model
+    monkeypatch.setattr(domain_embed.flows.train, "train_model", lambda *a, **k: calls.append(1) or real_train_model(*a, **k))
     tuples = store.put_jsonl("tuples", [{"anchor": "what is wal", "positive": "The write-ahead log.", "negative_1": "Vacuum."}])
     pairs = store.put_jsonl("pairs", [])
     settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=32)
@@ -75,7 +75,7 @@ def test_training_with_one_example_fails_at_once(prefect_harness, store, base_mo
 def test_a_failed_training_deployment_names_the_childs_reason():
     from prefect.states import Cancelled, Crashed, Failed
 
-    from flows.pipeline import sub_flow_failure
+    from domain_embed.flows.pipeline import sub_flow_failure
 
     child = Failed(message="Flow run encountered an exception: ValueError: only 1 training example(s): need at least 2")
     assert sub_flow_failure("train-embedder/gpu", child) == (

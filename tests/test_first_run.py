@@ -36,7 +36,7 @@ def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_succeed_and_call
         with LLMStub() as stub:
             runs = []
             for i in range(2):
-                args = [sys.executable, "-m", "flows.cli", "run", str(docs), "--out", str(tmp_path / f"out{i}"),
+                args = [sys.executable, "-m", "domain_embed.flows.cli", "run", str(docs), "--out", str(tmp_path / f"out{i}"),
                         "--store", str(tmp_path / f"store{i}"), "--llm", "openai/stub-model", "--api-base", stub.api_base,
                         "--api-key-env", "STUB_LLM_KEY", "--batch-size", "8", "--config", str(small)]  # fmt: skip
                 runs.append(subprocess.Popen(args, cwd=ROOT, env=guarded_env(home, net_log), stdout=subprocess.PIPE,

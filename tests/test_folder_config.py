@@ -13,9 +13,9 @@ from pathlib import Path
 
 import psutil
 
-from flows.cli import main
-from flows.config import PipelineConfig
-from flows.folder_config import choose_config, default_out_dir, load_folder_config, save_folder_config, settle
+from domain_embed.flows.cli import main
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.folder_config import choose_config, default_out_dir, load_folder_config, save_folder_config, settle
 
 from conftest import wait_for
 
@@ -75,7 +75,7 @@ time.sleep(600)
 """
 FLOW_RUN = """
 import subprocess, sys, time
-from tasks.lifeline import die_with_worker
+from domain_embed.tasks.lifeline import die_with_worker
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 print(child.pid, flush=True)
 assert die_with_worker() and not die_with_worker()
@@ -98,7 +98,7 @@ def test_a_flow_run_and_its_children_die_with_their_worker_killed_with_9(tmp_pat
 
 
 def test_without_up_a_run_does_not_watch_its_parent(monkeypatch):
-    from tasks.lifeline import die_with_worker
+    from domain_embed.tasks.lifeline import die_with_worker
 
     monkeypatch.delenv("DOMAIN_EMBED_LIFELINE", raising=False)
     assert not die_with_worker()

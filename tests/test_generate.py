@@ -14,14 +14,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 from llm_stub import DeadEndpoint, LLMStub  # noqa: E402
 
-from tasks.embed import resolve_model  # noqa: E402
-from tasks.generate import cache_key, collect_answers, generate_pairs, generate_task  # noqa: E402
-from tasks.llm_endpoint import LLMEndpoint  # noqa: E402
-from tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError  # noqa: E402
-from tasks.prompts import MALFORMED, MalformedAnswer, parse_questions  # noqa: E402
-from tasks.qa_filters import passes_roundtrip, NearDuplicateIndex, filter_questions  # noqa: E402
-from tasks.settings import FilterSettings, LLMSettings  # noqa: E402
-from tasks.store import RunStore, read_jsonl  # noqa: E402
+from domain_embed.tasks.embed import resolve_model  # noqa: E402
+from domain_embed.tasks.generate import cache_key, collect_answers, generate_pairs, generate_task  # noqa: E402
+from domain_embed.tasks.llm_endpoint import LLMEndpoint  # noqa: E402
+from domain_embed.tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError  # noqa: E402
+from domain_embed.tasks.prompts import MALFORMED, MalformedAnswer, parse_questions  # noqa: E402
+from domain_embed.tasks.qa_filters import passes_roundtrip, NearDuplicateIndex, filter_questions  # noqa: E402
+from domain_embed.tasks.settings import FilterSettings, LLMSettings  # noqa: E402
+from domain_embed.tasks.store import RunStore, read_jsonl  # noqa: E402
 
 PASSAGES = [
     "Volcanoes erupt when magma rises through the crust and dissolved gases force molten rock, ash and steam out.",
@@ -238,7 +238,7 @@ def test_near_duplicate_index_matches_brute_force():
 def test_prefect_never_retries_what_the_llm_client_already_retried():
     from prefect.states import Failed
 
-    from tasks.faults import retry_if_transient
+    from domain_embed.tasks.faults import retry_if_transient
 
     assert not retry_if_transient(None, None, Failed(data=LLMTransientError("gave up after 6 attempts")))
     assert not retry_if_transient(None, None, Failed(data=LLMRejectedError("bad request")))
@@ -247,7 +247,7 @@ def test_prefect_never_retries_what_the_llm_client_already_retried():
 
 
 def test_single_style_parses_one_plain_question():
-    from tasks.prompts import MalformedAnswer, parse_single
+    from domain_embed.tasks.prompts import MalformedAnswer, parse_single
 
     assert parse_single("Question: What does VACUUM reclaim? It reclaims space.") == "What does VACUUM reclaim?"
     assert parse_single('1. "How are partial indexes used?"\n2. other') == "How are partial indexes used?"
@@ -257,9 +257,9 @@ def test_single_style_parses_one_plain_question():
 
 
 def test_prompt_style_and_version_follow_the_model():
-    from tasks.generate import cache_key
-    from tasks.prompts import prompt_style
-    from tasks.settings import LLMSettings
+    from domain_embed.tasks.generate import cache_key
+    from domain_embed.tasks.prompts import prompt_style
+    from domain_embed.tasks.settings import LLMSettings
 
     embedded, hosted = LLMSettings(), LLMSettings(model="openai/gpt-4o-mini")
     assert prompt_style(embedded) == "single" and prompt_style(hosted) == "json"
@@ -268,8 +268,8 @@ def test_prompt_style_and_version_follow_the_model():
 
 
 def test_editing_a_prompt_template_misses_the_cache(monkeypatch):
-    from tasks.settings import LLMSettings
-    from tasks import prompts
+    from domain_embed.tasks.settings import LLMSettings
+    from domain_embed.tasks import prompts
 
     before = {style: cache_key("text", LLMSettings(prompt_style=style)) for style in ("single", "json")}
     monkeypatch.setattr(prompts, "SINGLE_PROMPT", prompts.SINGLE_PROMPT.replace("short", "brief"))

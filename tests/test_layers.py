@@ -11,11 +11,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tasks.env import OFFLINE_DEFAULTS
+from domain_embed.tasks.env import OFFLINE_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 NETGUARD = Path(__file__).resolve().parent / "netguard"  # refuses and records connections beyond loopback
-ENTRYPOINT_MODULES = ["flows.deployed"]  # loading it is what applies the defaults in a worker's flow run
+ENTRYPOINT_MODULES = ["domain_embed.flows.deployed"]  # loading it is what applies the defaults in a worker's flow run
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -28,9 +28,9 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
 
 def test_the_layers_contract_is_declared():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    assert set(config["root_packages"]) == {"flows", "tasks"}
+    assert config["root_packages"] == ["domain_embed"]
     layers = [c for c in config["contracts"] if c["type"] == "layers"]
-    assert [c["layers"] for c in layers] == [["flows", "tasks"]]
+    assert [(c["containers"], c["layers"]) for c in layers] == [(["domain_embed"], ["flows", "tasks"])]
 
 
 def test_tasks_never_import_flows():
@@ -40,13 +40,15 @@ def test_tasks_never_import_flows():
 
 
 def test_a_back_edge_breaks_the_contract(tmp_path):
+    package = tmp_path / "domain_embed"  # the checkout's root is the package (pyproject.toml's package-dir)
     for name in ("flows", "tasks"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / name, package / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "__init__.py", package)
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    (tmp_path / "tasks" / "back_edge.py").write_text("from flows.config import PipelineConfig\n")
+    (package / "tasks" / "back_edge.py").write_text("from domain_embed.flows.config import PipelineConfig\n")
     run = lint_imports(tmp_path)
     assert run.returncode != 0 and "0 kept, 1 broken" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "tasks.back_edge -> flows.config" in run.stdout
+    assert "domain_embed.tasks.back_edge -> domain_embed.flows.config" in run.stdout
 
 
 def clean_env(home: Path) -> dict[str, str]:
@@ -57,7 +59,7 @@ def clean_env(home: Path) -> dict[str, str]:
     return env
 
 
-# Every write to os.environ is recorded with the file that made it; then every module of both packages is imported.
+# Every write to os.environ is recorded with the file that made it; then every module of the package is imported.
 IMPORT_ALL = """
 import importlib, json, os, pkgutil, sys
 
@@ -80,8 +82,9 @@ def audited_del(self, key):
 
 os._Environ.__setitem__, os._Environ.__delitem__ = audited_set, audited_del
 before = dict(os.environ)
-import flows, tasks
-names = [m.name for p in (flows, tasks) for m in pkgutil.iter_modules(p.__path__, p.__name__ + ".")]
+import domain_embed.deployments, domain_embed.flows, domain_embed.tasks
+packages = (domain_embed.flows, domain_embed.tasks, domain_embed.deployments)
+names = [m.name for p in packages for m in pkgutil.iter_modules(p.__path__, p.__name__ + ".")]
 for name in names:
     if name not in sys.argv[1:]:
         importlib.import_module(name)
@@ -98,7 +101,7 @@ def test_importing_every_module_changes_no_environment_variable_and_calls_no_one
     assert run.returncode == 0, run.stderr[-3000:]
     assert not (tmp_path / "net.log").exists(), (tmp_path / "net.log").read_text()  # e.g. litellm's price list
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert {"tasks.settings", "tasks.llm", "tasks.parse", "flows.pipeline", "flows.cli", "flows.api"} <= set(result["imported"])
+    assert {"domain_embed.tasks.settings", "domain_embed.tasks.llm", "domain_embed.tasks.parse", "domain_embed.flows.pipeline", "domain_embed.flows.cli", "domain_embed.flows.api"} <= set(result["imported"])
     ours = {key: path for key, path in result["changed"].items() if ours_file(path)}
     assert not ours, f"set on import by this project: {ours}"
     assert not set(result["changed"]) & set(OFFLINE_DEFAULTS), result["changed"]  # a library's own setting is allowed
@@ -117,9 +120,9 @@ LOAD_DEPLOYED = """
 import json, os, sys
 from prefect.flows import load_flow_from_entrypoint
 
-flow = load_flow_from_entrypoint("flows/deployed.py:" + sys.argv[1])
-import flows.watch
-print(json.dumps({"name": flow.name, "is_watch_docs": flow is flows.watch.watch_docs, "torch": "torch" in sys.modules,
+flow = load_flow_from_entrypoint("domain_embed.flows.deployed:" + sys.argv[1])  # prefect.yaml's entrypoints
+import domain_embed.flows.watch
+print(json.dumps({"name": flow.name, "is_watch_docs": flow is domain_embed.flows.watch.watch_docs, "torch": "torch" in sys.modules,
                   "env": dict(os.environ)}))
 """
 

@@ -11,11 +11,11 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 import pytest  # noqa: E402
 from llm_stub import LLMStub  # noqa: E402
 
-from tasks.llm import LLMClient  # noqa: E402
-from tasks.llm_endpoint import LLMEndpoint, resolve_api_key  # noqa: E402
-from tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTransientError, retry_after_s  # noqa: E402
-from tasks.ratelimit import RateLimiter  # noqa: E402
-from tasks.settings import LLMSettings  # noqa: E402
+from domain_embed.tasks.llm import LLMClient  # noqa: E402
+from domain_embed.tasks.llm_endpoint import LLMEndpoint, resolve_api_key  # noqa: E402
+from domain_embed.tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTransientError, retry_after_s  # noqa: E402
+from domain_embed.tasks.ratelimit import RateLimiter  # noqa: E402
+from domain_embed.tasks.settings import LLMSettings  # noqa: E402
 
 JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "q", "schema": {"type": "object"}}}
 JSON_OBJECT = {"type": "json_object", "schema": {"type": "object"}}

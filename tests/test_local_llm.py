@@ -7,10 +7,10 @@ import time
 import httpx
 import pytest
 
-from tasks.generate import generate_pairs
-from tasks.local_llm import embedded_llm_server
-from tasks.settings import FilterSettings, LLMSettings
-from tasks.store import read_jsonl
+from domain_embed.tasks.generate import generate_pairs
+from domain_embed.tasks.local_llm import embedded_llm_server
+from domain_embed.tasks.settings import FilterSettings, LLMSettings
+from domain_embed.tasks.store import read_jsonl
 
 CHUNKS = [
     {"chunk_id": "c1", "doc_id": "d1", "section": "Partial Indexes", "n_tokens": 60,
@@ -58,10 +58,10 @@ def test_runs_share_one_embedded_server_which_stops_when_its_last_run_is_gone(tm
     import sys
 
     from conftest import wait_for
-    from tasks.llm_host import pid_alive, shared_embedded_server
+    from domain_embed.tasks.llm_host import pid_alive, shared_embedded_server
 
     monkeypatch.setenv("DOMAIN_EMBED_LLM_HOST", str(tmp_path / "host"))
-    joiner = ("import sys, time\nfrom tasks.llm_host import shared_embedded_server\n"
+    joiner = ("import sys, time\nfrom domain_embed.tasks.llm_host import shared_embedded_server\n"
               "with shared_embedded_server() as e:\n    print(e.api_base, flush=True)\n    time.sleep(600)\n")  # fmt: skip
     with shared_embedded_server() as first:
         with shared_embedded_server() as second:
@@ -84,7 +84,7 @@ def test_a_killed_embedded_server_is_restarted_and_generation_goes_on(store, bas
     import psutil
 
     from conftest import wait_for
-    from tasks.llm_host import shared_embedded_server
+    from domain_embed.tasks.llm_host import shared_embedded_server
 
     monkeypatch.setenv("DOMAIN_EMBED_LLM_HOST", str(tmp_path / "host"))
     chunks = [dict(c, chunk_id=f"{c['chunk_id']}-{i}", doc_id=f"d{i}", text=f"{c['text']} (part {i})") for i in range(3) for c in CHUNKS]

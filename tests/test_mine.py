@@ -18,16 +18,16 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import tasks.faiss_index as faiss_index  # noqa: E402
-import tasks.mine as mine  # noqa: E402
-import tasks.reports as reports  # noqa: E402
-from tasks.embed import model_fingerprint, resolve_model  # noqa: E402
-from tasks.faiss_index import bf16_native, build_index, search  # noqa: E402
-from tasks.mine import mine_hard_negatives, mine_task  # noqa: E402
-from tasks.negatives import select_negatives  # noqa: E402
-from tasks.settings import MineSettings  # noqa: E402
-from tasks.store import RunStore, read_jsonl, read_npy  # noqa: E402
-from tasks.text import normalize  # noqa: E402
+import domain_embed.tasks.faiss_index as faiss_index  # noqa: E402
+import domain_embed.tasks.mine as mine  # noqa: E402
+import domain_embed.tasks.reports as reports  # noqa: E402
+from domain_embed.tasks.embed import model_fingerprint, resolve_model  # noqa: E402
+from domain_embed.tasks.faiss_index import bf16_native, build_index, search  # noqa: E402
+from domain_embed.tasks.mine import mine_hard_negatives, mine_task  # noqa: E402
+from domain_embed.tasks.negatives import select_negatives  # noqa: E402
+from domain_embed.tasks.settings import MineSettings  # noqa: E402
+from domain_embed.tasks.store import RunStore, read_jsonl, read_npy  # noqa: E402
+from domain_embed.tasks.text import normalize  # noqa: E402
 
 DIM = 16
 

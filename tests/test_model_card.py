@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from tasks.model_card import END, START, write_model_card
-from tasks.run_report import training_recipe
-from tasks.settings import TrainSettings
+from domain_embed.tasks.model_card import END, START, write_model_card
+from domain_embed.tasks.run_report import training_recipe
+from domain_embed.tasks.settings import TrainSettings
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.embed import model_fingerprint
-from tasks.model_ref import CorruptDownload, local_model, put_model
-from tasks.store import read_json
+from domain_embed.tasks.embed import model_fingerprint
+from domain_embed.tasks.model_ref import CorruptDownload, local_model, put_model
+from domain_embed.tasks.store import read_json
 
 
 def fake_model(folder: Path) -> Path:

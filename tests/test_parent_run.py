@@ -11,13 +11,13 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 from prefect.utilities.callables import parameter_schema
 
-from flows.config import PipelineConfig
-from tasks.settings import TrainSettings
-from flows.pipeline import build_embedder, run_training
-from flows.train import training_markdown
-from tasks.embed import model_fingerprint
-from tasks.model_ref import ModelRef
-from tasks.train import TrainResult, run_key, save_train_result
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.flows.pipeline import build_embedder, run_training
+from domain_embed.flows.train import training_markdown
+from domain_embed.tasks.embed import model_fingerprint
+from domain_embed.tasks.model_ref import ModelRef
+from domain_embed.tasks.train import TrainResult, run_key, save_train_result
 
 
 @flow(name="train-parent")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.discover import DocsNotFound, discover_documents
-from tasks.parse import decode_text, parse_document, ParseError
-from tasks.settings import ParseSettings
-from tasks.store import read_jsonl, sha256_file
+from domain_embed.tasks.discover import DocsNotFound, discover_documents
+from domain_embed.tasks.parse import decode_text, parse_document, ParseError
+from domain_embed.tasks.settings import ParseSettings
+from domain_embed.tasks.store import read_jsonl, sha256_file
 
 from conftest import FIXTURES
 

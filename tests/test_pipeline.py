@@ -8,11 +8,11 @@ import shutil
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from flows.config import PipelineConfig
-from tasks.store import read_jsonl
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.tasks.store import read_jsonl
 
 from conftest import FIXTURES
-from tasks.embed import resolve_model
+from domain_embed.tasks.embed import resolve_model
 
 FIXTURE_BASE = resolve_model("all-MiniLM-L6-v2")
 from llm_stub import LLMStub
@@ -82,7 +82,7 @@ def config_for(root, stub, monkeypatch) -> PipelineConfig:
 
 
 def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, prefect_harness, monkeypatch):
-    from flows.pipeline import build_embedder
+    from domain_embed.flows.pipeline import build_embedder
 
     config = config_for(run_dirs, stub, monkeypatch)
     first = build_embedder(config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.promote import decide, read_current, write_current
+from domain_embed.tasks.promote import decide, read_current, write_current
 
 
 def results(tuned: float, current: float | None = None) -> dict:
@@ -46,7 +46,7 @@ def test_pointer_round_trip(store):
 
 
 def test_no_new_documents_is_known_whether_or_not_the_last_run_was_promoted(store):
-    from tasks.promote import corpus_changed, record_run
+    from domain_embed.tasks.promote import corpus_changed, record_run
 
     assert corpus_changed(store, "docs", "sha-1")
     record_run(store, "docs", "sha-1")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.settings import SupervisionSettings, TrainSettings
-from tasks.supervision import add_supervision, heading_pairs, heading_query, ict_pairs
-from tasks.trainer import build_loss, load_for_training, planned_epochs, planned_steps
-from tasks.uncertainty import paired_bootstrap
+from domain_embed.tasks.settings import SupervisionSettings, TrainSettings
+from domain_embed.tasks.supervision import add_supervision, heading_pairs, heading_query, ict_pairs
+from domain_embed.tasks.trainer import build_loss, load_for_training, planned_epochs, planned_steps
+from domain_embed.tasks.uncertainty import paired_bootstrap
 
 
 def test_paired_bootstrap_interval_on_a_fixed_example():
@@ -60,7 +60,7 @@ def test_supervision_uses_training_documents_only_and_counts_sources(store):
     llm = store.put_jsonl("pairs", [{"query": "what does apt download", "chunk_id": "a", "doc_id": "train-doc"}])
     result = add_supervision(llm, store.put_jsonl("corpus", chunks), ["train-doc"], SupervisionSettings(), store)
     assert result.sources == {"llm": 1, "heading": 1, "ict": 1}
-    from tasks.store import read_jsonl
+    from domain_embed.tasks.store import read_jsonl
 
     assert {r["doc_id"] for r in read_jsonl(result.pairs)} == {"train-doc"}
 
@@ -81,7 +81,7 @@ def tiny_teacher(folder) -> str:
     from sentence_transformers.models import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from tasks.embed import resolve_model
+    from domain_embed.tasks.embed import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
     torch.manual_seed(0)
@@ -120,7 +120,7 @@ def test_teacher_distillation_pulls_the_students_batch_scores_to_the_teachers(ba
 
 
 def test_training_with_a_teacher_labels_every_text_once_and_trains(store, base_model_dir, tmp_path):
-    from tasks.train import train_model, training_rows
+    from domain_embed.tasks.train import train_model, training_rows
 
     teacher = tiny_teacher(tmp_path)
     rows = [{"anchor": f"question {i} about topic {i % 4}", "positive": f"Topic {i % 4} passage number {i} explains it.",
@@ -136,7 +136,7 @@ def test_training_with_a_teacher_labels_every_text_once_and_trains(store, base_m
 def test_rotation_keeps_full_dim_scores_and_puts_the_corpus_variance_first(base_model_dir, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from tasks.rotation import with_rotation
+    from domain_embed.tasks.rotation import with_rotation
 
     texts = [f"The {topic} setting {i} controls how PostgreSQL handles {topic} work." for i in range(12)
              for topic in ("vacuum", "replication", "planner", "index")]  # fmt: skip

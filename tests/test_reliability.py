@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import PipelineConfig
-from tasks import discover
-from tasks.discover import discover_documents
-from tasks.parse import parse_document
-from tasks.settings import ParseSettings
-from tasks.store import read_jsonl, sha256_file
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.tasks import discover
+from domain_embed.tasks.discover import discover_documents
+from domain_embed.tasks.parse import parse_document
+from domain_embed.tasks.settings import ParseSettings
+from domain_embed.tasks.store import read_jsonl, sha256_file
 
 from conftest import FIXTURES
 from llm_stub import LLMStub
@@ -123,7 +123,7 @@ def docx_bomb(path: Path, inflated_mb: float) -> None:
 
 
 def test_a_docx_that_inflates_past_the_cap_is_not_parsed(tmp_path, store, monkeypatch):
-    from tasks import parse as parse_module
+    from domain_embed.tasks import parse as parse_module
 
     path = tmp_path / "bomb.docx"
     docx_bomb(path, inflated_mb=2.2)
@@ -171,10 +171,10 @@ def test_html_within_lxml_depth_keeps_its_structure(tmp_path, store):
 
 
 def test_a_parsed_document_that_gives_no_chunk_is_listed_with_the_reason(store):
-    from flows.prepare import Parsed, account_for_chunks
-    from tasks.chunk import ChunkedDoc
-    from tasks.discover import DocFile
-    from tasks.run_report import render_markdown
+    from domain_embed.flows.prepare import Parsed, account_for_chunks
+    from domain_embed.tasks.chunk import ChunkedDoc
+    from domain_embed.tasks.discover import DocFile
+    from domain_embed.tasks.run_report import render_markdown
     from test_run_report import report
 
     docs = [DocFile(rel_path=name, path=name, ext=".txt", size=9, sha256=name * 64) for name in ("a", "b")]
@@ -238,7 +238,7 @@ def bad_docs_folder(root: Path) -> dict[str, str]:
 
 
 def test_flow_accounts_for_every_bad_file_and_completes(tmp_path, prefect_harness, monkeypatch):
-    from flows.pipeline import build_embedder
+    from domain_embed.flows.pipeline import build_embedder
 
     expected = bad_docs_folder(tmp_path)
     monkeypatch.setenv("STUB_LLM_KEY", "sk-stub-secret")
@@ -266,7 +266,7 @@ def test_flow_accounts_for_every_bad_file_and_completes(tmp_path, prefect_harnes
 
 
 def test_a_folder_where_no_file_parses_fails_with_one_line(tmp_path, prefect_harness, monkeypatch, capsys):
-    from flows.cli import main
+    from domain_embed.flows.cli import main
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -283,7 +283,7 @@ def test_a_folder_where_no_file_parses_fails_with_one_line(tmp_path, prefect_har
 
 
 def test_a_folder_where_no_document_gives_a_chunk_fails_with_one_line(tmp_path, prefect_harness, monkeypatch, capsys):
-    from flows.cli import main
+    from domain_embed.flows.cli import main
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.settings import TrainSettings
-from tasks.run_report import render_markdown, what_ran
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.run_report import render_markdown, what_ran
 
 
 def report(new_documents: bool, llm_calls: int, cache_hits: int, training_cached: bool) -> dict:
@@ -34,7 +34,7 @@ def test_the_report_states_only_what_happened(run, line):
 
 
 def test_training_says_whether_this_run_took_it_from_cache(prefect_harness, store):
-    from flows.train import train_embedder
+    from domain_embed.flows.train import train_embedder
 
     tuples = store.put_jsonl("tuples", [{"anchor": f"what is item {i}", "positive": f"Item {i} is a thing.", "negative_1": "Other."}
                                         for i in range(8)])  # fmt: skip

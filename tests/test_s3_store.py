@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import PipelineConfig
-from tasks.settings import TrainSettings
-from tasks.evaluate import evaluate_pairs
-from tasks.local_llm import free_port
-from tasks.model_ref import local_model
-from tasks.store import RunStore, read_jsonl
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.evaluate import evaluate_pairs
+from domain_embed.tasks.local_llm import free_port
+from domain_embed.tasks.model_ref import local_model
+from domain_embed.tasks.store import RunStore, read_jsonl
 
 from test_train_pool import gpu_worker_process, tail, tiny_dataset, train_parent
 

@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 
-from flows.cli import main
-from tasks.embed import load_model
-from tasks.retrieval import truncate
-from tasks.search import search_run
+from domain_embed.flows.cli import main
+from domain_embed.tasks.embed import load_model
+from domain_embed.tasks.retrieval import truncate
+from domain_embed.tasks.search import search_run
 
 
 def test_search_prints_tuned_and_base_hits_with_files(tiny_run, capsys):

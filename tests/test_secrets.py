@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import PipelineConfig
-from flows.pipeline import build_embedder
-from tasks.llm_errors import LLMFatalError
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.pipeline import build_embedder
+from domain_embed.tasks.llm_errors import LLMFatalError
 
 from conftest import FIXTURES
 from llm_stub import LLMStub

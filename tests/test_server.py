@@ -14,8 +14,8 @@ import pytest
 import yaml
 from prefect import flow
 
-from flows.config import PipelineConfig
-from flows.watch import (
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.watch import (
     MAX_LISTED,
     DocsDiff,
     diff_fingerprints,
@@ -25,7 +25,7 @@ from flows.watch import (
     resource_id,
     watch_docs,
 )
-from tasks.store import sha256_bytes
+from domain_embed.tasks.store import sha256_bytes
 
 from conftest import api_healthy as healthy, api_post as post, free_port, kill_group, wait_for
 
@@ -84,9 +84,9 @@ def test_prefect_yaml_declares_the_three_deployments():
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}
     assert {n: (d["entrypoint"], d["work_pool"]["name"]) for n, d in deployments.items()} == {
-        "scheduled": ("flows/deployed.py:build_embedder", "cpu"),
-        "gpu": ("flows/deployed.py:train_embedder", "gpu"),
-        "poll": ("flows/deployed.py:watch_docs", "cpu"),
+        "scheduled": ("domain_embed.flows.deployed:build_embedder", "cpu"),
+        "gpu": ("domain_embed.flows.deployed:train_embedder", "gpu"),
+        "poll": ("domain_embed.flows.deployed:watch_docs", "cpu"),
     }
     assert deployments["scheduled"]["schedules"][0]["cron"]
     assert deployments["poll"]["schedules"][0]["interval"] == 300
@@ -217,13 +217,13 @@ def unexpected_errors(server_log: str) -> list[str]:
 
 @pytest.mark.slow
 def test_up_then_down(tmp_path):
-    from flows.server import down
+    from domain_embed.flows.server import down
 
     port, state, docs = free_port(), tmp_path / "state", tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Alpha\nThe first document.")
     api = f"http://127.0.0.1:{port}/api"
-    cli = [sys.executable, "-m", "flows.cli"]
+    cli = [sys.executable, "-m", "domain_embed.flows.cli"]
     env = {**env_for(None), "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}  # the scheduler looks every 5 s, not 60
     try:
         up = subprocess.run([*cli, "up", "--port", str(port), "--state", str(state), "--docs", str(docs), "--store", str(tmp_path / "store")],
@@ -241,7 +241,7 @@ def test_up_then_down(tmp_path):
         deployments = {f"{flows[d['flow_id']]}/{d['name']}": d for d in post(api, "/deployments/filter")}
         assert set(deployments) == {"build-embedder/scheduled", "train-embedder/gpu", "watch-docs/poll"}
         assert deployments["build-embedder/scheduled"]["parameters"]["config"]["docs_dir"] == str(docs.resolve())
-        assert deployments["watch-docs/poll"]["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
+        assert deployments["watch-docs/poll"]["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(tmp_path.resolve())  # where `up` ran
         automations = post(api, "/automations/filter")
         landed = [a for a in automations if a["trigger"]["expect"] == ["docs.landed"]]
         assert len(landed) == 1 and landed[0]["actions"][0]["deployment_id"] == deployments["build-embedder/scheduled"]["id"]

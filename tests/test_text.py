@@ -1,6 +1,6 @@
 """The text normaliser's modes: how much of a difference each one ignores."""
 
-from tasks.text import normalize
+from domain_embed.tasks.text import normalize
 
 
 def test_each_mode_ignores_more_than_the_one_before():

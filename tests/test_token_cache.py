@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from sentence_transformers import SentenceTransformer
 
-from tasks.batching import TokenLengths
-from tasks.settings import TrainSettings
-from tasks.token_cache import TokenCache
-from tasks.trainer import build_trainer, load_for_training
+from domain_embed.tasks.batching import TokenLengths
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.token_cache import TokenCache
+from domain_embed.tasks.trainer import build_trainer, load_for_training
 
 TEXTS = [
     "how does vacuum work",

@@ -13,12 +13,12 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 from transformers import TrainerCallback
 
-from tasks.batching import LengthGroupedBatchSampler, TokenLengths, padding_fraction
-from tasks.checkpoints import scratch_dir, stored_checkpoints
-from tasks.model_ref import local_model
-from tasks.settings import TrainSettings
-from tasks.train import read_train_result, save_train_result, train_model, training_rows
-from tasks.trainer import build_loss, build_trainer, load_for_training, matryoshka_dims
+from domain_embed.tasks.batching import LengthGroupedBatchSampler, TokenLengths, padding_fraction
+from domain_embed.tasks.checkpoints import scratch_dir, stored_checkpoints
+from domain_embed.tasks.model_ref import local_model
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.train import read_train_result, save_train_result, train_model, training_rows
+from domain_embed.tasks.trainer import build_loss, build_trainer, load_for_training, matryoshka_dims
 
 TOPICS = ["index", "vacuum", "wal", "replication", "planner", "trigger", "sequence", "schema"]
 

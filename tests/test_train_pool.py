@@ -14,11 +14,11 @@ from prefect import flow
 from prefect.context import get_run_context
 from sentence_transformers import SentenceTransformer
 
-from flows.config import PipelineConfig
-from flows.pipeline import run_training
-from tasks.model_ref import local_model
-from tasks.settings import TrainSettings
-from tasks.train import TrainResult
+from domain_embed.flows.config import PipelineConfig
+from domain_embed.flows.pipeline import run_training
+from domain_embed.tasks.model_ref import local_model
+from domain_embed.tasks.settings import TrainSettings
+from domain_embed.tasks.train import TrainResult
 
 from conftest import kill_group
 
@@ -103,7 +103,7 @@ def test_run_training_runs_the_deployment_on_the_gpu_pool_as_a_linked_subflow(gp
 
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("train-embedder/gpu")
-        assert (deployment.entrypoint, deployment.work_pool_name) == ("flows/deployed.py:train_embedder", "gpu")  # prefect.yaml's
+        assert (deployment.entrypoint, deployment.work_pool_name) == ("domain_embed.flows.deployed:train_embedder", "gpu")  # prefect.yaml's
         runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
         assert len(runs) == 1, tail(gpu_worker)
         child = runs[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import PipelineConfig
+from domain_embed.flows.config import PipelineConfig
 
 from conftest import FIXTURES, api_post
 from llm_stub import LLMStub
@@ -62,7 +62,7 @@ def fast_config(root: Path, stub: LLMStub) -> PipelineConfig:
 @pytest.fixture(scope="module")
 def finished_run(prefect_server_api, tmp_path_factory) -> dict:
     """One finished build-embedder run on the module's server: its flow run as the API returns it."""
-    from flows.pipeline import build_embedder
+    from domain_embed.flows.pipeline import build_embedder
 
     with pytest.MonkeyPatch.context() as patch, LLMStub() as stub:
         patch.setenv("STUB_LLM_KEY", "sk-stub-secret")

@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows.watch import fingerprint_variable, resource_id
-from flows.folder_config import default_out_dir, load_folder_config
-from tasks.store import read_jsonl, sha256_bytes
+from domain_embed.flows.watch import fingerprint_variable, resource_id
+from domain_embed.flows.folder_config import default_out_dir, load_folder_config
+from domain_embed.tasks.store import read_jsonl, sha256_bytes
 
 from conftest import FIXTURES, api_post as post, free_port, wait_for
 from llm_stub import LLMStub
@@ -37,7 +37,7 @@ def run_config(stub: LLMStub, **llm) -> dict:
 
 
 def cli(*args: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "domain_embed.flows.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
