@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -35,6 +36,7 @@ log = logging.getLogger("domain_embed.llm")
 
 PLACEHOLDER_KEY = "sk-no-key-required"
 LITELLM_PREFIX = re.compile(r"^(litellm\.\w+: )?(\w+Error: )?(\w+(Exception|Error) - )?")
+PROBE_PAUSE_CAP_S = 2.0  # longest pause between requests to a failing endpoint (a restarting server is back in seconds)
 
 
 @dataclass
@@ -95,7 +97,9 @@ class LLMClient:
         self.response_format_ok = True
         self.usage = Usage()
         self.unanswered_in_row = 0
+        self.unanswered_since = 0.0  # when the streak's first unanswered request failed (time.monotonic)
         self.last_unanswered = ""
+        self.last_unanswered_error: Optional[BaseException] = None
         self._warm = False
         self._warming = asyncio.Lock()
 
@@ -144,7 +148,7 @@ class LLMClient:
         attempt = 0
         while True:
             attempt += 1
-            outcome = await self._first_or_concurrent(messages, response_format)
+            outcome, sent_at = await self._first_or_concurrent(messages, response_format)
             if outcome is None:  # response_format refused: ask again without, not counted as an attempt
                 attempt -= 1
                 continue
@@ -155,7 +159,7 @@ class LLMClient:
             error, kind = outcome, classify(outcome)
             self.usage.count_fault(error_status(error))
             status = getattr(error, "status_code", None)
-            self.count_unanswered(error, kind)
+            self.count_unanswered(error, kind, sent_at)
             self.check_streak()
             if kind == "fatal":
                 raise LLMFatalError(f"{self.describe(error)} ({self.key_hint()})", status)
@@ -170,13 +174,18 @@ class LLMClient:
                 self.limiter.throttled(delay)
             await asyncio.sleep(delay)
 
-    def count_unanswered(self, error: openai.OpenAIError, kind: str) -> None:
-        """Count requests in a row that got no answer (connection error, timeout, 5xx; a 429 is an answer)."""
-        unanswered = kind == "transient" and getattr(error, "status_code", None) != 429
-        self.unanswered_in_row = self.unanswered_in_row + 1 if unanswered else 0
-        if unanswered:
-            self.last_unanswered = self.describe(error)
-            self._warm = False  # requests go one at a time until one is answered
+    def count_unanswered(self, error: openai.OpenAIError, kind: str, sent_at: float) -> None:
+        """Count requests in a row that got no answer (connection error, timeout, 5xx; a 429 is an answer); the
+        requests already in flight when the streak began fail with it and count as one."""
+        if kind != "transient" or getattr(error, "status_code", None) == 429:
+            self.unanswered_in_row = 0
+            return
+        if self.unanswered_in_row == 0 or sent_at >= self.unanswered_since:
+            self.unanswered_in_row += 1
+            if self.unanswered_in_row == 1:
+                self.unanswered_since = time.monotonic()
+        self.last_unanswered, self.last_unanswered_error = self.describe(error), error
+        self._warm = False  # requests go one at a time until one is answered
 
     def check_streak(self) -> None:
         """Stop before another request once max_consecutive_failures requests in a row went unanswered."""
@@ -184,18 +193,24 @@ class LLMClient:
             raise LLMUnavailableError(f"{self.endpoint.model}: {self.unanswered_in_row} requests in a row got no answer "
                                       f"(connection error, timeout or 5xx), last: {self.last_unanswered}")  # fmt: skip
 
-    async def _first_or_concurrent(self, messages: list[dict], response_format: Optional[dict]) -> Outcome:
-        """Until a request is answered (at the start, and again after a fault) requests go one at a time: litellm's
-        cold start would bunch them, a bad key costs one call, and a dead endpoint max_consecutive_failures calls."""
+    async def _first_or_concurrent(self, messages: list[dict], response_format: Optional[dict]) -> tuple[Outcome, float]:
+        """One attempt and when it was sent. Until a request is answered (at the start, and again after a fault)
+        requests go one at a time, after a growing pause (PROBE_PAUSE_CAP_S at most) while the endpoint is failing:
+        litellm's cold start would bunch them, a bad key costs one call, a server restarting (seconds) is waited for,
+        and a dead endpoint costs max_consecutive_failures calls."""
         if not self._warm:
             async with self._warming:
                 if not self._warm:
                     self.check_streak()
+                    if self.unanswered_in_row:
+                        await asyncio.sleep(min(PROBE_PAUSE_CAP_S, self.backoff(self.unanswered_in_row, self.last_unanswered_error)))
+                    sent_at = time.monotonic()
                     outcome = await self._attempt(messages, response_format)
                     self._warm = not isinstance(outcome, openai.OpenAIError) or classify(outcome) != "fatal"
-                    return outcome
+                    return outcome, sent_at
         self.check_streak()
-        return await self._attempt(messages, response_format)
+        sent_at = time.monotonic()
+        return await self._attempt(messages, response_format), sent_at
 
     async def _attempt(self, messages: list[dict], response_format: Optional[dict]) -> Outcome:
         """One call under the limiter: the completion, the provider's error, or None if response_format was refused."""

@@ -77,7 +77,8 @@ class LLMSettings(Settings):
     max_backoff_s: float = Field(60, gt=0, description="Longest wait between attempts, a server's Retry-After included")
     max_consecutive_failures: int = Field(
         10, ge=1, description="Stop generating when this many requests in a row get no answer (connection error, timeout, "
-        "5xx; after one, requests go one at a time until one is answered) or this many chunks in a row are rejected"
+        "5xx; after one, requests go one at a time, 2 s apart at most, until one is answered; requests already in flight "
+        "when it failed count once) or this many chunks in a row are rejected"
     )
 
 
