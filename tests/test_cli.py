@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -104,9 +105,11 @@ def test_a_hosted_llm_without_its_key_stops_before_any_cost(docs, tmp_path, caps
 
 def test_a_dead_llm_endpoint_stops_the_run_after_10_requests(docs, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DOMAIN_EMBED_TEST_KEY", "sk-test")
+    quick = tmp_path / "quick.json"  # shorter pauses between the probes of the dead endpoint (0.1 s doubling, not 0.5 s)
+    quick.write_text(json.dumps({"llm": {"backoff_base_s": 0.1}}))
     with DeadEndpoint() as dead:
         code, err = run_cli([docs, "--out", tmp_path / "out", "--store", tmp_path / "store", "--llm", "openai/x",
-                             "--api-base", dead.api_base, "--api-key-env", "DOMAIN_EMBED_TEST_KEY"], capsys)  # fmt: skip
+                             "--api-base", dead.api_base, "--api-key-env", "DOMAIN_EMBED_TEST_KEY", "--config", quick], capsys)  # fmt: skip
     last = err.splitlines()[-1]  # above it: the run's own log lines
     assert code == 1 and sum(line.startswith("domain-embed: error:") for line in err.splitlines()) == 1
     assert last.startswith("domain-embed: error: the LLM failed: stopped generating: openai/x: 10 requests in a row got no answer")

@@ -249,9 +249,9 @@ def test_up_then_down(tmp_path):
         for pool in ("cpu", "gpu"):
             wait_for(lambda: post(api, f"/work_pools/{pool}/workers/filter"), 90, f"the {pool} worker to register")
 
-        # schedules fire with nobody clicking: the poll deployment every minute, run by the cpu worker
+        # schedules fire with nobody clicking: the poll deployment every 10 s (set by the test), run by the cpu worker
         poll = deployments["watch-docs/poll"]
-        post(api, f"/deployments/{poll['id']}/schedules", [{"schedule": {"interval": 60}, "active": True}])
+        post(api, f"/deployments/{poll['id']}/schedules", [{"schedule": {"interval": 10}, "active": True}])
 
         def scheduled_run_done() -> dict | None:
             runs = post(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [poll["id"]]}}})
