@@ -98,8 +98,7 @@ class LLMClient:
         self.usage = Usage()
         self.unanswered_in_row = 0
         self.unanswered_since = 0.0  # when the streak's first unanswered request failed (time.monotonic)
-        self.last_unanswered = ""
-        self.last_unanswered_error: Optional[BaseException] = None
+        self.last_unanswered: Optional[BaseException] = None
         self._warm = False
         self._warming = asyncio.Lock()
 
@@ -184,14 +183,14 @@ class LLMClient:
             self.unanswered_in_row += 1
             if self.unanswered_in_row == 1:
                 self.unanswered_since = time.monotonic()
-        self.last_unanswered, self.last_unanswered_error = self.describe(error), error
+        self.last_unanswered = error
         self._warm = False  # requests go one at a time until one is answered
 
     def check_streak(self) -> None:
         """Stop before another request once max_consecutive_failures requests in a row went unanswered."""
         if self.unanswered_in_row >= self.settings.max_consecutive_failures:
             raise LLMUnavailableError(f"{self.endpoint.model}: {self.unanswered_in_row} requests in a row got no answer "
-                                      f"(connection error, timeout or 5xx), last: {self.last_unanswered}")  # fmt: skip
+                                      f"(connection error, timeout or 5xx), last: {self.describe(self.last_unanswered)}")  # fmt: skip
 
     async def _first_or_concurrent(self, messages: list[dict], response_format: Optional[dict]) -> tuple[Outcome, float]:
         """One attempt and when it was sent. Until a request is answered (at the start, and again after a fault)
@@ -203,7 +202,7 @@ class LLMClient:
                 if not self._warm:
                     self.check_streak()
                     if self.unanswered_in_row:
-                        await asyncio.sleep(min(PROBE_PAUSE_CAP_S, self.backoff(self.unanswered_in_row, self.last_unanswered_error)))
+                        await asyncio.sleep(min(PROBE_PAUSE_CAP_S, self.backoff(self.unanswered_in_row, self.last_unanswered)))
                     sent_at = time.monotonic()
                     outcome = await self._attempt(messages, response_format)
                     self._warm = not isinstance(outcome, openai.OpenAIError) or classify(outcome) != "fatal"
