@@ -134,20 +134,11 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def migrated_prefect_db(tmp_path_factory) -> Path:
-    """A Prefect SQLite database migrated once per session; each module's server starts from a copy (migrating costs ~20 s)."""
-    home = tmp_path_factory.mktemp("prefect-template")
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}
-    migrate = "from domain_embed.flows.local_api import migrate_local_database; migrate_local_database()"
-    subprocess.run([sys.executable, "-c", migrate], env={**env, "PREFECT_HOME": str(home)}, cwd=Path(__file__).parent.parent, check=True)
-    return home / "prefect.db"
+def prefect_server(tmp_path_factory):
+    """`prefect server start` (API and UI) on a free 127.0.0.1 port, SQLite in a temporary PREFECT_HOME; yields the API URL.
 
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory, migrated_prefect_db):
-    """`prefect server start` (API and UI) on a free 127.0.0.1 port, SQLite in a temporary PREFECT_HOME; yields the API URL."""
+    One per session (a start costs ~20 s on 2 cores); the modules using it make their own pools, deployments and runs."""
     home = tmp_path_factory.mktemp("prefect-home")
-    shutil.copy(migrated_prefect_db, home / "prefect.db")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}
@@ -168,7 +159,7 @@ def prefect_server(tmp_path_factory, migrated_prefect_db):
 
 @pytest.fixture(scope="module")
 def prefect_server_api(prefect_server):
-    """This process's Prefect client, events and logs pointed at the module's `prefect_server`."""
+    """This process's Prefect client, events and logs pointed at the session's `prefect_server` for one module."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings

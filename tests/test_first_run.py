@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -19,6 +20,28 @@ from llm_stub import LLMStub
 from test_no_call_home import ROOT, guarded_env
 
 BUSY = "import time\nend = time.time() + 900\nwhile time.time() < end: pass\n"
+
+
+class OutputReader:
+    """Collects a process's output in a thread; `started` is set once its flow run has begun (the API is up)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.lines, self.started = proc, [], threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "Beginning flow run" in line:
+                self.started.set()
+        self.started.set()  # ended without beginning: the assertions on its output say why
+
+    def text(self, timeout: float) -> str:
+        """All the output, once the process has ended."""
+        self.proc.wait(timeout=timeout)
+        self.thread.join(timeout=30)
+        return "".join(self.lines)
 
 
 @pytest.mark.slow
@@ -34,14 +57,20 @@ def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_succeed_and_call
     burners = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(os.cpu_count() or 2)]
     try:
         with LLMStub() as stub:
-            runs = []
+            runs, readers = [], []
             for i in range(2):
                 args = [sys.executable, "-m", "domain_embed.flows.cli", "run", str(docs), "--out", str(tmp_path / f"out{i}"),
                         "--store", str(tmp_path / f"store{i}"), "--llm", "openai/stub-model", "--api-base", stub.api_base,
                         "--api-key-env", "STUB_LLM_KEY", "--batch-size", "8", "--config", str(small)]  # fmt: skip
                 runs.append(subprocess.Popen(args, cwd=ROOT, env=guarded_env(home, net_log), stdout=subprocess.PIPE,
                                              stderr=subprocess.STDOUT, text=True))  # fmt: skip
-            outputs = [run.communicate(timeout=1500)[0] for run in runs]
+                readers.append(OutputReader(runs[-1]))
+            # the cores stay busy through what timed out before: the Prefect database's creation and the server's start-up
+            for reader in readers:
+                reader.started.wait(timeout=900)
+            for burner in burners:
+                burner.kill()
+            outputs = [reader.text(timeout=1500) for reader in readers]
     finally:
         for burner in burners:
             burner.kill()

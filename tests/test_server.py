@@ -253,13 +253,16 @@ def test_up_then_down(tmp_path):
         poll = deployments["watch-docs/poll"]
         post(api, f"/deployments/{poll['id']}/schedules", [{"schedule": {"interval": 10}, "active": True}])
 
-        def scheduled_run_done() -> dict | None:
+        def scheduled_runs_done() -> list[dict] | None:
             runs = post(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [poll["id"]]}}})
             done = [r for r in runs if r["auto_scheduled"] and r["state_type"] in TERMINAL]
-            return done[0] if done else None
+            return done if any(r["state_type"] != "CANCELLED" for r in done) else None
 
-        run = wait_for(scheduled_run_done, 360, "a scheduled watch-docs run to finish")
-        assert run["state_type"] == "COMPLETED", tail(state / "logs" / "worker-cpu.log")
+        done = wait_for(scheduled_runs_done, 360, "a scheduled watch-docs run to finish")
+        assert "COMPLETED" in {r["state_type"] for r in done}, tail(state / "logs" / "worker-cpu.log")
+        # polls are one at a time (CANCEL_NEW): a poll that collides with a running one is cancelled, nothing else
+        for run in done:
+            assert run["state_type"] == "COMPLETED" or run["state"]["message"] == "Deployment concurrency limit reached.", run["state"]
 
         # twenty runs submitted in a row, as the UI's Run form does while workers poll: twenty created, no 503
         build = deployments["build-embedder/scheduled"]
