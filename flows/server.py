@@ -80,7 +80,7 @@ def child_env(state: Path, port: int, docs_dir: Path) -> dict[str, str]:
         PREFECT_API_LOG_RETRYABLE_ERRORS="true",  # a 503 ("busy database, retry") leaves its cause in the server log
         DOMAIN_EMBED_ROOT=str(Path.cwd().resolve()),
         DOMAIN_EMBED_DOCS=str(docs_dir.resolve()),
-        DOMAIN_EMBED_LIFELINE="1",  # flow runs die with their worker (tasks/lifeline.py)
+        DOMAIN_EMBED_LIFELINE="1",  # flow runs die with their worker, or once this API is gone (tasks/lifeline.py)
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY=os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_S),
     )
     return env

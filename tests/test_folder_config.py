@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -95,6 +97,45 @@ def test_a_flow_run_and_its_children_die_with_their_worker_killed_with_9(tmp_pat
     worker.wait()
     gone, alive = psutil.wait_procs(procs, timeout=15)
     assert not alive, [p.pid for p in alive]
+
+
+API_FLOW_RUN = """
+import subprocess, sys, time
+from domain_embed.tasks import lifeline
+lifeline.API_GONE_S, lifeline.API_POLL_S = 3.0, 0.5
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print(child.pid, flush=True)
+assert lifeline.die_with_worker()
+time.sleep(600)
+"""
+
+
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_flow_run_and_its_children_end_once_the_prefect_api_stops_answering(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**os.environ, "DOMAIN_EMBED_LIFELINE": "1", "PREFECT_API_URL": f"http://127.0.0.1:{server.server_port}/api"}
+    run = subprocess.Popen([sys.executable, "-c", textwrap.dedent(API_FLOW_RUN)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        procs = [psutil.Process(run.pid), psutil.Process(int(run.stdout.readline()))]
+        time.sleep(6)  # twice the 3 s allowed silence: the API answers, the run goes on
+        assert run.poll() is None and procs[1].status() != psutil.STATUS_ZOMBIE
+        server.shutdown()
+        server.server_close()
+        _, alive = psutil.wait_procs(procs, timeout=60)
+        assert not alive, [p.pid for p in alive]
+        assert "has not answered for 3 s: ending this flow run" in run.stderr.read()
+    finally:
+        run.kill()
 
 
 def test_without_up_a_run_does_not_watch_its_parent(monkeypatch):

@@ -1,5 +1,5 @@
 """Server mode unattended, for real: `domain-embed up`, a document lands, the watcher's schedule, docs.landed, the
-automation's pipeline run with the folder's saved configuration; then kill -9 of the cpu worker in the middle of a run."""
+automation's pipeline run with the folder's saved configuration; then kill -9 of the cpu worker, and of the server, in the middle of a run."""
 
 from __future__ import annotations
 
@@ -151,6 +151,41 @@ def test_kill_9_of_the_worker_mid_run_crashes_the_run_orphans_nothing_and_a_reru
 
         again = cli(*served["up"], env=env, timeout=900)
         assert again.returncode == 0 and "Restarting: worker-cpu had stopped" in again.stdout, again.stdout + again.stderr
+        second = start_run()
+        done = wait_for(lambda: finished(api, second), RUN_S, "the re-run")
+        assert done["state_type"] == "COMPLETED", log_tail(state, "worker-cpu")
+        asked_twice = sum(n - 1 for n in stub.chunks_seen.values())
+        assert paid >= 3 and asked_twice <= 1  # at most the one request in flight at the kill (max_concurrency 1) is asked again
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+def test_kill_9_of_the_server_mid_run_ends_the_run_which_up_marks_crashed_and_a_rerun_pays_nothing_twice(served, tmp_path):
+    api, state, env = served["api"], served["state"], served["env"]
+    build = deployment(api, "build-embedder/scheduled")
+    with LLMStub(latency_s=2.0) as stub:
+        config = {**run_config(stub, max_concurrency=1), "docs_dir": str(served["docs"]), "store_url": str(tmp_path / "store")}
+
+        def start_run() -> str:
+            return post(api, f"/deployments/{build['id']}/create_flow_run", {"parameters": {"config": config}})["id"]
+
+        first = start_run()
+        wait_for(lambda: stub.count() >= 3, RUN_S, "the run to reach generation")
+        processes = json.loads((state / "processes.json").read_text())["processes"]
+        flow_run = psutil.Process(processes["worker-cpu"]["pid"]).children(recursive=True)
+        server = descendants(processes["server"]["pid"])
+        assert flow_run
+        os.kill(server[0].pid, signal.SIGKILL)
+        _, alive = psutil.wait_procs(server, timeout=30)
+        assert not alive, [(p.pid, p.cmdline()) for p in alive]
+        _, alive = psutil.wait_procs(flow_run, timeout=300)  # its API gone for 90 s, the flow run ends (tasks/lifeline.py)
+        assert not alive, [(p.pid, p.cmdline()) for p in alive]
+        paid = stub.count()
+
+        again = cli(*served["up"], env=env, timeout=900)
+        assert again.returncode == 0 and "Restarting: server had stopped" in again.stdout, again.stdout + again.stderr
+        crashed = wait_for(lambda: finished(api, first), 400, "the crash detection")  # no heartbeat since the kill
+        assert crashed["state_type"] == "CRASHED" and "heartbeat" in crashed["state"]["message"], crashed["state"]
         second = start_run()
         done = wait_for(lambda: finished(api, second), RUN_S, "the re-run")
         assert done["state_type"] == "COMPLETED", log_tail(state, "worker-cpu")
