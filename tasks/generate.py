@@ -17,7 +17,7 @@ from domain_embed.tasks.embed import resolve_model
 from domain_embed.tasks.llm import LLMClient, Usage
 from domain_embed.tasks.llm_endpoint import LLMEndpoint, resolve_api_key
 from domain_embed.tasks.llm_errors import LLMRejectedError, LLMTransientError
-from domain_embed.tasks.llm_batch import ask_all, run_sync
+from domain_embed.tasks.llm_batch import Sharing, ask_all, run_sync
 from domain_embed.tasks.prompts import ask, max_tokens, prompt_fingerprint, prompt_style, response_format_for
 from domain_embed.tasks.qa_filters import filter_questions
 from domain_embed.tasks.reports import publish_table
@@ -45,6 +45,7 @@ class GenerationStats(BaseModel):
     questions_kept: int = 0
     dropped: dict[str, int] = {}
     cache_hits: int = 0
+    answered_by_other_run: int = 0
     llm_calls: int = 0
     retries: int = 0
     rate_limited: int = 0
@@ -59,7 +60,7 @@ class GenerationStats(BaseModel):
 
     def as_reused(self) -> "GenerationStats":
         """These stats as seen by a run that reused this result from the task cache: no call, every chunk a cache hit."""
-        free = dict(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0, cache_hits=self.chunks_asked)
+        free = dict(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0, cache_hits=self.chunks_asked, answered_by_other_run=0)
         return self.model_copy(update=free)
 
 
@@ -85,7 +86,7 @@ def cache_key(text: str, llm: LLMSettings) -> str:
 def _read_record(path: str) -> Optional[dict]:
     try:
         record = read_json(path)
-    except (ValueError, OSError):  # unreadable entry: ask again
+    except (ValueError, OSError):  # absent or unreadable entry: ask again
         return None
     return record if isinstance(record, dict) and record.get("questions") else None
 
@@ -119,8 +120,20 @@ async def collect_answers(
         usage = client.usage
         fmt = response_format_for(endpoint, wanted) if prompt_style(llm) == "json" else None
         record = lambda questions, cost: dict(questions=questions, model=llm.model, prompt=prompt_fingerprint(llm), cost_usd=cost)  # noqa: E731
-        await ask_all(todo, lambda chunk, have: ask(client, chunk, wanted, fmt, have), usage, record, store,
-                      llm.max_concurrency, llm.max_consecutive_failures, answers, failures)  # fmt: skip
+
+        def stored(key: str) -> Optional[list[str]]:  # another run's answer, once it has stored enough questions
+            nonlocal cached_cost
+            found = _read_record(store.key_path("qa-cache", key, ".json"))
+            if not found or len(found["questions"]) < wanted:
+                return None
+            cached_cost += float(found.get("cost_usd", 0.0))
+            return found["questions"][:wanted]
+
+        sharing = Sharing(lease_s=llm.max_attempts * (llm.timeout_s + llm.max_backoff_s), stored=stored)
+        shared = await ask_all(todo, lambda chunk, have: ask(client, chunk, wanted, fmt, have), usage, record,
+                                store, llm.max_concurrency, llm.max_consecutive_failures, answers, failures, sharing)  # fmt: skip
+        stats.cache_hits += shared
+        stats.answered_by_other_run = shared
         stats.response_format = (fmt or {}).get("type") if client.response_format_ok else "rejected, sent without"
     for key, (_, have) in todo.items():  # a chunk that failed now still has its earlier questions
         if key not in answers and have:
@@ -196,6 +209,11 @@ def _samples(kept: list[dict], dropped: list[dict], texts: dict[str, str]) -> di
     return {"kept": some_kept, "dropped": some_dropped}
 
 
+def shared_note(s: GenerationStats) -> str:
+    """' (3 answered meanwhile by another run on this store)', or nothing."""
+    return f" ({s.answered_by_other_run} answered meanwhile by another run on this store)" if s.answered_by_other_run else ""
+
+
 def publish_report(result: GenerationResult) -> None:
     """The `qa-report` table artifact: outcomes with counts and examples; tokens and cost in the description."""
     s = result.stats
@@ -223,7 +241,7 @@ def publish_report(result: GenerationResult) -> None:
         f"{s.chunks_answered}/{s.chunks_in} chunks ({s.chunks_failed_count} failed), {s.candidates_per_chunk} asked per chunk. "
         f"Model `{s.model}`, prompt {s.prompt}. "
         f"This run: {s.llm_calls} LLM calls ({s.retries} retries, {s.rate_limited} rate-limited), "
-        f"{s.cache_hits} cache hits, {s.prompt_tokens} prompt + {s.completion_tokens} completion tokens, "
+        f"{s.cache_hits} cache hits{shared_note(s)}, {s.prompt_tokens} prompt + {s.completion_tokens} completion tokens, "
         f"${s.cost_usd:.4f} (whole dataset ${s.cost_usd_total:.4f})."
     )
     publish_table("qa-report", rows, description)
@@ -260,9 +278,10 @@ def generate_task(
         transient = any(r.startswith("transient") for r in s.failed_reasons)
         raise (LLMTransientError if transient else LLMRejectedError)(f"no chunk was answered; first failure: {reason}")
     logger.info(
-        "Kept %d of %d questions (%s); %d chunks answered, %d failed; %d LLM calls, %d cache hits, %d tokens, $%.4f",
+        "Kept %d of %d questions (%s); %d chunks answered, %d failed; %d LLM calls, %d cache hits%s, %d tokens, $%.4f",
         s.questions_kept, s.questions_raw, ", ".join(f"{k}: {v}" for k, v in s.dropped.items()) or "none dropped",
-        s.chunks_answered, s.chunks_failed_count, s.llm_calls, s.cache_hits, s.prompt_tokens + s.completion_tokens, s.cost_usd,
+        s.chunks_answered, s.chunks_failed_count, s.llm_calls, s.cache_hits, shared_note(s), s.prompt_tokens + s.completion_tokens,
+        s.cost_usd,
     )  # fmt: skip
     if s.chunks_failed_count:
         logger.warning("%d chunks failed and will be asked again next run: %s", s.chunks_failed_count, s.failed_reasons)

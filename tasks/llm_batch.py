@@ -7,7 +7,10 @@ import contextvars
 import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Coroutine, Optional
+
+from domain_embed.tasks.claims import release, try_claim
 
 from domain_embed.tasks.llm import Usage
 from domain_embed.tasks.llm_errors import LLMError, LLMFatalError, LLMRejectedError, LLMTransientError, LLMUnavailableError
@@ -17,6 +20,7 @@ from domain_embed.tasks.prompts import MALFORMED, MalformedAnswer
 from domain_embed.tasks.store import RunStore, atomic_write
 
 PROGRESS_KEY = "qa-progress"
+CLAIM_POLL_S = 0.5  # how often a run looks whether another run has answered the chunks it waits on
 
 Ask = Callable[[dict, list[str]], Awaitable[tuple[list[str], float]]]  # (chunk, questions already held) -> questions, cost
 
@@ -39,6 +43,15 @@ def resumable(answers: dict[str, list[str]]) -> str:
     return f"{len(answers)} chunks answered and cached so far, a re-run resumes from there"
 
 
+@dataclass
+class Sharing:
+    """How runs on one store share the asking: each chunk is claimed before it is asked (tasks/claims.py); a chunk
+    another live run holds waits until that run stores its answer (`stored` reads it) or lets go of it."""
+
+    lease_s: float
+    stored: Callable[[str], Optional[list[str]]]
+
+
 async def ask_all(
     todo: dict[str, tuple[dict, list[str]]],
     ask: Ask,
@@ -49,45 +62,92 @@ async def ask_all(
     max_consecutive_failures: int,
     answers: dict[str, list[str]],
     failures: dict[str, tuple[str, str]],
-) -> None:
+    sharing: Sharing,
+) -> int:
     """Ask for every pending (chunk, questions held) under its cache key with `concurrency` workers; each answer is
-    written to qa-cache/<key> as it arrives; a fatal error or a streak of failed chunks stops the run."""
+    written to qa-cache/<key> as it arrives; a fatal error or a streak of failed chunks stops the run.
+    Returns how many chunks another run on the same store answered meanwhile."""
     queue = deque(todo.items())
-    failed = 0
+    waiting: dict[str, tuple[dict, list[str]]] = {}
+    checking = asyncio.Lock()
+    failed = shared = 0
     progress = Progress("generate", len(todo), "chunks", extra=lambda: usage_line(usage, failed))
     artifact = ProgressArtifact(PROGRESS_KEY)
     streak: list[LLMError] = []
 
-    async def worker() -> None:
-        nonlocal failed
-        while queue:
-            key, (chunk, have) = queue.popleft()
-            try:
-                questions, cost = await ask(chunk, have)
-            except MalformedAnswer:
-                error: LLMError = LLMRejectedError(f"{MALFORMED}: no usable question in the answers")
-                failures[key] = (MALFORMED, str(error))
-            except LLMFatalError:
-                raise
-            except LLMUnavailableError as exc:
-                raise LLMUnavailableError(f"stopped generating: {exc} ({resumable(answers)})") from None
-            except LLMError as exc:
-                error = exc
-                failures[key] = (failure_kind(exc), str(exc))
-            else:
-                data = json.dumps(record(questions, cost), ensure_ascii=False, sort_keys=True).encode()
-                await asyncio.to_thread(atomic_write, store.key_path("qa-cache", key, ".json"), data)
-                answers[key] = questions
-                streak.clear()
-                progress.advance()
-                await artifact.push(100.0 * progress.done / max(1, progress.total), progress.line(), force=progress.done == progress.total)
+    async def taken_from_another_run(key: str) -> bool:
+        """Whether another run has stored the answer to `key` (then it is this run's answer too)."""
+        nonlocal shared
+        if (questions := await asyncio.to_thread(sharing.stored, key)) is None:
+            return False
+        answers[key] = questions
+        shared += 1
+        progress.advance()
+        return True
+
+    async def check_waiting() -> None:
+        """Take the answers other runs stored; claim back the chunks they let go of."""
+        for key in list(waiting):
+            if await taken_from_another_run(key):
+                del waiting[key]
+            elif await asyncio.to_thread(try_claim, store, "qa-cache", key, sharing.lease_s):
+                queue.append((key, waiting.pop(key)))
+
+    async def next_item() -> Optional[tuple[str, tuple[dict, list[str]]]]:
+        """The next chunk this run holds the claim on and nobody has answered, or None when none is left."""
+        while queue or waiting:
+            if queue:
+                key, item = queue.popleft()
+                if not await asyncio.to_thread(try_claim, store, "qa-cache", key, sharing.lease_s):
+                    waiting[key] = item
+                elif await taken_from_another_run(key):  # answered between this run's first look and its claim
+                    release(store, "qa-cache", key)
+                else:
+                    return key, item
                 continue
-            failed += 1
-            streak.append(error)
+            async with checking:
+                await check_waiting()
+            if not queue and waiting:
+                await asyncio.sleep(CLAIM_POLL_S)
+        return None
+
+    async def settle(key: str, chunk: dict, have: list[str]) -> None:
+        """Ask about one claimed chunk; store its answer, or count its failure."""
+        nonlocal failed
+        try:
+            questions, cost = await ask(chunk, have)
+        except MalformedAnswer:
+            error: LLMError = LLMRejectedError(f"{MALFORMED}: no usable question in the answers")
+            failures[key] = (MALFORMED, str(error))
+        except LLMFatalError:
+            raise
+        except LLMUnavailableError as exc:
+            raise LLMUnavailableError(f"stopped generating: {exc} ({resumable(answers)})") from None
+        except LLMError as exc:
+            error = exc
+            failures[key] = (failure_kind(exc), str(exc))
+        else:
+            data = json.dumps(record(questions, cost), ensure_ascii=False, sort_keys=True).encode()
+            await asyncio.to_thread(atomic_write, store.key_path("qa-cache", key, ".json"), data)
+            answers[key] = questions
+            streak.clear()
             progress.advance()
-            if len(streak) >= max_consecutive_failures:
-                kind = LLMTransientError if error.transient else LLMRejectedError
-                raise kind(f"stopped generating: {len(streak)} chunks in a row failed ({resumable(answers)}); last error: {error}")
+            await artifact.push(100.0 * progress.done / max(1, progress.total), progress.line(), force=progress.done == progress.total)
+            return
+        failed += 1
+        streak.append(error)
+        progress.advance()
+        if len(streak) >= max_consecutive_failures:
+            kind = LLMTransientError if error.transient else LLMRejectedError
+            raise kind(f"stopped generating: {len(streak)} chunks in a row failed ({resumable(answers)}); last error: {error}")
+
+    async def worker() -> None:
+        while item := await next_item():
+            key, (chunk, have) = item
+            try:
+                await settle(key, chunk, have)
+            finally:
+                release(store, "qa-cache", key)  # answered, failed or stopped: no other run waits on it any more
 
     await artifact.push(0.0, progress.line(), force=True)
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
@@ -101,6 +161,7 @@ async def ask_all(
         if w.exception():
             await artifact.push(100.0 * progress.done / max(1, progress.total), f"stopped: {str(w.exception())[:300]}", force=True)
             raise w.exception()
+    return shared
 
 
 def run_sync(coro: Coroutine) -> Any:

@@ -1,4 +1,5 @@
-"""A first run on a new machine: a fresh Prefect home, both cores busy, two runs starting at once, no call home.
+"""A first run on a new machine: a fresh Prefect home, both cores busy, two runs starting at once on one run store,
+no call home. The two runs share the store's per-chunk work: each chunk is asked once, by one of them.
 
 The two runs are also the project's no-call-home check (tests/test_no_call_home.py holds the guard's own test):
 every Python process they start records and refuses any connection or lookup beyond 127.0.0.1.
@@ -60,7 +61,7 @@ def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_succeed_and_call
             runs, readers = [], []
             for i in range(2):
                 args = [sys.executable, "-m", "domain_embed.flows.cli", "run", str(docs), "--out", str(tmp_path / f"out{i}"),
-                        "--store", str(tmp_path / f"store{i}"), "--llm", "openai/stub-model", "--api-base", stub.api_base,
+                        "--store", str(tmp_path / "store"), "--llm", "openai/stub-model", "--api-base", stub.api_base,
                         "--api-key-env", "STUB_LLM_KEY", "--batch-size", "8", "--config", str(small)]  # fmt: skip
                 runs.append(subprocess.Popen(args, cwd=ROOT, env=guarded_env(home, net_log), stdout=subprocess.PIPE,
                                              stderr=subprocess.STDOUT, text=True))  # fmt: skip
@@ -71,14 +72,19 @@ def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_succeed_and_call
             for burner in burners:
                 burner.kill()
             outputs = [reader.text(timeout=1500) for reader in readers]
+            asked = dict(stub.chunks_seen)
     finally:
         for burner in burners:
             burner.kill()
+    reports = []
     for i, (run, output) in enumerate(zip(runs, outputs)):
         assert run.returncode == 0, output[-4000:]
         assert "Timed out" not in output
         assert "telemetry" not in output.lower()
-        report = json.loads((tmp_path / f"out{i}" / "report.json").read_text())
-        assert report["evaluation"]["synthetic"]["results"]["tuned"]
+        reports.append(json.loads((tmp_path / f"out{i}" / "report.json").read_text()))
+        assert reports[-1]["evaluation"]["synthetic"]["results"]["tuned"]
+    assert asked and set(asked.values()) == {1}, asked  # no chunk paid twice
+    assert sum(r["llm_usage"]["llm_calls"] for r in reports) == len(asked)
+    assert reports[0]["store"] == reports[1]["store"]  # the same corpus, pairs, tuples and model as one run would make
     assert (home / "prefect.db").is_file()
     assert not net_log.exists(), f"outbound network use:\n{net_log.read_text()}"
