@@ -14,7 +14,10 @@ from domain_embed.tasks.embed import model_fingerprint, resolve_model
 from domain_embed.tasks.reports import markdown_table, publish_markdown, png_line_chart
 from domain_embed.tasks.settings import TrainSettings
 from domain_embed.tasks.store import Ref, RunStore
-from domain_embed.tasks.train import TrainResult, corpus_texts, run_key, save_train_result, train_model, validation_set
+from domain_embed.tasks.claims import exclusive
+from domain_embed.tasks.train import (
+    TrainResult, corpus_texts, read_train_result, result_saved_since, run_key, save_train_result, train_model, validation_set,
+)  # fmt: skip
 from domain_embed.tasks.lifeline import die_with_worker
 
 
@@ -49,6 +52,26 @@ def publish_training_report(result: TrainResult) -> None:
     publish_markdown("training-report", training_markdown(result), "Fine-tuning: loss curve, throughput, device")
 
 
+TRAIN_LEASE_S = 600.0  # a training claim lapses this long after its holder stopped renewing it (another machine died)
+
+
+def train_here(
+    tuples: Ref, pairs: Ref, base_model: str, settings: TrainSettings, store: RunStore, key: str, validation: Optional[Ref],
+    corpus: Optional[Ref],
+) -> TrainResult:  # fmt: skip
+    """Train in this process, or on settings.processes data-parallel ranks."""
+    processes = requested_processes(settings)
+    if processes > 1:
+        get_run_logger().info("Data-parallel training on %d processes", processes)
+        job = DistributedJob(tuples=tuples, pairs=pairs, base_model_dir=resolve_model(base_model), settings=settings,
+                             store_url=store.url, run_key=key, validation=validation, corpus=corpus)  # fmt: skip
+        return train_distributed(job, processes, echo=get_run_logger().info)
+    return train_model(
+        tuples, pairs, resolve_model(base_model), settings, store, key,
+        validation=validation_set(validation, corpus), corpus_texts=corpus_texts(corpus),
+    )  # fmt: skip
+
+
 @task(name="train", cache_policy=code_and_inputs("domain_embed.tasks.train", "domain_embed.tasks.trainer", "domain_embed.tasks.losses", "domain_embed.tasks.ddp", "domain_embed.tasks.ddp_worker", "domain_embed.tasks.text_embeddings", "domain_embed.tasks.batching", "domain_embed.tasks.token_cache", exclude=("base_model",)), retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_if_transient, persist_result=True)
 def train_task(
@@ -58,19 +81,16 @@ def train_task(
     """Train in this process, or on settings.processes data-parallel ranks; a retry after a crash resumes from the last
     checkpoint of the same content key."""
     logger = get_run_logger()
-    key = run_key(tuples, pairs, base_model_sha, settings, validation, corpus)
+    key, store = run_key(tuples, pairs, base_model_sha, settings, validation, corpus), RunStore(store_url)
     logger.info("Training %s on %d tuples and %d pairs (run %s, teacher %s)", base_model, tuples.count, pairs.count, key, settings.teacher)
-    processes = requested_processes(settings)
-    if processes > 1:
-        logger.info("Data-parallel training on %d processes", processes)
-        job = DistributedJob(tuples=tuples, pairs=pairs, base_model_dir=resolve_model(base_model), settings=settings,
-                             store_url=store_url, run_key=key, validation=validation, corpus=corpus)  # fmt: skip
-        result = train_distributed(job, processes, echo=logger.info)
-    else:
-        result = train_model(
-            tuples, pairs, resolve_model(base_model), settings, RunStore(store_url), key,
-            validation=validation_set(validation, corpus), corpus_texts=corpus_texts(corpus),
-        )  # fmt: skip
+    # one process at a time trains a run key on a store; a run that waited on another takes its model
+    with exclusive(store, "train", key, TRAIN_LEASE_S, lambda since: result_saved_since(store, key, since)) as mine:
+        if mine:
+            result = train_here(tuples, pairs, base_model, settings, store, key, validation, corpus)
+            save_train_result(store, key, result)
+    if not mine:
+        logger.info("Trained meanwhile by another run on this store (run %s): its model is this run's", key)
+        result = read_train_result(store, key)
     if result.resumed_from:
         logger.info("Resumed from %s", result.resumed_from)
     logger.info(

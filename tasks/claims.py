@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import fsspec
 import psutil
 from fsspec import AbstractFileSystem
 from pydantic import BaseModel, ValidationError
 
-from domain_embed.tasks.store import RunStore
+from domain_embed.tasks.store import RunStore, atomic_write
 
 HOST = socket.gethostname()
 UNREADABLE_GRACE_S = 30.0  # a claim seen empty is being written; an older unreadable one is stale
@@ -101,3 +104,41 @@ def release(store: RunStore, kind: str, key: str) -> None:
             fs.rm(path)
     except FileNotFoundError:
         pass
+
+
+def renew(store: RunStore, kind: str, key: str, lease_s: float) -> None:
+    """Extend this process's claim on item `key` by `lease_s` from now (a long job keeps its claim alive)."""
+    pid = os.getpid()
+    claim = Claim(owner=_owner(), host=HOST, pid=pid, pid_started=psutil.Process(pid).create_time(), expires=time.time() + lease_s)
+    atomic_write(claim_path(store, kind, key), claim.model_dump_json().encode())
+
+
+@contextmanager
+def exclusive(store: RunStore, kind: str, key: str, lease_s: float, finished_by_other: Callable[[float], bool],
+              poll_s: float = 5.0) -> Iterator[bool]:  # fmt: skip
+    """Hold the claim on a long job `key` (renewed every lease_s/4), waiting while another live process holds it.
+
+    Yields True when this process must do the job, False when the process it waited on finished it
+    (`finished_by_other(since)`: its result appeared after `since`, when the wait began)."""
+    since, waited = time.time(), False
+    while not try_claim(store, kind, key, lease_s):
+        waited = True
+        time.sleep(poll_s)
+    if waited and finished_by_other(since):
+        release(store, kind, key)
+        yield False
+        return
+    stop = threading.Event()
+
+    def keep_alive() -> None:
+        while not stop.wait(lease_s / 4):
+            renew(store, kind, key, lease_s)
+
+    renewer = threading.Thread(target=keep_alive, name=f"claim-{kind}", daemon=True)
+    renewer.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        renewer.join()
+        release(store, kind, key)

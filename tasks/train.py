@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import fsspec
 from pydantic import BaseModel
 
 from domain_embed.tasks.checkpoints import clear_checkpoints, restore_checkpoints, scratch_dir, store_sync
@@ -200,6 +201,12 @@ def save_train_result(store: RunStore, run_key: str, result: TrainResult) -> str
 def read_train_result(store: RunStore, run_key: str) -> TrainResult:
     """The TrainResult the training flow saved for this run key."""
     return TrainResult.model_validate_json(read_bytes(result_uri(store, run_key)))
+
+
+def result_saved_since(store: RunStore, run_key: str, since: float) -> bool:
+    """Whether a TrainResult for this run key was saved after `since` (epoch seconds)."""
+    fs, path = fsspec.core.url_to_fs(result_uri(store, run_key))
+    return fs.exists(path) and fs.modified(path).timestamp() >= since
 
 
 def run_key(

@@ -9,13 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from domain_embed.tasks.claims import Claim, claim_path, release, try_claim
-from domain_embed.tasks.store import RunStore, atomic_write
+from domain_embed.tasks.claims import Claim, claim_path, exclusive, release, try_claim
+from domain_embed.tasks.store import RunStore, atomic_write, read_json
 
 from llm_stub import LLMStub
 from test_generate import CHUNKS
@@ -29,6 +30,17 @@ from domain_embed.tasks.claims import try_claim
 from domain_embed.tasks.store import RunStore
 print(try_claim(RunStore(sys.argv[1]), "qa-cache", "k1", 600), flush=True)
 time.sleep(600)
+"""
+
+JOB = """
+import sys, time
+from pathlib import Path
+from domain_embed.tasks.claims import exclusive
+from domain_embed.tasks.store import RunStore
+with exclusive(RunStore(sys.argv[1]), "train", "job", 2.0, lambda since: False, poll_s=0.1) as mine:
+    print(mine, flush=True)
+    time.sleep(float(sys.argv[3]))
+    Path(sys.argv[2]).write_text("the model")
 """
 
 ASK = """
@@ -83,6 +95,29 @@ def test_a_claim_from_another_machine_holds_for_its_lease(shared_store):
     lapsed = elsewhere.model_copy(update={"expires": time.time() - 1})
     atomic_write(claim_path(shared_store, "qa-cache", "k3"), lapsed.model_dump_json().encode())
     assert try_claim(shared_store, "qa-cache", "k3", 600)
+
+
+def test_a_long_job_is_done_once_the_waiting_process_takes_its_result(tmp_path):
+    store, result = RunStore(str(tmp_path / "store")), tmp_path / "result"
+    holder = subprocess.Popen([sys.executable, "-c", JOB, store.url, str(result), "4"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "True"
+    first = read_json(claim_path(store, "train", "job"))["expires"]
+    time.sleep(1.5)
+    assert read_json(claim_path(store, "train", "job"))["expires"] > first  # renewed every lease / 4 while the job runs
+    saved_since = lambda since: result.exists() and result.stat().st_mtime >= since  # noqa: E731
+    with exclusive(store, "train", "job", 60, saved_since, poll_s=0.1) as mine:
+        assert mine is False and result.read_text() == "the model"
+    assert holder.wait(timeout=30) == 0
+
+
+def test_a_long_job_whose_holder_was_killed_is_taken_over(tmp_path):
+    store, result = RunStore(str(tmp_path / "store")), tmp_path / "result"
+    holder = subprocess.Popen([sys.executable, "-c", JOB, store.url, str(result), "600"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "True"
+    threading.Timer(1.0, holder.kill).start()
+    with exclusive(store, "train", "job", 60, lambda since: result.exists(), poll_s=0.1) as mine:
+        assert mine is True and holder.poll() is not None
+    assert not store.fs.exists(claim_path(store, "train", "job"))
 
 
 @pytest.mark.slow
