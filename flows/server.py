@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from domain_embed.tasks.lifeline import api_answers
+
 PACKAGE = "domain_embed"  # prefect.yaml is its package data; deployments/ its subpackage domain_embed.deployments
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
@@ -132,12 +134,8 @@ def wait_healthy(port: int, server: psutil.Process, log: Path, timeout: float) -
     while time.monotonic() < deadline:
         if not server.is_running() or server.status() == psutil.STATUS_ZOMBIE:
             raise ServerError(f"prefect server exited; see {log}:\n{log_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{api_url(port)}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
+        if api_answers(api_url(port), timeout=2):
+            return
         time.sleep(0.5)
     raise ServerError(f"prefect server did not answer on {api_url(port)} within {timeout:.0f} s; see {log}")
 

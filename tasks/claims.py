@@ -44,6 +44,12 @@ def _owner() -> str:
     return f"{HOST}:{os.getpid()}:{TOKEN}"
 
 
+def _my_claim(lease_s: float) -> Claim:
+    """A claim of this process, valid for `lease_s` from now."""
+    pid = os.getpid()
+    return Claim(owner=_owner(), host=HOST, pid=pid, pid_started=psutil.Process(pid).create_time(), expires=time.time() + lease_s)
+
+
 def claim_path(store: RunStore, kind: str, key: str) -> str:
     """Where the claim on item `key` of `kind` lives."""
     return store.key_path(f"{kind}-claims", key, ".json")
@@ -76,8 +82,7 @@ def try_claim(store: RunStore, kind: str, key: str, lease_s: float) -> bool:
     """Claim item `key` for this process; False while another live owner holds it. A stale claim is taken over."""
     fs, path = fsspec.core.url_to_fs(claim_path(store, kind, key))
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    pid = os.getpid()
-    claim = Claim(owner=_owner(), host=HOST, pid=pid, pid_started=psutil.Process(pid).create_time(), expires=time.time() + lease_s)
+    claim = _my_claim(lease_s)
     for _ in range(2):
         try:
             with fs.open(path, "xb") as handle:
@@ -108,9 +113,7 @@ def release(store: RunStore, kind: str, key: str) -> None:
 
 def renew(store: RunStore, kind: str, key: str, lease_s: float) -> None:
     """Extend this process's claim on item `key` by `lease_s` from now (a long job keeps its claim alive)."""
-    pid = os.getpid()
-    claim = Claim(owner=_owner(), host=HOST, pid=pid, pid_started=psutil.Process(pid).create_time(), expires=time.time() + lease_s)
-    atomic_write(claim_path(store, kind, key), claim.model_dump_json().encode())
+    atomic_write(claim_path(store, kind, key), _my_claim(lease_s).model_dump_json().encode())
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from domain_embed.tasks.prompts import ask, max_tokens, prompt_fingerprint, prom
 from domain_embed.tasks.qa_filters import filter_questions
 from domain_embed.tasks.reports import publish_table
 from domain_embed.tasks.settings import FilterSettings, LLMSettings
-from domain_embed.tasks.store import Ref, RunStore, exists, read_json, read_jsonl, sha256_bytes, stable_hash
+from domain_embed.tasks.store import Ref, RunStore, read_json, read_jsonl, sha256_bytes, stable_hash
 
 FAILED_LIST_CAP = 50
 
@@ -103,8 +103,7 @@ async def collect_answers(
         key = cache_key(chunk["text"], llm)
         if key in answers or key in todo:
             continue
-        path = store.key_path("qa-cache", key, ".json")
-        record = _read_record(path) if exists(path) else None
+        record = _read_record(store.key_path("qa-cache", key, ".json"))
         have = record["questions"] if record else []
         cached_cost += float(record.get("cost_usd", 0.0)) if record else 0.0
         if len(have) >= wanted:

@@ -41,10 +41,10 @@ def die_with_worker() -> bool:
     return True
 
 
-def api_answers(api: str) -> bool:
-    """Whether the Prefect API answers its health check."""
+def api_answers(api: str, timeout: float = 10.0) -> bool:
+    """Whether the Prefect API at `api` (…/api) answers its health check within `timeout` seconds."""
     try:
-        with urllib.request.urlopen(f"{api.rstrip('/')}/health", timeout=10) as response:
+        with urllib.request.urlopen(f"{api.rstrip('/')}/health", timeout=timeout) as response:
             return response.status == 200
     except OSError:
         return False

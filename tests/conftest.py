@@ -22,6 +22,7 @@ set_offline_defaults()  # as the entrypoints do, before prefect and the ML libra
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="domain-embed-results-")
 os.environ["DOMAIN_EMBED_LOCAL_CACHE"] = tempfile.mkdtemp(prefix="domain-embed-local-")  # fetched models, training scratch
 
+from domain_embed.tasks.lifeline import api_answers  # noqa: E402
 from domain_embed.tasks.local_llm import free_port  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -111,12 +112,8 @@ def api_post(api: str, path: str, body: dict | None = None, attempts: int = 4) -
 
 
 def api_healthy(api: str) -> bool:
-    """Whether the Prefect API answers its health check."""
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    """Whether the Prefect API answers its health check (within 2 s)."""
+    return api_answers(api, timeout=2)
 
 
 def kill_group(proc: subprocess.Popen) -> None:

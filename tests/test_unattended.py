@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import psutil
 import pytest
@@ -125,17 +126,28 @@ def descendants(pid: int) -> list[psutil.Process]:
     return [proc, *proc.children(recursive=True)]
 
 
+def run_starter(served: dict, stub: LLMStub, store: Path) -> Callable[[], str]:
+    """A function that submits a build-embedder run asking `stub` one request at a time, into `store`; it returns the run's id."""
+    build = deployment(served["api"], "build-embedder/scheduled")
+    config = {**run_config(stub, max_concurrency=1), "docs_dir": str(served["docs"]), "store_url": str(store)}
+    return lambda: post(served["api"], f"/deployments/{build['id']}/create_flow_run", {"parameters": {"config": config}})["id"]
+
+
+def rerun_pays_nothing_twice(served: dict, start_run: Callable[[], str], stub: LLMStub, paid: int) -> None:
+    """Submit the run again: it completes, and asks again at most the one request in flight at the kill (one at a time)."""
+    second = start_run()
+    done = wait_for(lambda: finished(served["api"], second), RUN_S, "the re-run")
+    assert done["state_type"] == "COMPLETED", log_tail(served["state"], "worker-cpu")
+    asked_twice = sum(n - 1 for n in stub.chunks_seen.values())
+    assert paid >= 3 and asked_twice <= 1
+
+
 @pytest.mark.slow
 @pytest.mark.extended
 def test_kill_9_of_the_worker_mid_run_crashes_the_run_orphans_nothing_and_a_rerun_pays_nothing_twice(served, tmp_path):
     api, state, env = served["api"], served["state"], served["env"]
-    build = deployment(api, "build-embedder/scheduled")
     with LLMStub(latency_s=2.0) as stub:
-        config = {**run_config(stub, max_concurrency=1), "docs_dir": str(served["docs"]), "store_url": str(tmp_path / "store")}
-
-        def start_run() -> str:
-            return post(api, f"/deployments/{build['id']}/create_flow_run", {"parameters": {"config": config}})["id"]
-
+        start_run = run_starter(served, stub, tmp_path / "store")
         first = start_run()
         wait_for(lambda: stub.count() >= 3, RUN_S, "the run to reach generation")
         worker = json.loads((state / "processes.json").read_text())["processes"]["worker-cpu"]["pid"]
@@ -151,24 +163,15 @@ def test_kill_9_of_the_worker_mid_run_crashes_the_run_orphans_nothing_and_a_reru
 
         again = cli(*served["up"], env=env, timeout=900)
         assert again.returncode == 0 and "Restarting: worker-cpu had stopped" in again.stdout, again.stdout + again.stderr
-        second = start_run()
-        done = wait_for(lambda: finished(api, second), RUN_S, "the re-run")
-        assert done["state_type"] == "COMPLETED", log_tail(state, "worker-cpu")
-        asked_twice = sum(n - 1 for n in stub.chunks_seen.values())
-        assert paid >= 3 and asked_twice <= 1  # at most the one request in flight at the kill (max_concurrency 1) is asked again
+        rerun_pays_nothing_twice(served, start_run, stub, paid)
 
 
 @pytest.mark.slow
 @pytest.mark.extended
 def test_kill_9_of_the_server_mid_run_ends_the_run_which_up_marks_crashed_and_a_rerun_pays_nothing_twice(served, tmp_path):
     api, state, env = served["api"], served["state"], served["env"]
-    build = deployment(api, "build-embedder/scheduled")
     with LLMStub(latency_s=2.0) as stub:
-        config = {**run_config(stub, max_concurrency=1), "docs_dir": str(served["docs"]), "store_url": str(tmp_path / "store")}
-
-        def start_run() -> str:
-            return post(api, f"/deployments/{build['id']}/create_flow_run", {"parameters": {"config": config}})["id"]
-
+        start_run = run_starter(served, stub, tmp_path / "store")
         first = start_run()
         wait_for(lambda: stub.count() >= 3, RUN_S, "the run to reach generation")
         processes = json.loads((state / "processes.json").read_text())["processes"]
@@ -186,8 +189,4 @@ def test_kill_9_of_the_server_mid_run_ends_the_run_which_up_marks_crashed_and_a_
         assert again.returncode == 0 and "Restarting: server had stopped" in again.stdout, again.stdout + again.stderr
         crashed = wait_for(lambda: finished(api, first), 400, "the crash detection")  # no heartbeat since the kill
         assert crashed["state_type"] == "CRASHED" and "heartbeat" in crashed["state"]["message"], crashed["state"]
-        second = start_run()
-        done = wait_for(lambda: finished(api, second), RUN_S, "the re-run")
-        assert done["state_type"] == "COMPLETED", log_tail(state, "worker-cpu")
-        asked_twice = sum(n - 1 for n in stub.chunks_seen.values())
-        assert paid >= 3 and asked_twice <= 1  # at most the one request in flight at the kill (max_concurrency 1) is asked again
+        rerun_pays_nothing_twice(served, start_run, stub, paid)
