@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
+from typing import Iterator
 
 from prefect import task
 from pydantic import BaseModel
@@ -10,7 +12,7 @@ from pydantic import BaseModel
 from domain_embed.tasks.chunk import ChunkedDoc
 from domain_embed.tasks.embed import resolve_model
 from domain_embed.tasks.mine import corpus_embeddings
-from domain_embed.tasks.store import Ref, RunStore, read_jsonl
+from domain_embed.tasks.store import Ref, RunStore, iter_jsonl
 from domain_embed.tasks.text import normalize
 
 
@@ -24,19 +26,24 @@ class Corpus(BaseModel):
 
 
 def assemble_corpus(chunked: list[ChunkedDoc], store: RunStore) -> Corpus:
-    """Concatenate documents' chunks in a stable order; a passage seen in an earlier document is dropped."""
-    rows: list[dict] = []
-    seen: set[str] = set()
+    """Concatenate documents' chunks in a stable order, streamed into the store; a passage seen in an earlier document is dropped.
+
+    Memory holds one document's rows and a 16-byte digest per kept passage, not the corpus."""
+    seen: set[bytes] = set()
     dropped: Counter = Counter()
-    for doc in sorted(chunked, key=lambda d: d.sha256):
-        for row in read_jsonl(doc.ref):
-            key = normalize(row["text"], "lowercase")
-            if key in seen:
-                dropped["same passage in another document"] += 1
-                continue
-            seen.add(key)
-            rows.append(row)
-    return Corpus(ref=store.put_jsonl("corpus", rows), chunks=len(rows), documents=len(chunked), dropped=dict(dropped))
+
+    def kept_rows() -> Iterator[dict]:
+        for doc in sorted(chunked, key=lambda d: d.sha256):
+            for row in iter_jsonl(doc.ref):
+                key = hashlib.blake2b(normalize(row["text"], "lowercase").encode(), digest_size=16).digest()
+                if key in seen:
+                    dropped["same passage in another document"] += 1
+                    continue
+                seen.add(key)
+                yield row
+
+    ref = store.put_jsonl("corpus", kept_rows())
+    return Corpus(ref=ref, chunks=ref.count, documents=len(chunked), dropped=dict(dropped))
 
 
 @task(name="assemble-corpus", persist_result=False)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -12,6 +14,7 @@ from domain_embed.tasks.packaged_models import ModelNotFound, packaged_model_dir
 from domain_embed.tasks.store import sha256_file, stable_hash
 
 MATRYOSHKA_SIZES = (1024, 768, 512, 256, 128, 64)
+EMBED_SLICE = 4096  # texts per encode call when texts are streamed: memory stays bounded however many come
 
 
 def default_matryoshka_dims(full_dim: int) -> list[int]:
@@ -94,3 +97,10 @@ def embed_texts(model_dir: str, texts: list[str], batch_size: int = 64, progress
         show_progress_bar=progress,
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def embed_stream(model_dir: str, texts: Iterable[str], batch_size: int = 64) -> Iterator[np.ndarray]:
+    """embed_texts over EMBED_SLICE texts at a time, in order: never holds more than one slice of texts or vectors."""
+    texts = iter(texts)
+    while piece := list(itertools.islice(texts, EMBED_SLICE)):
+        yield embed_texts(model_dir, piece, batch_size=batch_size)

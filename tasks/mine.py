@@ -10,12 +10,12 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from domain_embed.tasks.caching import code_and_inputs, source_hash
-from domain_embed.tasks.embed import embed_texts, model_fingerprint, resolve_model
+from domain_embed.tasks.embed import embed_stream, embed_texts, model_dimension, model_fingerprint, resolve_model
 from domain_embed.tasks.faults import retry_if_transient
 from domain_embed.tasks.negatives import IndexInfo, NegativeStats, SelectionCounts, select_negatives
 from domain_embed.tasks.reports import publish_table
 from domain_embed.tasks.settings import MineSettings
-from domain_embed.tasks.store import Ref, RunStore, atomic_write, exists, read_json, read_jsonl, read_npy, stable_hash
+from domain_embed.tasks.store import Ref, RunStore, atomic_write, exists, iter_jsonl, read_json, read_jsonl, read_npy, stable_hash
 from domain_embed.tasks.text import normalize
 
 
@@ -46,8 +46,9 @@ def corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore, batch_size: 
         ref = Ref.model_validate(read_json(pointer))
         if exists(ref.uri):
             return ref
-    texts = [row["text"] for row in read_jsonl(corpus)]
-    ref = store.put_npy("embeddings", embed_texts(model_dir, texts, batch_size=batch_size))
+    texts = (row["text"] for row in iter_jsonl(corpus))
+    vectors = embed_stream(model_dir, texts, batch_size=batch_size)
+    ref = store.put_npy_stream("embeddings", corpus.count, model_dimension(model_dir), vectors)
     atomic_write(pointer, ref.model_dump_json().encode())
     return ref
 

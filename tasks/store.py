@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import uuid
@@ -14,6 +15,9 @@ import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel
+
+
+SPOOL_BYTES = 16 << 20  # a stream larger than this goes to the store while it is written
 
 
 class Ref(BaseModel):
@@ -84,11 +88,38 @@ class RunStore:
             atomic_write(target, data)
         return Ref(uri=target, sha256=digest, count=count)
 
+    def put_blocks(self, kind: str, blocks: Iterable[bytes], suffix: str) -> Ref:
+        """Store a stream of bytes: up to SPOOL_BYTES as put_bytes does, past that streamed to a temporary object then named by its hash."""
+        blocks = iter(blocks)
+        head, size = [], 0
+        for block in blocks:
+            head.append(block)
+            size += len(block)
+            if size > SPOOL_BYTES:
+                break
+        else:
+            return self.put_bytes(kind, b"".join(head), suffix)
+        parent = f"{self.root}/{kind}"
+        tmp, digest = _write_temp(self.fs, parent, itertools.chain(head, blocks))
+        target = f"{parent}/{digest}{suffix}"
+        if self.fs.exists(target):
+            self.fs.rm(tmp)
+        else:
+            self.fs.mv(tmp, target)
+        return Ref(uri=self.uri(kind, f"{digest}{suffix}"), sha256=digest)
+
     def put_jsonl(self, kind: str, rows: Iterable[dict]) -> Ref:
-        """Store rows as JSON lines; the reference counts the rows."""
-        rows = list(rows)
-        body = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
-        return self.put_bytes(kind, body.encode(), ".jsonl", count=len(rows))
+        """Store rows as JSON lines, streamed (rows may be a generator of any length); the reference counts the rows."""
+        count = 0
+
+        def lines() -> Iterator[bytes]:
+            nonlocal count
+            for row in rows:
+                count += 1
+                yield (json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+        ref = self.put_blocks(kind, lines(), ".jsonl")
+        return ref.model_copy(update={"count": count})
 
     def put_json(self, kind: str, obj: Any) -> Ref:
         """Store one JSON document."""
@@ -101,23 +132,55 @@ class RunStore:
         np.save(buffer, array, allow_pickle=False)
         return self.put_bytes(kind, buffer.getvalue(), ".npy", count=int(array.shape[0]))
 
+    def put_npy_stream(self, kind: str, rows: int, dim: int, arrays: Iterable[np.ndarray]) -> Ref:
+        """Store float32 arrays of `dim` columns, one after another, as one `rows` x `dim` .npy, streamed (same bytes as put_npy)."""
+        return self.put_blocks(kind, _npy_blocks(rows, dim, arrays), ".npy").model_copy(update={"count": rows})
+
     def key_path(self, kind: str, key: str, suffix: str) -> str:
         """URI for a keyed (not content-addressed) entry, such as a per-item cache record."""
         return self.uri(kind, key[:2], f"{key}{suffix}")
 
 
+def _npy_blocks(rows: int, dim: int, arrays: Iterable[np.ndarray]) -> Iterator[bytes]:
+    """The bytes np.save writes for a float32 `rows` x `dim` array: header, then each array; ValueError if the rows differ."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)})
+    yield header.getvalue()
+    seen = 0
+    for array in arrays:
+        if array.ndim != 2 or array.shape[1] != dim:
+            raise ValueError(f"an array of shape {array.shape} in a stream of {dim}-column rows")
+        seen += array.shape[0]
+        yield np.ascontiguousarray(array, dtype="<f4").tobytes()
+    if seen != rows:
+        raise ValueError(f"{seen} rows streamed where {rows} were announced")
+
+
 def atomic_write(uri: str, data: bytes) -> None:
     """Write to a hidden temporary sibling, flush it to disk, then rename: a crash never leaves a half file."""
     fs, path = fsspec.core.url_to_fs(uri)
-    parent = path.rsplit("/", 1)[0]
+    tmp, _ = _write_temp(fs, path.rsplit("/", 1)[0], [data])
+    fs.mv(tmp, path)
+
+
+def _write_temp(fs: fsspec.AbstractFileSystem, parent: str, blocks: Iterable[bytes]) -> tuple[str, str]:
+    """Write blocks to a hidden temporary file in parent, flushed to disk; its path and the blocks' sha256 (removed on error)."""
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-    with fs.open(tmp, "wb") as handle:
-        handle.write(data)
-        if isinstance(fs, LocalFileSystem):  # else a power cut may keep the rename but not the bytes
-            handle.flush()
-            os.fsync(handle.fileno())
-    fs.mv(tmp, path)
+    digest = hashlib.sha256()
+    try:
+        with fs.open(tmp, "wb") as handle:
+            for block in blocks:
+                digest.update(block)
+                handle.write(block)
+            if isinstance(fs, LocalFileSystem):  # else a power cut may keep the rename but not the bytes
+                handle.flush()
+                os.fsync(handle.fileno())
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+    return tmp, digest.hexdigest()
 
 
 def read_bytes(uri: str) -> bytes:
@@ -138,10 +201,11 @@ def read_json(ref: Ref | str) -> Any:
 
 
 def iter_jsonl(ref: Ref | str) -> Iterator[dict]:
-    """Yield rows of a JSON-lines object."""
-    for line in read_bytes(ref.uri if isinstance(ref, Ref) else ref).decode().splitlines():
-        if line:
-            yield json.loads(line)
+    """Yield rows of a JSON-lines object, read as a stream (lines end at \\n only: a row's text may hold U+2028)."""
+    with fsspec.open(ref.uri if isinstance(ref, Ref) else ref, "rt", encoding="utf-8", newline="\n") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
 
 
 def read_jsonl(ref: Ref | str) -> list[dict]:
