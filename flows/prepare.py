@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Iterator, Sequence, TypeVar
 
@@ -58,9 +59,9 @@ class Prepared(BaseModel):
 
 
 def task_runner(settings: RunnerSettings) -> TaskRunner:
-    """DaskTaskRunner on the cluster at settings.address, else threads in this process."""
+    """DaskTaskRunner on the cluster at settings.address, else settings.threads threads (one per core) in this process."""
     if not settings.address:
-        return ThreadPoolTaskRunner()
+        return ThreadPoolTaskRunner(max_workers=settings.threads or os.cpu_count() or 1)
     from prefect_dask import DaskTaskRunner
 
     return DaskTaskRunner(address=settings.address)

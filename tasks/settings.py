@@ -198,3 +198,7 @@ class RunnerSettings(Settings):
         100, ge=1, description="Documents per parse or chunk task: larger batches cost less orchestration per document, "
         "smaller ones spread better over workers (each document is still cached on its own)",
     )
+    threads: Optional[int] = Field(
+        None, ge=1, description="Tasks run at once in the flow's own process (no address): empty means one per CPU core. "
+        "More threads than cores only contend for Python's GIL",
+    )

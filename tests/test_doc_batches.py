@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from domain_embed.tasks.settings import ChunkSettings, ParseSettings
+from domain_embed.flows.prepare import task_runner
+from domain_embed.tasks.settings import ChunkSettings, ParseSettings, RunnerSettings
 from domain_embed.tasks import parse as parse_module
 from domain_embed.tasks.chunk import ChunkJob, chunk_document, chunk_documents
 from domain_embed.tasks.discover import discover_documents
@@ -77,3 +81,29 @@ def test_a_rerun_reparses_and_rechunks_only_the_changed_document(docs_dir, tmp_p
 
     again = parse_documents(docs, PARSE, store)
     assert again.cached == len(docs) and again.docs == second.docs and calls == ["tutorial-agg.txt"]
+
+
+@pytest.mark.parametrize("threads, expected", [(2, 2), (None, os.cpu_count())])
+def test_tasks_in_the_flow_process_run_at_most_one_per_thread_at_once(prefect_harness, threads, expected):
+    """A thousand batches must not become a thousand threads contending for the GIL (Prefect's own default is unbounded)."""
+    from prefect import flow, task
+
+    lock, running = threading.Lock(), {"now": 0, "peak": 0}
+
+    @task
+    def hold(i: int) -> int:
+        with lock:
+            running["now"] += 1
+            running["peak"] = max(running["peak"], running["now"])
+        time.sleep(0.2)
+        with lock:
+            running["now"] -= 1
+        return i
+
+    @flow
+    def many() -> list[int]:
+        with task_runner(RunnerSettings(threads=threads)) as runner:
+            return [f.result() for f in [runner.submit(hold, {"i": i}) for i in range(3 * expected)]]
+
+    assert many() == list(range(3 * expected))
+    assert running["peak"] == expected
