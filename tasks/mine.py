@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Callable, Optional
 
 import numpy as np
@@ -46,9 +47,9 @@ def corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore, batch_size: 
         ref = Ref.model_validate(read_json(pointer))
         if exists(ref.uri):
             return ref
-    texts = (row["text"] for row in iter_jsonl(corpus))
-    vectors = embed_stream(model_dir, texts, batch_size=batch_size)
-    ref = store.put_npy_stream("embeddings", corpus.count, model_dimension(model_dir), vectors)
+    with closing(iter_jsonl(corpus)) as rows:
+        vectors = embed_stream(model_dir, (row["text"] for row in rows), batch_size=batch_size)
+        ref = store.put_npy_stream("embeddings", corpus.count, vectors, empty_dim=model_dimension(model_dir))
     atomic_write(pointer, ref.model_dump_json().encode())
     return ref
 

@@ -132,25 +132,33 @@ class RunStore:
         np.save(buffer, array, allow_pickle=False)
         return self.put_bytes(kind, buffer.getvalue(), ".npy", count=int(array.shape[0]))
 
-    def put_npy_stream(self, kind: str, rows: int, dim: int, arrays: Iterable[np.ndarray]) -> Ref:
-        """Store float32 arrays of `dim` columns, one after another, as one `rows` x `dim` .npy, streamed (same bytes as put_npy)."""
-        return self.put_blocks(kind, _npy_blocks(rows, dim, arrays), ".npy").model_copy(update={"count": rows})
+    def put_npy_stream(self, kind: str, rows: int, arrays: Iterable[np.ndarray], empty_dim: int) -> Ref:
+        """Store float32 2-D arrays, one after another, as one `rows`-row .npy, streamed (same bytes as put_npy).
+
+        The columns are the first array's; `empty_dim` only when there are none.
+        """
+        return self.put_blocks(kind, _npy_blocks(int(rows), arrays, int(empty_dim)), ".npy").model_copy(update={"count": int(rows)})
 
     def key_path(self, kind: str, key: str, suffix: str) -> str:
         """URI for a keyed (not content-addressed) entry, such as a per-item cache record."""
         return self.uri(kind, key[:2], f"{key}{suffix}")
 
 
-def _npy_blocks(rows: int, dim: int, arrays: Iterable[np.ndarray]) -> Iterator[bytes]:
-    """The bytes np.save writes for a float32 `rows` x `dim` array: header, then each array; ValueError if the rows differ."""
+def _npy_blocks(rows: int, arrays: Iterable[np.ndarray], empty_dim: int) -> Iterator[bytes]:
+    """The bytes np.save writes for the float32 arrays stacked: header, then each array; ValueError if rows or columns differ."""
+    arrays = iter(arrays)
+    first = next(arrays, None)
+    dim = empty_dim if first is None else int(first.shape[-1])
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)})
     yield header.getvalue()
     seen = 0
-    for array in arrays:
+    for array in itertools.chain(() if first is None else (first,), arrays):
         if array.ndim != 2 or array.shape[1] != dim:
             raise ValueError(f"an array of shape {array.shape} in a stream of {dim}-column rows")
         seen += array.shape[0]
+        if seen > rows:
+            raise ValueError(f"more than the {rows} rows announced were streamed")
         yield np.ascontiguousarray(array, dtype="<f4").tobytes()
     if seen != rows:
         raise ValueError(f"{seen} rows streamed where {rows} were announced")

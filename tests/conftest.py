@@ -26,6 +26,7 @@ from domain_embed.tasks.lifeline import api_answers  # noqa: E402
 from domain_embed.tasks.local_llm import free_port  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture
@@ -34,6 +35,37 @@ def store(tmp_path):
     from domain_embed.tasks.store import RunStore
 
     return RunStore(str(tmp_path / "store"))
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's S3 server on a free 127.0.0.1 port; yields its URL. s3fs caches filesystems by their arguments, not by
+    AWS_ENDPOINT_URL, so the cache is cleared on both sides: a later module must not reach a server already stopped."""
+    from moto.server import ThreadedMotoServer
+    from s3fs import S3FileSystem
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    S3FileSystem.clear_instance_cache()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        S3FileSystem.clear_instance_cache()
+        server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def shared_store(request, tmp_path, monkeypatch):
+    """An empty run store in a folder, or in a bucket of the S3-protocol server."""
+    from domain_embed.tasks.store import RunStore
+
+    if request.param == "local":
+        return RunStore(str(tmp_path / "store"))
+    endpoint = request.getfixturevalue("s3_endpoint")
+    for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    return RunStore(f"s3://claims-{tmp_path.name.lower().replace('_', '-')[-40:]}/store")
 
 
 @pytest.fixture(scope="session")

@@ -9,28 +9,11 @@ import pytest
 from domain_embed.flows.config import PipelineConfig
 from domain_embed.tasks.settings import TrainSettings
 from domain_embed.tasks.evaluate import evaluate_pairs
-from domain_embed.tasks.local_llm import free_port
 from domain_embed.tasks.model_ref import local_model
 from domain_embed.tasks.store import RunStore, read_jsonl
 
+from conftest import S3_ENV
 from test_train_pool import gpu_worker_process, tail, tiny_dataset, train_parent
-
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """moto's S3 server on a free 127.0.0.1 port; yields its URL."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
 
 @pytest.fixture
 def s3_env(s3_endpoint, monkeypatch):

@@ -20,7 +20,6 @@ from domain_embed.tasks.store import RunStore, atomic_write, read_json
 
 from llm_stub import LLMStub
 from test_generate import CHUNKS
-from test_s3_store import S3_ENV, s3_endpoint  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,17 +58,6 @@ while len(list(ready.iterdir())) < 2:  # both runs start asking at the same mome
 answers, failures, stats = asyncio.run(collect_answers(chunks, settings, LLMEndpoint(model="openai/stub-model", api_base=api_base), RunStore(store)))
 out.write_text(json.dumps({"answers": answers, "failures": failures, "stats": stats.model_dump()}))
 """
-
-
-@pytest.fixture(params=["local", "s3"])
-def shared_store(request, tmp_path, monkeypatch) -> RunStore:
-    """An empty run store in a folder, or in a bucket of the S3-protocol server."""
-    if request.param == "local":
-        return RunStore(str(tmp_path / "store"))
-    endpoint = request.getfixturevalue("s3_endpoint")
-    for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(key, value)
-    return RunStore(f"s3://claims-{tmp_path.name.lower().replace('_', '-')[-40:]}/store")
 
 
 def test_a_claim_is_held_until_released_and_taken_over_once_its_owner_died(shared_store, tmp_path):

@@ -14,8 +14,6 @@ from domain_embed.tasks.embed import embed_texts
 from domain_embed.tasks.mine import corpus_embeddings
 from domain_embed.tasks.store import RunStore, read_bytes, read_jsonl, read_npy
 
-from test_s3_store import s3_endpoint  # noqa: F401 (a fixture)
-from test_shared_store import shared_store  # noqa: F401 (a fixture)
 
 ROWS = [{"chunk_id": f"c{i}", "text": f"passage {i} about the apt cache and its lists"} for i in range(600)]
 
@@ -72,15 +70,19 @@ def test_a_row_holding_a_line_separator_reads_back_whole(store):
 def test_streamed_arrays_are_the_bytes_np_save_writes(shared_store, monkeypatch):
     array = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
     monkeypatch.setattr(store_module, "SPOOL_BYTES", 100)
-    ref = shared_store.put_npy_stream("vectors", 50, 8, [array[:20], array[20:21], array[21:]])
+    ref = shared_store.put_npy_stream("vectors", 50, [array[:20], array[20:21], array[21:]], empty_dim=3)
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     assert read_bytes(ref.uri) == buffer.getvalue() and ref.count == 50
     with pytest.raises(ValueError, match="49 rows streamed where 50 were announced"):
-        shared_store.put_npy_stream("vectors", 50, 8, [array[:49]])
-    with pytest.raises(ValueError, match=r"shape \(50, 4\)"):
-        shared_store.put_npy_stream("vectors", 50, 8, [array[:, :4]])
-    assert names(shared_store, "vectors") == [f"{ref.sha256}.npy"]
+        shared_store.put_npy_stream("vectors", 50, [array[:49]], empty_dim=8)
+    with pytest.raises(ValueError, match="more than the 50 rows announced"):
+        shared_store.put_npy_stream("vectors", 50, [array[:30], array[:30]], empty_dim=8)
+    with pytest.raises(ValueError, match=r"shape \(20, 4\) in a stream of 8-column rows"):
+        shared_store.put_npy_stream("vectors", 50, [array[:30], array[30:, :4]], empty_dim=8)
+    empty = shared_store.put_npy_stream("vectors", 0, [], empty_dim=8)
+    assert np.load(io.BytesIO(read_bytes(empty.uri))).shape == (0, 8)
+    assert names(shared_store, "vectors") == sorted([f"{ref.sha256}.npy", f"{empty.sha256}.npy"])
 
 
 def test_corpus_embeddings_computed_slice_by_slice_equal_the_whole_corpus_at_once(store, base_model_dir, monkeypatch):
