@@ -114,7 +114,7 @@ def run_size(n: int, work: Path, documents_per_task: int) -> dict:
     docs_dir = work / f"docs-{n}"
     if not docs_dir.is_dir():
         scale_corpus.write_documents(n, docs_dir)
-    env = {**os.environ, "PREFECT_HOME": str(work / f"prefect-{n}"), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PREFECT_HOME": str(work / f"prefect-{n}"), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("PREFECT_API_URL", None)
     args = [sys.executable, "-m", "benchmarks.scale", "--measure", str(n), "--work", str(work),
             "--documents-per-task", str(documents_per_task)]  # fmt: skip
