@@ -6,6 +6,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel
 
 
+logger = logging.getLogger(__name__)
 SPOOL_BYTES = 16 << 20  # a stream larger than this goes to the store while it is written
 
 
@@ -172,23 +174,39 @@ def atomic_write(uri: str, data: bytes) -> None:
 
 
 def _write_temp(fs: fsspec.AbstractFileSystem, parent: str, blocks: Iterable[bytes]) -> tuple[str, str]:
-    """Write blocks to a hidden temporary file in parent, flushed to disk; its path and the blocks' sha256 (removed on error)."""
+    """Write blocks to a hidden temporary file in parent, flushed to disk; its path and the blocks' sha256 (nothing left on error).
+
+    On an object store the upload only becomes an object at commit(), so a stream that fails is aborted, never stored.
+    """
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
     digest = hashlib.sha256()
+    local = isinstance(fs, LocalFileSystem)
+    handle = fs.open(tmp, "wb") if local else fs._open(tmp, "wb", autocommit=False)  # fs.open would enlist it in fs.transaction
     try:
-        with fs.open(tmp, "wb") as handle:
-            for block in blocks:
-                digest.update(block)
-                handle.write(block)
-            if isinstance(fs, LocalFileSystem):  # else a power cut may keep the rename but not the bytes
-                handle.flush()
-                os.fsync(handle.fileno())
+        for block in blocks:
+            digest.update(block)
+            handle.write(block)
+        if local:  # else a power cut may keep the rename but not the bytes
+            handle.flush()
+            os.fsync(handle.fileno())
+        handle.close()
+        if not local:
+            handle.commit()
     except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
+        _undo_temp(fs, tmp, handle, local)
         raise
     return tmp, digest.hexdigest()
+
+
+def _undo_temp(fs: fsspec.AbstractFileSystem, tmp: str, handle: Any, local: bool) -> None:
+    """Close and remove a failed temporary file, or abort its upload; a failure here is logged, never raised over the first."""
+    steps = [handle.close, (lambda: fs.rm(tmp) if fs.exists(tmp) else None) if local else handle.discard]
+    for step in steps:
+        try:
+            step()
+        except Exception as error:  # noqa: BLE001 (the stream's own error is the one to raise)
+            logger.warning("could not clean up the temporary %s after a failed write: %r", tmp, error)
 
 
 def read_bytes(uri: str) -> bytes:

@@ -14,6 +14,8 @@ from domain_embed.tasks.embed import embed_texts
 from domain_embed.tasks.mine import corpus_embeddings
 from domain_embed.tasks.store import RunStore, read_bytes, read_jsonl, read_npy
 
+from conftest import S3_ENV
+
 
 ROWS = [{"chunk_id": f"c{i}", "text": f"passage {i} about the apt cache and its lists"} for i in range(600)]
 
@@ -60,6 +62,39 @@ def test_a_stream_that_fails_leaves_nothing_in_the_store(shared_store, monkeypat
     with pytest.raises(RuntimeError, match="went away"):
         shared_store.put_jsonl("rows", rows())
     assert names(shared_store, "rows") == []
+
+
+def failing_rows(n: int, width: int):
+    """n rows of `width` characters, then the error of a source that went away."""
+    for i in range(n):
+        yield {"i": i, "text": "x" * width}
+    raise RuntimeError("the source went away")
+
+
+def cannot_delete(*args, **kwargs):
+    """A store that refuses to delete."""
+    raise OSError("permission denied")
+
+
+def test_a_clean_up_that_fails_is_logged_and_the_streams_own_error_raised(store, monkeypatch, caplog):
+    monkeypatch.setattr(store_module, "SPOOL_BYTES", 1000)
+    monkeypatch.setattr(store.fs, "rm", cannot_delete)
+    with pytest.raises(RuntimeError, match="went away"):
+        store.put_jsonl("rows", failing_rows(300, 40))
+    assert "could not clean up the temporary" in caplog.text and "permission denied" in caplog.text
+
+
+def test_a_failed_upload_to_s3_is_aborted_and_never_becomes_an_object(s3_endpoint, monkeypatch):
+    for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(key, value)
+    store = RunStore("s3://aborted-uploads/store")
+    monkeypatch.setattr(store_module, "SPOOL_BYTES", 1000)
+    monkeypatch.setattr(store.fs, "default_block_size", 5 << 20)  # S3's smallest part: 7 MB of rows upload one part
+    monkeypatch.setattr(store.fs, "rm", cannot_delete)  # nothing was stored, so nothing needs deleting
+    with pytest.raises(RuntimeError, match="went away"):
+        store.put_jsonl("rows", failing_rows(60_000, 100))
+    assert names(store, "rows") == []
+    assert store.fs.call_s3("list_multipart_uploads", Bucket="aborted-uploads").get("Uploads", []) == []
 
 
 def test_a_row_holding_a_line_separator_reads_back_whole(store):
