@@ -146,10 +146,12 @@ def sub_flow_failure(deployment: str, state: Optional[State]) -> str:
     return f"training deployment {deployment} ended {state.name}" + (f": {reason}" if reason else "")
 
 
-def generate_questions(config: PipelineConfig, corpus: Ref, store_url: str) -> GenerationResult:
-    """Questions for the corpus from the run's LLM; a result reused from the task cache reports no LLM use of its own."""
+def generate_questions(config: PipelineConfig, corpus: Ref, store_url: str, embeddings: Optional[Ref] = None) -> GenerationResult:
+    """Questions for the corpus from the run's LLM; a result reused from the task cache reports no LLM use of its own.
+
+    embeddings: the corpus embeddings under the base model, for the round-trip filter."""
     with llm_endpoint(config) as endpoint:
-        future = generate_task.submit(corpus, llm_settings(config), config.filter, config.base_model, store_url, endpoint)
+        future = generate_task.submit(corpus, llm_settings(config), config.filter, config.base_model, store_url, endpoint, embeddings)
         generation = future.result()
     if future.state.name == "Cached":  # the stats describe the run that paid; this one paid nothing
         generation.stats = generation.stats.as_reused()
@@ -194,7 +196,7 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
     prepared = prepare_corpus(config, docs, model_dir, model_sha, store.url, clock)
     corpus, ok_docs = prepared.corpus, prepared.parsed.ok_docs
     with clock.stage("generate"):
-        generation = generate_questions(config, corpus.ref, store.url)
+        generation = generate_questions(config, corpus.ref, store.url, prepared.embeddings)
     with clock.stage("split"):
         split = split_task(generation.pairs, config.split, store.url, config.filter.roundtrip_top_k,
                            [d.sha256[:16] for d in ok_docs], config.llm.questions_per_chunk)  # fmt: skip

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from typing import Optional
 
+import numpy as np
 from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
@@ -22,7 +23,7 @@ from domain_embed.tasks.prompts import ask, max_tokens, prompt_fingerprint, prom
 from domain_embed.tasks.qa_filters import filter_questions
 from domain_embed.tasks.reports import publish_table
 from domain_embed.tasks.settings import FilterSettings, LLMSettings
-from domain_embed.tasks.store import Ref, RunStore, read_json, read_jsonl, sha256_bytes, stable_hash
+from domain_embed.tasks.store import Ref, RunStore, read_json, read_jsonl, read_npy, sha256_bytes, stable_hash
 
 FAILED_LIST_CAP = 50
 
@@ -159,8 +160,11 @@ def generate_pairs(
     endpoint: LLMEndpoint,
     base_model_dir: str,
     store: RunStore,
+    chunk_vectors: Optional[np.ndarray] = None,
 ) -> GenerationResult:
     """Ask the LLM for questions about every chunk (paying only for uncached ones), filter them, store the pairs.
+
+    chunk_vectors: the base model's embeddings of the chunks, row for row (else the round-trip filter computes them).
 
     Each kept row carries `candidate`, the question's place among its chunk's answers (the split keeps the first
     ones for held-out documents) and `base_rank`, its chunk's rank under the base model (the round-trip rule).
@@ -175,7 +179,7 @@ def generate_pairs(
         for i, q in enumerate(answers.get(k, []))
     ]
     texts = {c["chunk_id"]: c["text"] for c in corpus}
-    kept, dropped = filter_questions(candidates, texts, filters, base_model_dir)
+    kept, dropped = filter_questions(candidates, texts, filters, base_model_dir, chunk_vectors)
     rows = sorted(kept, key=lambda r: (r["doc_id"], r["chunk_id"], r["candidate"]))
     failed = [
         {"chunk_id": c["chunk_id"], "reason": failures[k][0], "detail": failures[k][1][:300]}
@@ -261,8 +265,12 @@ def generate_task(
     base_model: str,
     store_url: str,
     endpoint: LLMEndpoint,
+    embeddings: Optional[Ref] = None,
 ) -> GenerationResult:
-    """Questions for every chunk of the corpus; cached per chunk, so only new or failed chunks cost LLM calls."""
+    """Questions for every chunk of the corpus; cached per chunk, so only new or failed chunks cost LLM calls.
+
+    embeddings: the corpus embeddings under base_model, which the round-trip filter then reuses instead of recomputing.
+    """
     logger = get_run_logger()
     chunks = read_jsonl(corpus)
     logger.info(
@@ -270,7 +278,8 @@ def generate_task(
         candidates_per_chunk(llm), len(sample_chunks(chunks, llm.chunk_fraction)), len(chunks), llm.chunk_fraction,
         llm.model, endpoint.model, prompt_fingerprint(llm),
     )
-    result = generate_pairs(chunks, llm, filters, endpoint, resolve_model(base_model), RunStore(store_url))
+    vectors = read_npy(embeddings) if embeddings is not None else None
+    result = generate_pairs(chunks, llm, filters, endpoint, resolve_model(base_model), RunStore(store_url), vectors)
     s = result.stats
     if chunks and not s.chunks_answered:
         reason = s.chunks_failed[0]["detail"] if s.chunks_failed else "no answer"

@@ -77,14 +77,16 @@ def roundtrip_ranks(questions: np.ndarray, chunks: np.ndarray, own: np.ndarray, 
 
 
 def filter_questions(
-    candidates: list[dict], chunk_texts: dict[str, str], filters: FilterSettings, base_model_dir: Optional[str]
-) -> tuple[list[dict], list[dict]]:
+    candidates: list[dict], chunk_texts: dict[str, str], filters: FilterSettings, base_model_dir: Optional[str],
+    chunk_vectors: Optional[np.ndarray] = None,
+) -> tuple[list[dict], list[dict]]:  # fmt: skip
     """Split candidate pairs ({query, chunk_id, doc_id}, deterministically ordered) into kept and dropped (+ 'reason').
 
-    chunk_texts holds every chunk of the corpus (chunk_id -> text). Order: length, copied span, exact and near
-    duplicates. Kept rows get 'base_rank', the rank of their own chunk among all chunks under the base model: the
-    round-trip filter applies it to training pairs only (domain_embed.tasks.split), since filtering eval queries with the base
-    model would pick exactly the queries the base model already answers.
+    chunk_texts holds every chunk of the corpus (chunk_id -> text); chunk_vectors, when given, are the base model's
+    embeddings of those texts in that order (the corpus embeddings the run already has). Order: length, copied span,
+    exact and near duplicates. Kept rows get 'base_rank', the rank of their own chunk among all chunks under the base
+    model: the round-trip filter applies it to training pairs only (domain_embed.tasks.split), since filtering eval
+    queries with the base model would pick exactly the queries the base model already answers.
     """
     dropped: list[dict] = []
     survivors: list[dict] = []
@@ -97,7 +99,7 @@ def filter_questions(
             dropped.append({**row, "reason": reason})
         else:
             survivors.append(row)
-    survivors = _with_base_ranks(survivors, chunk_texts, filters.roundtrip_top_k, base_model_dir)
+    survivors = _with_base_ranks(survivors, chunk_texts, filters.roundtrip_top_k, base_model_dir, chunk_vectors)
     kept: list[dict] = []
     exact: set[str] = set()
     word_sets = [set(normalize(r["query"]).split()) for r in survivors]
@@ -117,18 +119,20 @@ def filter_questions(
 
 
 def _with_base_ranks(
-    rows: list[dict], chunk_texts: dict[str, str], top_k: int, base_model_dir: Optional[str]
-) -> list[dict]:
-    texts = sorted(set(chunk_texts.values()))
-    if not rows or top_k <= 0 or top_k >= len(texts) or base_model_dir is None:
+    rows: list[dict], chunk_texts: dict[str, str], top_k: int, base_model_dir: Optional[str], chunk_vectors: Optional[np.ndarray]
+) -> list[dict]:  # fmt: skip
+    if not rows or top_k <= 0 or top_k >= len(set(chunk_texts.values())) or base_model_dir is None:
         return rows
     from domain_embed.tasks.embed import embed_texts
 
-    position = {text: i for i, text in enumerate(texts)}
-    chunk_vecs = embed_texts(base_model_dir, texts)
+    if chunk_vectors is None:
+        chunk_vectors = embed_texts(base_model_dir, list(chunk_texts.values()))
+    elif len(chunk_vectors) != len(chunk_texts):
+        raise ValueError(f"{len(chunk_vectors)} chunk embeddings for {len(chunk_texts)} chunks")
+    position = {chunk_id: i for i, chunk_id in enumerate(chunk_texts)}
     question_vecs = embed_texts(base_model_dir, [r["query"] for r in rows])
-    own = np.array([position[chunk_texts[r["chunk_id"]]] for r in rows], dtype=np.int64)
-    ranks = roundtrip_ranks(question_vecs, chunk_vecs, own)
+    own = np.array([position[r["chunk_id"]] for r in rows], dtype=np.int64)
+    ranks = roundtrip_ranks(question_vecs, chunk_vectors, own)
     return [{**r, "base_rank": int(rank)} for r, rank in zip(rows, ranks)]
 
 

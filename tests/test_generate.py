@@ -21,7 +21,7 @@ from domain_embed.tasks.llm_errors import LLMFatalError, LLMRejectedError, LLMTr
 from domain_embed.tasks.prompts import MALFORMED, MalformedAnswer, parse_questions  # noqa: E402
 from domain_embed.tasks.qa_filters import passes_roundtrip, NearDuplicateIndex, filter_questions  # noqa: E402
 from domain_embed.tasks.settings import FilterSettings, LLMSettings  # noqa: E402
-from domain_embed.tasks.store import RunStore, read_jsonl  # noqa: E402
+from domain_embed.tasks.store import RunStore, read_jsonl, read_npy  # noqa: E402
 
 PASSAGES = [
     "Volcanoes erupt when magma rises through the crust and dissolved gases force molten rock, ash and steam out.",
@@ -217,6 +217,25 @@ def test_filters_drop_with_reasons(base_model):
     assert [k["query"] for k in kept] == [rows[0][0], rows[5][0], rows[7][0]]
     assert [d["reason"] for d in dropped] == ["too short", "too long", "copies the passage", "duplicate", "near duplicate"]
     assert [passes_roundtrip(k, FILTERS.roundtrip_top_k) for k in kept] == [True, True, False]
+
+
+def test_the_roundtrip_filter_reuses_the_corpus_embeddings_and_ranks_as_if_it_embedded_them(base_model, store, monkeypatch):
+    from domain_embed.tasks import embed
+    from domain_embed.tasks.mine import corpus_embeddings
+
+    texts = {c["chunk_id"]: c["text"] for c in CHUNKS}
+    candidates = [{"query": f"what is said about {text.split()[0].lower()}", "chunk_id": cid, "doc_id": "d"} for cid, text in texts.items()]
+    computed, _ = filter_questions(candidates, texts, FILTERS, base_model)
+    vectors = read_npy(corpus_embeddings(store.put_jsonl("corpus", CHUNKS), base_model, store))
+    embedded: list[str] = []
+    real_embed = embed.embed_texts
+    monkeypatch.setattr(embed, "embed_texts", lambda folder, batch, **kw: embedded.extend(batch) or real_embed(folder, batch, **kw))
+    reused, _ = filter_questions(candidates, texts, FILTERS, base_model, vectors)
+    assert [r["base_rank"] for r in reused] == [r["base_rank"] for r in computed]
+    assert sum(r["base_rank"] > 0 for r in reused) >= 1  # not all trivially first
+    assert embedded == [c["query"] for c in candidates]  # only the questions: no passage embedded again
+    with pytest.raises(ValueError, match="11 chunk embeddings for 12 chunks"):
+        filter_questions(candidates, texts, FILTERS, base_model, vectors[:11])
 
 
 def test_near_duplicate_index_matches_brute_force():
