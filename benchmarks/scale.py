@@ -1,12 +1,13 @@
-"""How the corpus stages scale: parse, chunk, corpus, embed (base model) and FAISS index at two document counts.
+"""How the corpus stages scale: parse, chunk, corpus, embed (base model), FAISS index and generate at two document counts.
 
 Builds N plain-text documents of ~4 kB of real text (benchmarks/scale_corpus.py: the Debian Reference, then the
 docs of installed packages) and runs the pipeline's own corpus stages on them (flows/prepare.py, as build-embedder
-calls them; no LLM, no training), each N in a fresh process with a fresh Prefect home and run store, then once
-more with nothing changed. Prints one JSON line per N (seconds per stage, Prefect task runs, peak RSS, run-store
-bytes) and a last line with the growth ratios between the two N.
+calls them), then its generate stage with the embedded LLM on a stable sample of about --llm-sample chunks (so the
+LLM's cost does not grow with N; no training), each N in a fresh process with a fresh Prefect home and run store,
+then once more with nothing changed. Prints one JSON line per N (seconds per stage, Prefect task runs, peak RSS,
+run-store bytes) and a last line with the growth ratios between the two N.
 
-    python -m benchmarks.scale [--sizes 1000,10000] [--work DIR] [--documents-per-task 100]
+    python -m benchmarks.scale [--sizes 1000,10000] [--work DIR] [--documents-per-task 100] [--llm-sample 20]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ set_offline_defaults()
 
 from benchmarks import scale_corpus  # noqa: E402
 
-STAGES = ("parse", "chunk", "corpus", "embed", "index")
+STAGES = ("parse", "chunk", "corpus", "embed", "index", "generate")
 PLAIN_SAMPLE = 30
 
 
@@ -60,11 +61,12 @@ def plain_parse_ms(docs: list) -> float:
     return round(1000 * (time.perf_counter() - started) / len(sample), 1)
 
 
-def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int) -> dict:
-    """Run the corpus stages on docs_dir twice (fresh store, then nothing changed) and return the figures of N."""
+def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int, llm_sample: int) -> dict:
+    """Run the corpus stages and generate on docs_dir twice (fresh store, then nothing changed) and return the figures of N."""
     from prefect import flow
 
     from domain_embed.flows.config import PipelineConfig
+    from domain_embed.flows.pipeline import generate_questions
     from domain_embed.tasks.settings import MineSettings
     from domain_embed.flows.local_api import prepare_local_api
     from domain_embed.flows.prepare import Stopwatch, prepare_corpus
@@ -84,8 +86,13 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int) ->
         prepared = prepare_corpus(config, docs, model_dir, model_sha, config.store_url, clock)
         with clock.stage("index"):
             index, info = build_index(read_npy(prepared.embeddings), MineSettings())
+        fraction = min(1.0, llm_sample / max(prepared.corpus.chunks, 1))
+        sampled = config.model_copy(update={"llm": config.llm.model_copy(update={"chunk_fraction": fraction})})
+        with clock.stage("generate"):
+            stats = generate_questions(sampled, prepared.corpus.ref, config.store_url, prepared.embeddings).stats
         return {"files": len(docs), "parsed_ok": len(prepared.parsed.ok_docs), "chunks": prepared.corpus.chunks,
-                "index": info["type"], "vectors": int(index.ntotal), "seconds": clock.seconds}  # fmt: skip
+                "index": info["type"], "vectors": int(index.ntotal), "llm_chunks_asked": stats.chunks_asked,
+                "llm_calls": stats.llm_calls, "questions_kept": stats.questions_kept, "seconds": clock.seconds}  # fmt: skip
 
     prepare_local_api()
     started = time.perf_counter()
@@ -94,7 +101,7 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int) ->
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     task_runs = asyncio.run(count_task_runs())
     started = time.perf_counter()
-    again = corpus_stages()["seconds"]
+    again = corpus_stages()
     rerun_s = time.perf_counter() - started
     docs = [d for d in discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb) if not d.skipped]
     ok = counts["parsed_ok"]
@@ -103,13 +110,14 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int) ->
         "documents_per_task": documents_per_task, "seconds": {s: first[s] for s in STAGES}, "total_s": round(first_s, 2),
         "parse_ms_per_doc": round(1000 * first["parse"] / ok, 1), "chunk_ms_per_doc": round(1000 * first["chunk"] / ok, 1),
         "plain_parse_ms_per_doc": plain_parse_ms(docs), "task_runs": task_runs,
-        "rerun_no_change_s": round(rerun_s, 2), "rerun_seconds": {s: again[s] for s in STAGES},
+        "rerun_no_change_s": round(rerun_s, 2), "rerun_seconds": {s: again["seconds"][s] for s in STAGES},
+        "rerun_llm_calls": again["llm_calls"],
         "rerun_task_runs": asyncio.run(count_task_runs()) - task_runs,
         "peak_rss_mb": round(peak_rss / 2**20), "store_bytes": scale_corpus.total_bytes(store_dir),
     }  # fmt: skip
 
 
-def run_size(n: int, work: Path, documents_per_task: int) -> dict:
+def run_size(n: int, work: Path, documents_per_task: int, llm_sample: int) -> dict:
     """Build N documents, then measure them in a fresh process (its own peak RSS, Prefect home and run store)."""
     docs_dir = work / f"docs-{n}"
     if not docs_dir.is_dir():
@@ -117,7 +125,7 @@ def run_size(n: int, work: Path, documents_per_task: int) -> dict:
     env = {**os.environ, "PREFECT_HOME": str(work / f"prefect-{n}"), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("PREFECT_API_URL", None)
     args = [sys.executable, "-m", "benchmarks.scale", "--measure", str(n), "--work", str(work),
-            "--documents-per-task", str(documents_per_task)]  # fmt: skip
+            "--documents-per-task", str(documents_per_task), "--llm-sample", str(llm_sample)]  # fmt: skip
     log = work / f"scale-{n}.log"
     with open(log, "w") as handle:
         done = subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=handle, text=True)
@@ -145,12 +153,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="Two document counts, comma-separated")
     parser.add_argument("--work", default=None, help="Working folder (default: a new temporary folder)")
     parser.add_argument("--documents-per-task", type=int, default=100, help="runner.documents_per_task of the runs")
+    parser.add_argument("--llm-sample", type=int, default=20, help="About this many chunks are sent to the embedded LLM")
     parser.add_argument("--measure", type=int, default=None, help=argparse.SUPPRESS)  # one N, in the child process
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="scale-"))
     if args.measure is not None:
         n = args.measure
-        print(json.dumps(measure(n, work / f"docs-{n}", work / f"store-{n}", args.documents_per_task)), flush=True)
+        print(json.dumps(measure(n, work / f"docs-{n}", work / f"store-{n}", args.documents_per_task, args.llm_sample)), flush=True)
         return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if len(sizes) != 2:
@@ -159,7 +168,7 @@ def main() -> None:
     scale_corpus.ensure_package()
     results = []
     for n in sizes:
-        results.append(run_size(n, work, args.documents_per_task))
+        results.append(run_size(n, work, args.documents_per_task, args.llm_sample))
         print(json.dumps(results[-1]), flush=True)
     print(json.dumps(growth(*results)), flush=True)
 

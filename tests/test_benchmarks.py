@@ -47,12 +47,14 @@ def test_collate_benchmark_checks_the_cache_gives_the_stock_collators_tensors():
 
 @pytest.mark.extended
 def test_scale_benchmark_prints_one_line_per_size_and_the_growth(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--sizes", "3,6", "--documents-per-task", "2", "--work", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=900, check=True).stdout  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--sizes", "3,6", "--documents-per-task", "2", "--llm-sample", "6",
+                          "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=900, check=True).stdout  # fmt: skip
     small, large, growth = (json.loads(line) for line in out.strip().splitlines())
     assert (small["documents"], large["documents"], small["parsed_ok"], large["parsed_ok"]) == (3, 6, 3, 6)
-    assert set(small["seconds"]) == {"parse", "chunk", "corpus", "embed", "index"}
-    assert (small["task_runs"], large["task_runs"]) == (2 + 2 + 2, 3 + 3 + 2)  # parse and chunk batches, corpus, embed
+    assert set(small["seconds"]) == {"parse", "chunk", "corpus", "embed", "index", "generate"}
+    assert (small["task_runs"], large["task_runs"]) == (2 + 2 + 3, 3 + 3 + 3)  # parse and chunk batches, corpus, embed, generate
+    assert 0 < large["llm_chunks_asked"] < large["chunks"] and large["llm_calls"] >= large["llm_chunks_asked"]
+    assert large["rerun_llm_calls"] == 0  # the re-run's questions come from the cache
     assert large["rerun_task_runs"] == large["task_runs"] and large["vectors"] == large["chunks"] > small["chunks"] > 0
     assert large["store_bytes"] > small["store_bytes"] > 0 and small["peak_rss_mb"] > 0
     assert growth["documents_ratio"] == 2.0 and set(growth["seconds_ratio"]) == set(small["seconds"])
