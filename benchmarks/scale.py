@@ -2,7 +2,7 @@
 
 Builds N plain-text documents of ~4 kB of real text (benchmarks/scale_corpus.py: the Debian Reference, then the
 docs of installed packages) and runs the pipeline's own corpus stages on them (flows/prepare.py, as build-embedder
-calls them), then its generate stage with the embedded LLM on a stable sample of about --llm-sample chunks (so the
+calls them), then its generate stage with the embedded LLM on a stable sample of --llm-sample chunks (so the
 LLM's cost does not grow with N; no training), each N in a fresh process with a fresh Prefect home and run store,
 then once more with nothing changed. Prints one JSON line per N (seconds per stage, Prefect task runs, peak RSS,
 run-store bytes) and a last line with the growth ratios between the two N.
@@ -73,7 +73,8 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int, ll
     from domain_embed.tasks.discover import discover_documents
     from domain_embed.tasks.embed import model_fingerprint, resolve_model
     from domain_embed.tasks.faiss_index import build_index
-    from domain_embed.tasks.store import read_npy
+    from domain_embed.tasks.generate import sample_point
+    from domain_embed.tasks.store import iter_jsonl, read_npy
 
     config = PipelineConfig(docs_dir=str(docs_dir), store_url=str(store_dir), runner={"documents_per_task": documents_per_task})
     model_dir = resolve_model(config.base_model)
@@ -86,7 +87,8 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int, ll
         prepared = prepare_corpus(config, docs, model_dir, model_sha, config.store_url, clock)
         with clock.stage("index"):
             index, info = build_index(read_npy(prepared.embeddings), MineSettings())
-        fraction = min(1.0, llm_sample / max(prepared.corpus.chunks, 1))
+        points = sorted(sample_point(row["chunk_id"]) for row in iter_jsonl(prepared.corpus.ref))
+        fraction = 1.0 if llm_sample >= len(points) else (points[llm_sample - 1] + 1) / 2**32  # exactly llm_sample chunks
         sampled = config.model_copy(update={"llm": config.llm.model_copy(update={"chunk_fraction": fraction})})
         with clock.stage("generate"):
             stats = generate_questions(sampled, prepared.corpus.ref, config.store_url, prepared.embeddings).stats
@@ -153,9 +155,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="Two document counts, comma-separated")
     parser.add_argument("--work", default=None, help="Working folder (default: a new temporary folder)")
     parser.add_argument("--documents-per-task", type=int, default=100, help="runner.documents_per_task of the runs")
-    parser.add_argument("--llm-sample", type=int, default=20, help="About this many chunks are sent to the embedded LLM")
+    parser.add_argument("--llm-sample", type=int, default=20, help="Chunks sent to the embedded LLM (at least 1)")
     parser.add_argument("--measure", type=int, default=None, help=argparse.SUPPRESS)  # one N, in the child process
     args = parser.parse_args()
+    if args.llm_sample < 1:
+        parser.error("--llm-sample must be at least 1")
     work = Path(args.work or tempfile.mkdtemp(prefix="scale-"))
     if args.measure is not None:
         n = args.measure

@@ -145,12 +145,17 @@ async def collect_answers(
     ))  # fmt: skip
 
 
+def sample_point(chunk_id: str) -> int:
+    """Where a chunk falls in the stable sample: a 32-bit hash of its id."""
+    return int(sha256_bytes(chunk_id.encode())[:8], 16)
+
+
 def sample_chunks(chunks: list[dict], fraction: float) -> list[dict]:
     """A stable sample: a chunk is in iff its id hashes below the fraction, so adding documents never reshuffles it."""
     if fraction >= 1:
         return chunks
     threshold = int(fraction * 2**32)
-    return [c for c in chunks if int(sha256_bytes(c["chunk_id"].encode())[:8], 16) < threshold]
+    return [c for c in chunks if sample_point(c["chunk_id"]) < threshold]
 
 
 def generate_pairs(
@@ -252,7 +257,7 @@ def publish_report(result: GenerationResult) -> None:
 
 @task(
     name="generate",
-    cache_policy=code_and_inputs("domain_embed.tasks.qa_filters", "domain_embed.tasks.llm", "domain_embed.tasks.llm_errors", "domain_embed.tasks.ratelimit", "domain_embed.tasks.prompts", "domain_embed.tasks.llm_batch", "domain_embed.tasks.text", exclude=("endpoint",)),
+    cache_policy=code_and_inputs("domain_embed.tasks.qa_filters", "domain_embed.tasks.llm", "domain_embed.tasks.llm_errors", "domain_embed.tasks.ratelimit", "domain_embed.tasks.prompts", "domain_embed.tasks.llm_batch", "domain_embed.tasks.text", exclude=("endpoint", "embeddings")),
     persist_result=True,
     retries=2,
     retry_delay_seconds=[30, 120],
@@ -273,12 +278,14 @@ def generate_task(
     """
     logger = get_run_logger()
     chunks = read_jsonl(corpus)
+    asked = len(sample_chunks(chunks, llm.chunk_fraction))
+    if chunks and not asked:
+        raise ValueError(f"llm.chunk_fraction {llm.chunk_fraction:g} picks none of the {len(chunks)} chunks: raise it")
     logger.info(
         "Generating %d questions per chunk for %d of %d chunks (chunk_fraction %g) with %s (served by %s, prompt %s)",
-        candidates_per_chunk(llm), len(sample_chunks(chunks, llm.chunk_fraction)), len(chunks), llm.chunk_fraction,
-        llm.model, endpoint.model, prompt_fingerprint(llm),
+        candidates_per_chunk(llm), asked, len(chunks), llm.chunk_fraction, llm.model, endpoint.model, prompt_fingerprint(llm),
     )
-    vectors = read_npy(embeddings) if embeddings is not None else None
+    vectors = read_npy(embeddings) if embeddings is not None and filters.roundtrip_top_k > 0 else None
     result = generate_pairs(chunks, llm, filters, endpoint, resolve_model(base_model), RunStore(store_url), vectors)
     s = result.stats
     if chunks and not s.chunks_answered:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import itertools
@@ -15,6 +16,7 @@ from typing import Any, Iterable, Iterator
 import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractBufferedFile
 from pydantic import BaseModel
 
 
@@ -174,34 +176,36 @@ def atomic_write(uri: str, data: bytes) -> None:
 
 
 def _write_temp(fs: fsspec.AbstractFileSystem, parent: str, blocks: Iterable[bytes]) -> tuple[str, str]:
-    """Write blocks to a hidden temporary file in parent, flushed to disk; its path and the blocks' sha256 (nothing left on error).
-
-    On an object store the upload only becomes an object at commit(), so a stream that fails is aborted, never stored.
-    """
+    """Write blocks to a hidden temporary file in parent, flushed to disk; its path and the blocks' sha256 (nothing left on error)."""
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
     digest = hashlib.sha256()
-    local = isinstance(fs, LocalFileSystem)
-    handle = fs.open(tmp, "wb") if local else fs._open(tmp, "wb", autocommit=False)  # fs.open would enlist it in fs.transaction
+    handle = fs.open(tmp, "wb")
     try:
         for block in blocks:
             digest.update(block)
             handle.write(block)
-        if local:  # else a power cut may keep the rename but not the bytes
+        if isinstance(fs, LocalFileSystem):  # else a power cut may keep the rename but not the bytes
             handle.flush()
             os.fsync(handle.fileno())
         handle.close()
-        if not local:
-            handle.commit()
     except BaseException:
-        _undo_temp(fs, tmp, handle, local)
+        _undo_temp(fs, tmp, handle)
         raise
     return tmp, digest.hexdigest()
 
 
-def _undo_temp(fs: fsspec.AbstractFileSystem, tmp: str, handle: Any, local: bool) -> None:
-    """Close and remove a failed temporary file, or abort its upload; a failure here is logged, never raised over the first."""
-    steps = [handle.close, (lambda: fs.rm(tmp) if fs.exists(tmp) else None) if local else handle.discard]
+def _undo_temp(fs: fsspec.AbstractFileSystem, tmp: str, handle: Any) -> None:
+    """Abandon a failed temporary write; a failure here is logged, never raised over the first.
+
+    An object store's upload (an fsspec buffered file) is discarded unfinished, so it never becomes an object; a file
+    is closed and removed.
+    """
+    if isinstance(handle, AbstractBufferedFile):  # closing would upload the rest and commit it
+        steps = [handle.discard, functools.partial(setattr, handle, "closed", True)]
+    else:
+        steps = [handle.close]
+    steps.append(lambda: fs.rm(tmp) if fs.exists(tmp) else None)
     for step in steps:
         try:
             step()

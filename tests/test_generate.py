@@ -159,6 +159,15 @@ def test_the_generate_task_is_not_retried_against_a_dead_endpoint(tmp_path, base
     assert dead.connections == 10  # one task attempt: Prefect's retries would have made 30
 
 
+def test_a_chunk_fraction_that_picks_no_chunk_fails_before_any_llm_call(tmp_path, prefect_harness):
+    store = RunStore(str(tmp_path))
+    with LLMStub() as stub:
+        state = generate_task(store.put_jsonl("corpus", CHUNKS), llm(chunk_fraction=1e-6), FILTERS, "all-MiniLM-L6-v2", store.url,
+                              endpoint(stub), return_state=True)  # fmt: skip
+        assert state.is_failed() and "llm.chunk_fraction 1e-06 picks none of the 12 chunks" in state.message
+        assert stub.count() == 0
+
+
 def test_a_chunk_streak_of_rejections_stops_the_run(tmp_path, base_model):
     with LLMStub(fault_rates={"400": 1.0}) as stub:
         with pytest.raises(LLMRejectedError, match="3 chunks in a row failed"):
