@@ -18,7 +18,7 @@ SAVED = "folder-configs"
 
 def folder_key(docs_dir: str) -> str:
     """16 hex characters naming a folder by its absolute path."""
-    return hashlib.sha256(str(Path(docs_dir).resolve()).encode()).hexdigest()[:16]
+    return hashlib.sha256(os.fsencode(Path(docs_dir).resolve())).hexdigest()[:16]
 
 
 def folder_label(docs_dir: str) -> str:

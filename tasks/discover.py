@@ -8,11 +8,12 @@ from typing import Optional
 
 from pydantic import BaseModel
 
+from domain_embed.tasks.names import escape_name, unescape_name
 from domain_embed.tasks.store import sha256_file
 
 
 class DocFile(BaseModel):
-    """One file found under the docs folder."""
+    """One file found under the docs folder; its names are escaped (`tasks.names`): any bytes, safe in JSON and logs."""
 
     rel_path: str
     path: str
@@ -20,6 +21,11 @@ class DocFile(BaseModel):
     size: int
     sha256: Optional[str] = None
     skipped: Optional[str] = None
+
+    @property
+    def os_path(self) -> str:
+        """The path to open, exactly as the file system names it."""
+        return unescape_name(self.path)
 
 
 class DocsNotFound(ValueError):
@@ -30,7 +36,7 @@ def discover_documents(docs_dir: str, extensions: list[str], max_file_mb: float)
     """List every file under docs_dir, sorted by relative path, marking skipped ones with a reason."""
     root = Path(docs_dir)
     if not root.is_dir():
-        raise DocsNotFound(f"docs folder not found: {docs_dir}")
+        raise DocsNotFound(f"docs folder not found: {escape_name(docs_dir)}")
     real_root = root.resolve()
     allowed = {e.lower() for e in extensions}
     max_bytes = int(max_file_mb * 1024 * 1024)
@@ -39,14 +45,15 @@ def discover_documents(docs_dir: str, extensions: list[str], max_file_mb: float)
     walk = os.walk(root, followlinks=False, onerror=lambda exc: found.append(_unreadable(exc, root)))
     for dirpath, dirnames, filenames in walk:
         linked = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in linked)
-        for name in sorted(filenames + linked):
-            if name.startswith("."):
-                continue
+        hidden = [d for d in dirnames if d.startswith(".") and d not in linked]
+        dirnames[:] = sorted(d for d in dirnames if d not in linked and d not in hidden)
+        for name in sorted(filenames + linked + hidden):
             path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            doc = DocFile(rel_path=rel, path=str(path), ext=path.suffix.lower(), size=0)
+            doc = _entry(path, root)
             found.append(doc)
+            if name.startswith("."):
+                doc.skipped = "hidden folder (name starts with '.'), not read" if name in hidden else "hidden file (name starts with '.')"
+                continue
             if path.is_symlink() and not _inside(path.resolve(), real_root):
                 doc.skipped = "symlink pointing outside the docs folder (not followed)"
                 continue
@@ -68,16 +75,23 @@ def discover_documents(docs_dir: str, extensions: list[str], max_file_mb: float)
             if doc.sha256 in seen:
                 doc.skipped = f"duplicate of {seen[doc.sha256]}"
             elif doc.sha256:
-                seen[doc.sha256] = rel
+                seen[doc.sha256] = doc.rel_path
     found.sort(key=lambda d: d.rel_path)
     return found
+
+
+def _entry(path: Path, root: Path) -> DocFile:
+    """A DocFile for a path under root, its names escaped, not yet sized or hashed."""
+    return DocFile(rel_path=escape_name(path.relative_to(root).as_posix()), path=escape_name(path),
+                   ext=escape_name(path.suffix.lower()), size=0)  # fmt: skip
 
 
 def _unreadable(exc: OSError, root: Path) -> DocFile:
     """A folder os.walk could not list, reported instead of silently missing its files."""
     path = Path(exc.filename or root)
-    rel = path.relative_to(root).as_posix() if _inside(path, root) else str(path)
-    return DocFile(rel_path=rel, path=str(path), ext="", size=0, skipped=f"cannot read folder: {exc.strerror or exc}")
+    doc = _entry(path, root) if _inside(path, root) else DocFile(rel_path=escape_name(path), path=escape_name(path), ext="", size=0)
+    doc.ext, doc.skipped = "", f"cannot read folder: {exc.strerror or exc}"
+    return doc
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -255,7 +255,7 @@ def parse_documents(docs: list[DocFile], settings: ParseSettings, store: RunStor
         if parsed is not None:
             cached += 1
         else:
-            parsed = parse_document(doc.path, doc.sha256, doc.ext, settings, store)
+            parsed = parse_document(doc.os_path, doc.sha256, doc.ext, settings, store)
             if not (parsed.error or "").startswith("cannot read file"):  # a transient read fault is retried next run
                 save_item(store, "parse-cache", key, parsed)
         results.append(parsed)

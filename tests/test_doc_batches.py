@@ -52,7 +52,7 @@ def test_a_batch_gives_what_one_document_at_a_time_gives(docs_dir, tmp_path, bas
     docs = found(docs_dir)
     batch_store, single_store = RunStore(str(tmp_path / "batch")), RunStore(str(tmp_path / "single"))
     batch = parse_documents(docs, PARSE, batch_store)
-    single = [parse_document(d.path, d.sha256, d.ext, PARSE, single_store) for d in docs]
+    single = [parse_document(d.os_path, d.sha256, d.ext, PARSE, single_store) for d in docs]
     assert without_uris(batch.docs) == without_uris(single) and batch.cached == 0
     assert {p.status for p in batch.docs} == {"ok", "error"} and all(p.error for p in batch.docs if p.status == "error")
 

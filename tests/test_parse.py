@@ -91,7 +91,8 @@ def test_discovery_skips_large_files_duplicates_and_outside_symlinks(tmp_path):
     os.symlink(secret, docs_dir / "link.txt")
     (docs_dir / ".hidden.txt").write_text("hidden")
     found = {d.rel_path: d for d in discover_documents(str(docs_dir), SETTINGS.extensions, max_file_mb=2)}
-    assert set(found) == {"a/b/c/d/deep.html", "copy.html", "big.txt", "link.txt"}
+    assert set(found) == {"a/b/c/d/deep.html", "copy.html", "big.txt", "link.txt", ".hidden.txt"}
+    assert found[".hidden.txt"].skipped == "hidden file (name starts with '.')"
     assert found["big.txt"].skipped.startswith("larger than the 2 MB limit") and found["big.txt"].sha256 is None
     assert found["link.txt"].skipped == "symlink pointing outside the docs folder (not followed)"
     duplicates = [d for d in found.values() if d.skipped and d.skipped.startswith("duplicate of")]
