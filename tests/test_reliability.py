@@ -219,7 +219,19 @@ def bad_docs_folder(root: Path) -> dict[str, str]:
     (docs / "archive").mkdir()
     shutil.copy(FIXTURES / "docs" / "tutorial-agg.txt", docs / "archive" / "tutorial-agg.txt")
     deep_rel = deep.relative_to(docs).as_posix() + "/deep.md"
+    with open(os.path.join(os.fsencode(docs), b"bad-\xff\xfe-name.txt"), "wb") as handle:  # not UTF-8: legal on Linux
+        handle.write(("Vacuum\n\n" + "Vacuum reclaims the space of dead row versions and refreshes the planner statistics. " * 6).encode())
+    (docs / "-rf\nwal|intro.html").write_bytes((FIXTURES / "docs" / "wal-intro.html").read_bytes())
+    (docs / ".hidden.md").write_text("# hidden\n\n" + DEEP)
+    (docs / "x.md").mkdir()
+    (docs / "x.md" / "inside.txt").write_text("Puffer\n\n" + GERMAN * 5)
+    os.mkfifo(docs / "pipe.txt")
     return {
+        "bad-\\xff\\xfe-name.txt": "ok",
+        "-rf\\nwal|intro.html": "ok",
+        ".hidden.md": "skipped: hidden file (name starts with '.')",
+        "x.md/inside.txt": "ok",
+        "pipe.txt": "skipped: not a regular file",
         "tutorial-agg.txt": "ok",
         "tutorial-inheritance.md": "ok",
         "latin1.txt": "ok",
@@ -258,11 +270,13 @@ def test_flow_accounts_for_every_bad_file_and_completes(tmp_path, prefect_harnes
     assert set(status) == set(expected)
     for name, want in expected.items():
         assert status[name].startswith(want), (name, status[name])
-    assert report["documents"] == {**report["documents"], "found": len(expected), "parsed": 5}
+    assert report["documents"] == {**report["documents"], "found": len(expected), "parsed": 8}
     parsed = {f["file"]: f for f in report["files"] if f["status"] == "ok"}
     assert all(f["elements"] > 0 and f["chars"] > 200 for f in parsed.values())
     listed = "\n".join(line for line in (tmp_path / "out" / "report.md").read_text().splitlines() if "|" in line)
     assert all(name in listed for name, want in expected.items() if want != "ok")
+    chunks = [json.loads(line) for line in (tmp_path / "out" / "index" / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {"bad-\\xff\\xfe-name.txt", "-rf\\nwal|intro.html"} <= {c["document"] for c in chunks}
 
 
 def test_a_folder_where_no_file_parses_fails_with_one_line(tmp_path, prefect_harness, monkeypatch, capsys):
