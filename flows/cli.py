@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -157,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except LLMError as exc:
         print(f"domain-embed: error: the LLM failed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        from domain_embed.tasks.store import out_of_space
+
+        if exc.errno != errno.ENOSPC:
+            raise
+        print(f"domain-embed: error: {out_of_space(exc)}", file=sys.stderr)
         return 1
     except RuntimeError as exc:
         from domain_embed.flows.local_api import TIMEOUT_MESSAGE, startup_timeout_hint

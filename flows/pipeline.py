@@ -25,6 +25,7 @@ from domain_embed.tasks.llm_host import shared_embedded_server
 from domain_embed.tasks.lifeline import die_with_worker
 from domain_embed.tasks.mine import mine_task
 from domain_embed.tasks.publish import publish_task, write_run_report
+from domain_embed.tasks.preflight import check_output_folder, check_store, store_need
 from domain_embed.tasks.promote import Promotion, compared_models, corpus_changed, decide, promote, read_current, record_run
 from domain_embed.tasks.run_report import build_report
 from domain_embed.tasks.settings import EMBEDDED_LLM, LLMSettings
@@ -39,7 +40,8 @@ FLOW_EXCEPTION_PREFIX = "Flow run encountered an exception:"
 
 
 def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
-    """Fail before any cost, with one clear line: LLM and its key (first: no file is read), docs folder, base model, dims.
+    """Fail before any cost, with one clear line: LLM and its key (first: no file is read), docs folder, base model, dims,
+    the output folder and the run store (writable, with room for the run).
 
     Returns the documents found (hashed once, reused by the parse stage), the model folder, its hash and dimension.
     """
@@ -55,6 +57,8 @@ def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
     matryoshka_dims(dim, config.train.matryoshka_dims)
     if config.eval_dataset:
         load_beir(config.eval_dataset)
+    check_output_folder(config.out_dir)
+    check_store(config.store_url, store_need(docs, model_dir))
     return docs, model_dir, model_fingerprint(model_dir), dim
 
 

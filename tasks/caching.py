@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import importlib
 import inspect
@@ -11,6 +12,9 @@ from typing import Any, Optional
 from prefect.cache_policies import INPUTS, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
+
+from domain_embed.tasks.progress import run_logger
+from domain_embed.tasks.store import intact, refs_in
 
 
 @dataclass
@@ -34,9 +38,35 @@ def source_hash(*modules: str) -> str:
     return hash_objects(*[inspect.getsource(importlib.import_module(name)) for name in names], raise_on_failure=True)
 
 
+@dataclass
+class RefsIntact(CachePolicy):
+    """`policy`'s key, serving a cached result only while every run-store object it refers to is there and hashes
+    right: otherwise the cached record is expired (the task runs again) and the log says why."""
+
+    policy: Optional[CachePolicy] = None
+
+    def compute_key(
+        self, task_ctx: TaskRunContext, inputs: Optional[dict[str, Any]], flow_parameters: Optional[dict[str, Any]], **kwargs: Any
+    ) -> Optional[str]:
+        key = self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs) if self.policy else None
+        if key and task_ctx and task_ctx.result_store.exists(key):
+            try:
+                cached = task_ctx.result_store.read(key).result
+            except Exception:  # noqa: BLE001 (an unreadable record is a miss to Prefect as well)
+                return key
+            broken = [ref.uri for ref in refs_in(cached) if not intact(ref)]
+            if broken:
+                run_logger().warning("cached %s result refers to %d missing or corrupt object(s) (%s): computed again",
+                               task_ctx.task.name, len(broken), broken[0])  # fmt: skip
+                past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+                task_ctx.result_store.write(obj=None, key=key, expiration=past)
+        return key
+
+
 def code_and_inputs(*modules: str, exclude: tuple[str, ...] = ()) -> CachePolicy:
-    """The stage cache policy: code of the stage (and helpers) + inputs, minus inputs that are not content."""
+    """The stage cache policy: code of the stage (and helpers) + inputs, minus inputs that are not content; a cached
+    result whose objects in the run store are gone or corrupt is computed again."""
     policy = ModuleSource(modules=tuple(modules)) + INPUTS
     for name in exclude:
         policy = policy - name
-    return policy
+    return RefsIntact(policy=policy)

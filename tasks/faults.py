@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -16,8 +17,9 @@ PERMANENT_TYPES: tuple[type[BaseException], ...] = (
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a retry may succeed: anything but the permanent types (connection errors, timeouts, crashes do)."""
-    return not isinstance(exc, PERMANENT_TYPES)
+    """Whether a retry may succeed: anything but the permanent types and a full disk (connection errors, timeouts,
+    crashes do)."""
+    return not isinstance(exc, PERMANENT_TYPES) and not (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -23,7 +23,7 @@ from domain_embed.tasks.prompts import ask, max_tokens, prompt_fingerprint, prom
 from domain_embed.tasks.qa_filters import filter_questions
 from domain_embed.tasks.reports import publish_table
 from domain_embed.tasks.settings import FilterSettings, LLMSettings
-from domain_embed.tasks.store import Ref, RunStore, read_json, read_jsonl, read_npy, sha256_bytes, stable_hash
+from domain_embed.tasks.store import Ref, RunStore, read_jsonl, read_npy, read_record, sha256_bytes, stable_hash
 
 FAILED_LIST_CAP = 50
 
@@ -86,10 +86,10 @@ def cache_key(text: str, llm: LLMSettings) -> str:
 
 def _read_record(path: str) -> Optional[dict]:
     try:
-        record = read_json(path)
-    except (ValueError, OSError):  # absent or unreadable entry: ask again
+        record = read_record(path)
+    except OSError:  # unreadable entry: ask again
         return None
-    return record if isinstance(record, dict) and record.get("questions") else None
+    return record if record and record.get("questions") else None
 
 
 async def collect_answers(

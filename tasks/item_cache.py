@@ -7,7 +7,7 @@ from typing import Any, Optional, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from domain_embed.tasks.caching import source_hash
-from domain_embed.tasks.store import RunStore, atomic_write, read_bytes, stable_hash
+from domain_embed.tasks.store import RunStore, intact, put_record, read_record, refs_in, stable_hash
 
 Item = TypeVar("Item", bound=BaseModel)
 
@@ -18,13 +18,17 @@ def item_key(modules: tuple[str, ...], **content: Any) -> str:
 
 
 def load_item(store: RunStore, kind: str, key: str, model: type[Item]) -> Optional[Item]:
-    """The cached record under `key`, or None when absent or unreadable (then it is recomputed)."""
+    """The cached record under `key`, or None when absent, unreadable, or its objects in the store are gone or corrupt
+    (then it is recomputed)."""
+    record = read_record(store.key_path(kind, key, ".json"))
     try:
-        return model.model_validate_json(read_bytes(store.key_path(kind, key, ".json")))
-    except (FileNotFoundError, ValidationError):
+        item = model.model_validate(record) if record is not None else None
+    except ValidationError:
         return None
+    return item if item is not None and all(intact(ref) for ref in refs_in(item)) else None
 
 
 def save_item(store: RunStore, kind: str, key: str, item: BaseModel) -> None:
-    """Write one item's record atomically under `key`."""
-    atomic_write(store.key_path(kind, key, ".json"), item.model_dump_json().encode())
+    """Write one item's record atomically under `key`, sealed."""
+    put_record(store.key_path(kind, key, ".json"), item.model_dump(mode="json"))
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from domain_embed.tasks.llm_errors import LLMError, LLMFatalError, LLMRejectedEr
 from domain_embed.tasks.progress import Progress
 from domain_embed.tasks.reports import ProgressArtifact
 from domain_embed.tasks.prompts import MALFORMED, MalformedAnswer
-from domain_embed.tasks.store import RunStore, atomic_write
+from domain_embed.tasks.store import RunStore, put_record
 
 PROGRESS_KEY = "qa-progress"
 CLAIM_POLL_S = 0.5  # how often a run looks whether another run has answered the chunks it waits on
@@ -127,8 +126,7 @@ async def ask_all(
             error = exc
             failures[key] = (failure_kind(exc), str(exc))
         else:
-            data = json.dumps(record(questions, cost), ensure_ascii=False, sort_keys=True).encode()
-            await asyncio.to_thread(atomic_write, store.key_path("qa-cache", key, ".json"), data)
+            await asyncio.to_thread(put_record, store.key_path("qa-cache", key, ".json"), record(questions, cost))
             answers[key] = questions
             streak.clear()
             progress.advance()

@@ -16,7 +16,7 @@ from domain_embed.tasks.faults import retry_if_transient
 from domain_embed.tasks.negatives import IndexInfo, NegativeStats, SelectionCounts, select_negatives
 from domain_embed.tasks.reports import publish_table
 from domain_embed.tasks.settings import MineSettings
-from domain_embed.tasks.store import Ref, RunStore, atomic_write, exists, iter_jsonl, read_json, read_jsonl, read_npy, stable_hash
+from domain_embed.tasks.store import Ref, RunStore, intact, iter_jsonl, put_record, read_jsonl, read_npy, read_record, stable_hash
 from domain_embed.tasks.text import normalize
 
 
@@ -43,14 +43,15 @@ def corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore, batch_size: 
     """Embeddings of every chunk text in the corpus (float32 .npy), cached by (model fingerprint, corpus sha)."""
     key = stable_hash({"model": model_fingerprint(model_dir), "corpus": corpus.sha256, "code": source_hash("domain_embed.tasks.embed")})
     pointer = store.key_path("corpus-embeddings", key, ".json")
-    if exists(pointer):
-        ref = Ref.model_validate(read_json(pointer))
-        if exists(ref.uri):
+    record = read_record(pointer)
+    if record is not None:
+        ref = Ref.model_validate(record)
+        if intact(ref):
             return ref
     with closing(iter_jsonl(corpus)) as rows:
         vectors = embed_stream(model_dir, (row["text"] for row in rows), batch_size=batch_size)
         ref = store.put_npy_stream("embeddings", corpus.count, vectors, empty_dim=model_dimension(model_dir))
-    atomic_write(pointer, ref.model_dump_json().encode())
+    put_record(pointer, ref.model_dump(mode="json"))
     return ref
 
 

@@ -11,14 +11,28 @@ from pathlib import Path
 import fsspec
 
 from domain_embed.tasks.embed import model_files
-from domain_embed.tasks.store import Ref, RunStore, atomic_write, exists, read_json, sha256_file, stable_hash
+from domain_embed.tasks.progress import run_logger
+from domain_embed.tasks.store import CorruptObject, Ref, RunStore, atomic_write, intact, read_json, sha256_file, stable_hash, store_full, verify
 
 
 class ModelRef(Ref):
     """A model folder in the run store: uri is its manifest (file -> sha256), sha256 the model's fingerprint, count its files."""
 
+    def verify(self) -> None:
+        """FileNotFoundError when the model is not (all) there; CorruptDownload when its manifest or a file does not hash
+        to what was written (a corrupt file is removed; put_model uploads the model again)."""
+        files = read_json(self.uri)
+        if stable_hash(files) != self.sha256:
+            raise CorruptDownload(f"the manifest {self.uri} does not hash to the model's {self.sha256[:12]}")
+        prefix = self.uri.removesuffix(".json")
+        for rel, sha in files.items():
+            try:
+                verify(f"{prefix}/{rel}", sha)
+            except CorruptObject as exc:
+                raise CorruptDownload(str(exc)) from None
 
-class CorruptDownload(RuntimeError):
+
+class CorruptDownload(CorruptObject):
     """A fetched file or manifest does not hash to what the reference says."""
 
 
@@ -34,8 +48,12 @@ def put_folder(manifest_uri: str, folder: str | os.PathLike, files: dict[str, st
     fs, path = fsspec.core.url_to_fs(manifest_uri)
     prefix = path.removesuffix(".json")
     for rel in files:
-        fs.makedirs(f"{prefix}/{rel}".rsplit("/", 1)[0], exist_ok=True)
-        fs.put_file(str(Path(folder, rel)), f"{prefix}/{rel}")
+        parent = f"{prefix}/{rel}".rsplit("/", 1)[0]
+        try:
+            fs.makedirs(parent, exist_ok=True)
+            fs.put_file(str(Path(folder, rel)), f"{prefix}/{rel}")
+        except OSError as exc:
+            raise store_full(exc, parent, Path(folder, rel).stat().st_size) from exc
     atomic_write(manifest_uri, json.dumps(files, sort_keys=True, indent=1).encode())
 
 
@@ -65,18 +83,30 @@ def put_model(store: RunStore, folder: str | os.PathLike) -> ModelRef:
     """Upload a SentenceTransformer folder to the store (a no-op when the same model is there) and return its reference."""
     files = model_files(str(folder))
     sha = stable_hash(files)
-    manifest = store.uri("models", f"{sha}.json")
-    if not exists(manifest):
-        put_folder(manifest, folder, files)
-    return ModelRef(uri=manifest, sha256=sha, count=len(files))
+    ref = ModelRef(uri=store.uri("models", f"{sha}.json"), sha256=sha, count=len(files))
+    if not intact(ref):
+        put_folder(ref.uri, folder, files)
+    return ref
 
 
 def local_model(ref: ModelRef) -> str:
-    """A local folder holding the referenced model: the cached copy, else fetched and verified against its hash."""
+    """A local folder holding the referenced model: the cached copy when every file still hashes right, else fetched
+    from the store and verified (a store copy that fails its hashes raises CorruptObject and is removed)."""
     target = local_cache() / "fetched-models" / ref.sha256
+    files = read_json(ref.uri)
+    if target.is_dir() and not _copy_intact(target, files):
+        run_logger().warning("the local copy %s of model %s is corrupt: fetched again from the run store", target, ref.sha256[:12])
+        shutil.rmtree(target, ignore_errors=True)
     if not target.is_dir():
-        files = read_json(ref.uri)
-        if stable_hash(files) != ref.sha256:
-            raise CorruptDownload(f"the manifest {ref.uri} does not hash to the model's {ref.sha256[:12]}")
+        ref.verify()
         fetch_folder(ref.uri, target, files)
     return str(target)
+
+
+def _copy_intact(folder: Path, files: dict[str, str]) -> bool:
+    try:
+        for rel, sha in files.items():
+            verify(str(folder / rel), sha)
+    except (FileNotFoundError, CorruptObject):
+        return False
+    return True

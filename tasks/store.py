@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import hashlib
 import io
@@ -9,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -19,9 +22,31 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractBufferedFile
 from pydantic import BaseModel
 
+from domain_embed.tasks.names import escape_name
+from domain_embed.tasks.progress import run_logger
+
 
 logger = logging.getLogger(__name__)
 SPOOL_BYTES = 16 << 20  # a stream larger than this goes to the store while it is written
+
+
+class CorruptObject(RuntimeError):
+    """An object of the run store that no longer hashes to its name; it was removed, so the next run computes it again."""
+
+
+class StoreFull(OSError):
+    """The run store's file system ran out of space (ENOSPC) while an object was written; nothing partial was kept."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def out_of_space(exc: OSError) -> str:
+    """One line for a write that found no space: a StoreFull's own, or the file's name for any other ENOSPC."""
+    if isinstance(exc, StoreFull):
+        return str(exc)
+    where = f" writing {escape_name(exc.filename)}" if exc.filename else ""
+    return f"no space left on the device{where}: free some space there, then run again (what was paid for is kept)"
 
 
 class Ref(BaseModel):
@@ -30,6 +55,10 @@ class Ref(BaseModel):
     uri: str
     sha256: str
     count: int = 0
+
+    def verify(self) -> None:
+        """FileNotFoundError when the object is gone; CorruptObject, after removing it, when it no longer hashes to sha256."""
+        verify(self.uri, self.sha256)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -88,7 +117,7 @@ class RunStore:
         """Write bytes under kind/<sha256><suffix> (no-op if present) and return its reference."""
         digest = sha256_bytes(data)
         target = self.uri(kind, f"{digest}{suffix}")
-        if not self.fs.exists(target):
+        if not self.fs.exists(target) or self.fs.size(target) != len(data):  # absent, or cut short: written again
             atomic_write(target, data)
         return Ref(uri=target, sha256=digest, count=count)
 
@@ -179,32 +208,52 @@ def _write_temp(fs: fsspec.AbstractFileSystem, parent: str, blocks: Iterable[byt
     """Write blocks to a hidden temporary file in parent, flushed to disk; its path and the blocks' sha256 (nothing left on error)."""
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-    digest = hashlib.sha256()
-    handle = fs.open(tmp, "wb")
+    digest, written = hashlib.sha256(), 0
+    try:
+        handle = fs.open(tmp, "wb")
+    except OSError as exc:
+        raise store_full(exc, parent, 0) from exc
     try:
         for block in blocks:
             digest.update(block)
             handle.write(block)
+            written += len(block)
         if isinstance(fs, LocalFileSystem):  # else a power cut may keep the rename but not the bytes
             handle.flush()
             os.fsync(handle.fileno())
         handle.close()
-    except BaseException:
+    except BaseException as exc:
         _undo_temp(fs, tmp, handle)
-        raise
+        raise store_full(exc, parent, written) from exc
     return tmp, digest.hexdigest()
+
+
+def store_full(exc: BaseException, where: str, written: int) -> BaseException:
+    """A StoreFull naming the run store and the size that did not fit when exc is ENOSPC, else exc itself."""
+    if not isinstance(exc, OSError) or exc.errno != errno.ENOSPC or isinstance(exc, StoreFull):
+        return exc
+    store = default_store_url().rstrip("/")
+    named = store if where == store or where.startswith(store + "/") else where
+    free = f", {_size(shutil.disk_usage(where).free)} free" if os.path.isdir(where) else ""
+    return StoreFull(errno.ENOSPC, f"the run store {escape_name(named)} is full: an object of at least {_size(written)} did not "
+                     f"fit in {escape_name(where)}{free}; free some space there or choose another --store, then run again "
+                     "(what was paid for is kept)")  # fmt: skip
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
 
 
 def _undo_temp(fs: fsspec.AbstractFileSystem, tmp: str, handle: Any) -> None:
     """Abandon a failed temporary write; a failure here is logged, never raised over the first.
 
     An object store's upload (an fsspec buffered file) is discarded unfinished, so it never becomes an object; a file
-    is closed and removed.
+    is closed (its unwritten buffer may fail again, as a full disk does: the file is closed all the same) and removed.
     """
     if isinstance(handle, AbstractBufferedFile):  # closing would upload the rest and commit it
         steps = [handle.discard, functools.partial(setattr, handle, "closed", True)]
     else:
-        steps = [handle.close]
+        steps = [functools.partial(_close_quietly, handle)]
     steps.append(lambda: fs.rm(tmp) if fs.exists(tmp) else None)
     for step in steps:
         try:
@@ -213,10 +262,80 @@ def _undo_temp(fs: fsspec.AbstractFileSystem, tmp: str, handle: Any) -> None:
             logger.warning("could not clean up the temporary %s after a failed write: %r", tmp, error)
 
 
-def read_bytes(uri: str) -> bytes:
-    """Bytes at a store URI."""
+def _close_quietly(handle: Any) -> None:
+    with contextlib.suppress(OSError):
+        handle.close()
+
+
+def read_bytes(uri: str, expected: str | None = None) -> bytes:
+    """Bytes at a store URI; with `expected`, they must hash to it (else CorruptObject, the object removed)."""
     with fsspec.open(uri, "rb") as handle:
-        return handle.read()
+        data = handle.read()
+    if expected and sha256_bytes(data) != expected:
+        raise discard_corrupt(uri, expected, sha256_bytes(data), len(data))
+    return data
+
+
+def _target(ref: Ref | str) -> tuple[str, str | None]:
+    """The URI to read and the sha256 its bytes must have (a plain Ref's; a URI or a model manifest: none)."""
+    return (ref.uri, ref.sha256) if type(ref) is Ref else (getattr(ref, "uri", ref), None)
+
+
+_VERIFIED: dict[str, tuple] = {}  # uri -> (size, mtime or etag) when this process last found it whole
+
+
+def verify(uri: str, expected: str) -> None:
+    """Check that the object at uri hashes to `expected`, streamed; FileNotFoundError when absent, CorruptObject (after
+    removing it) when not. Objects never change, so a check is remembered per size and modification time."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    info = fs.info(path)
+    signature = (info.get("size"), info.get("mtime") or info.get("LastModified") or info.get("ETag"))
+    if _VERIFIED.get(uri) == (expected, signature):
+        return
+    digest, size = hashlib.sha256(), 0
+    with fs.open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    if digest.hexdigest() != expected:
+        raise discard_corrupt(uri, expected, digest.hexdigest(), size)
+    _VERIFIED[uri] = (expected, signature)
+
+
+def intact(ref: Ref) -> bool:
+    """Whether a reference's object is in the store and hashes to what the reference says (a corrupt one is removed)."""
+    try:
+        ref.verify()
+    except (FileNotFoundError, CorruptObject):
+        return False
+    return True
+
+
+def refs_in(value: object) -> list[Ref]:
+    """Every run-store reference held in a value (pydantic models, dicts, lists, tuples, nested)."""
+    if isinstance(value, Ref):
+        return [value]
+    if isinstance(value, BaseModel):
+        value = list(value.__dict__.values())
+    elif isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [ref for item in value for ref in refs_in(item)]
+    return []
+
+
+def discard_corrupt(uri: str, expected: str, found: str, size: int) -> CorruptObject:
+    """Remove an object that does not hash to what was written, say so in the log, and return the error to raise."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    try:
+        fs.rm(path)
+    except FileNotFoundError:
+        pass
+    _VERIFIED.pop(uri, None)
+    message = (f"stored object {uri} is corrupt ({size} bytes hash to {found[:12]}, written as {expected[:12]}): "
+               "removed; it is computed or fetched again")  # fmt: skip
+    run_logger().warning(message)
+    return CorruptObject(message)
 
 
 def exists(uri: str) -> bool:
@@ -225,14 +344,44 @@ def exists(uri: str) -> bool:
     return fs.exists(path)
 
 
+SEAL = "_sha256"  # a keyed record's own hash, inside it: keyed records are not named by their content
+
+
+def put_record(uri: str, record: dict) -> None:
+    """Write a keyed record (JSON object) atomically, sealed with the hash of its content."""
+    atomic_write(uri, json.dumps({**_plain(record), SEAL: stable_hash(record)}, sort_keys=True, ensure_ascii=False).encode())
+
+
+def read_record(uri: str) -> dict | None:
+    """A keyed record, or None when absent; one that fails its seal (or is not JSON) is removed, logged and None.
+    Records written before seals existed are taken as they are."""
+    try:
+        data = read_bytes(uri)
+    except FileNotFoundError:
+        return None
+    try:
+        record = json.loads(data)
+        seal = record.pop(SEAL, None) if isinstance(record, dict) else "?"
+    except ValueError:  # cut short, or a flipped byte in its syntax
+        record, seal = None, "?"
+    if seal is not None and (record is None or seal != stable_hash(record)):
+        discard_corrupt(uri, seal, stable_hash(record) if record is not None else sha256_bytes(data), len(data))
+        return None
+    return record
+
+
 def read_json(ref: Ref | str) -> Any:
     """Load a JSON document from a reference or URI."""
-    return json.loads(read_bytes(ref.uri if isinstance(ref, Ref) else ref))
+    return json.loads(read_bytes(*_target(ref)))
 
 
 def iter_jsonl(ref: Ref | str) -> Iterator[dict]:
-    """Yield rows of a JSON-lines object, read as a stream (lines end at \\n only: a row's text may hold U+2028)."""
-    with fsspec.open(ref.uri if isinstance(ref, Ref) else ref, "rt", encoding="utf-8", newline="\n") as handle:
+    """Yield rows of a JSON-lines object, checked whole first, then read as a stream (lines end at \\n only: a row's
+    text may hold U+2028)."""
+    uri, expected = _target(ref)
+    if expected:
+        verify(uri, expected)
+    with fsspec.open(uri, "rt", encoding="utf-8", newline="\n") as handle:
         for line in handle:
             if line.strip():
                 yield json.loads(line)
@@ -245,4 +394,4 @@ def read_jsonl(ref: Ref | str) -> list[dict]:
 
 def read_npy(ref: Ref | str) -> np.ndarray:
     """Load a numpy array from the store."""
-    return np.load(io.BytesIO(read_bytes(ref.uri if isinstance(ref, Ref) else ref)), allow_pickle=False)
+    return np.load(io.BytesIO(read_bytes(*_target(ref))), allow_pickle=False)

@@ -18,7 +18,7 @@ from domain_embed.tasks.embed import resolve_model
 from domain_embed.tasks.model_ref import ModelRef, put_model
 from domain_embed.tasks.rotation import with_rotation
 from domain_embed.tasks.settings import TrainSettings
-from domain_embed.tasks.store import Ref, RunStore, atomic_write, read_bytes, read_jsonl, stable_hash
+from domain_embed.tasks.store import Ref, RunStore, put_record, read_jsonl, read_record, stable_hash
 from domain_embed.tasks.trainer import BEST_METRIC, build_trainer, load_for_training, matryoshka_dims, planned_epochs
 
 
@@ -194,13 +194,16 @@ def result_uri(store: RunStore, run_key: str) -> str:
 def save_train_result(store: RunStore, run_key: str, result: TrainResult) -> str:
     """Write the result next to the model in the run store; returns its URI."""
     uri = result_uri(store, run_key)
-    atomic_write(uri, result.model_dump_json(indent=1).encode())
+    put_record(uri, result.model_dump(mode="json"))
     return uri
 
 
 def read_train_result(store: RunStore, run_key: str) -> TrainResult:
-    """The TrainResult the training flow saved for this run key."""
-    return TrainResult.model_validate_json(read_bytes(result_uri(store, run_key)))
+    """The TrainResult the training flow saved for this run key (FileNotFoundError when absent or found corrupt)."""
+    record = read_record(result_uri(store, run_key))
+    if record is None:
+        raise FileNotFoundError(f"no training result for run key {run_key} in {store.url}")
+    return TrainResult.model_validate(record)
 
 
 def result_saved_since(store: RunStore, run_key: str, since: float) -> bool:

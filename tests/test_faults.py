@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 from prefect import task
 
@@ -38,6 +40,8 @@ def test_every_retried_task_retries_only_transient_errors(task_):
         (ConnectionError("connection refused"), True),
         (TimeoutError("read timed out"), True),
         (RuntimeError("CUDA error: an illegal memory access"), True),
+        (OSError(errno.ENOSPC, "No space left on device"), False),  # a full disk stays full: the run says so at once
+        (OSError(errno.EIO, "Input/output error"), True),
     ],
 )
 def test_permanent_and_transient_errors(error, transient):
