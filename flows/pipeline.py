@@ -22,13 +22,14 @@ from domain_embed.tasks.generate import GenerationResult, generate_task
 from domain_embed.tasks.llm_endpoint import LLMEndpoint, resolve_api_key
 from domain_embed.tasks.llm_errors import LLMError
 from domain_embed.tasks.llm_host import shared_embedded_server
+from domain_embed.tasks.local_llm import EmbeddedLLMError, embedded_model
 from domain_embed.tasks.lifeline import die_with_worker
 from domain_embed.tasks.mine import mine_task
 from domain_embed.tasks.publish import publish_task, write_run_report
 from domain_embed.tasks.preflight import check_output_folder, check_store, store_need
 from domain_embed.tasks.promote import Promotion, compared_models, corpus_changed, decide, promote, read_current, record_run
 from domain_embed.tasks.run_report import build_report
-from domain_embed.tasks.settings import EMBEDDED_LLM, LLMSettings
+from domain_embed.tasks.settings import EMBEDDED_LLMS, LLMSettings
 from domain_embed.tasks.split import SplitResult, split_task
 from domain_embed.tasks.store import Ref, RunStore
 from domain_embed.tasks.supervision import supervise_task
@@ -45,8 +46,10 @@ def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
 
     Returns the documents found (hashed once, reused by the parse stage), the model folder, its hash and dimension.
     """
-    if config.llm.model != EMBEDDED_LLM:
+    if config.llm.model not in EMBEDDED_LLMS:
         check_llm(config.llm)
+    else:
+        check_embedded(config.llm.model)
     docs = discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb)
     if not any(not d.skipped for d in docs):
         raise DocsNotFound(
@@ -60,6 +63,14 @@ def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
     check_output_folder(config.out_dir)
     check_store(config.store_url, store_need(docs, model_dir))
     return docs, model_dir, model_fingerprint(model_dir), dim
+
+
+def check_embedded(model: str) -> None:
+    """An embedded model's packages are installed; a ValueError saying how to install them otherwise."""
+    try:
+        embedded_model(model).gguf()
+    except EmbeddedLLMError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def check_llm(llm: LLMSettings) -> None:
@@ -91,8 +102,8 @@ def check_provider_key(model: str) -> None:
 @contextlib.contextmanager
 def llm_endpoint(config: PipelineConfig) -> Iterator[LLMEndpoint]:
     """The endpoint litellm calls: the embedded local server, or the configured provider."""
-    if config.llm.model == EMBEDDED_LLM:
-        with shared_embedded_server() as endpoint:
+    if config.llm.model in EMBEDDED_LLMS:
+        with shared_embedded_server(config.llm.model) as endpoint:
             yield endpoint
     else:
         yield LLMEndpoint.from_settings(config.llm)
@@ -101,7 +112,7 @@ def llm_endpoint(config: PipelineConfig) -> Iterator[LLMEndpoint]:
 def llm_settings(config: PipelineConfig) -> LLMSettings:
     """The LLM settings of the run; the embedded server has one slot, so it is asked one request at a time
     (its prompt cache then serves the second question of a chunk without re-reading the chunk)."""
-    if config.llm.model == EMBEDDED_LLM:
+    if config.llm.model in EMBEDDED_LLMS:
         return config.llm.model_copy(update={"max_concurrency": 1})
     return config.llm
 

@@ -19,7 +19,7 @@ from domain_embed.tasks.llm import LLMClient, Usage
 from domain_embed.tasks.llm_endpoint import LLMEndpoint, resolve_api_key
 from domain_embed.tasks.llm_errors import LLMRejectedError, LLMTransientError
 from domain_embed.tasks.llm_batch import Sharing, ask_all, run_sync
-from domain_embed.tasks.prompts import ask, max_tokens, prompt_fingerprint, prompt_style, response_format_for
+from domain_embed.tasks.prompts import Example, ask, domain_examples, max_tokens, prompt_fingerprint, prompt_style, response_format_for
 from domain_embed.tasks.qa_filters import filter_questions
 from domain_embed.tasks.reports import publish_table
 from domain_embed.tasks.settings import FilterSettings, LLMSettings
@@ -58,6 +58,7 @@ class GenerationStats(BaseModel):
     response_format: Optional[str] = None
     elapsed_s: float = 0.0
     samples: dict = {}
+    examples: list[str] = []  # the worked examples' queries (human-written headings of the corpus)
 
     def as_reused(self) -> "GenerationStats":
         """These stats as seen by a run that reused this result from the task cache: no call, every chunk a cache hit."""
@@ -93,7 +94,7 @@ def _read_record(path: str) -> Optional[dict]:
 
 
 async def collect_answers(
-    chunks: list[dict], llm: LLMSettings, endpoint: LLMEndpoint, store: RunStore
+    chunks: list[dict], llm: LLMSettings, endpoint: LLMEndpoint, store: RunStore, examples: list[Example] = ()
 ) -> tuple[dict[str, list[str]], dict[str, tuple[str, str]], GenerationStats]:
     """Questions per cache key (cached or asked now, each persisted as it arrives), failures per key, and run stats."""
     wanted = candidates_per_chunk(llm)
@@ -130,7 +131,7 @@ async def collect_answers(
             return found["questions"][:wanted]
 
         sharing = Sharing(lease_s=llm.max_attempts * (llm.timeout_s + llm.max_backoff_s), stored=stored)
-        shared = await ask_all(todo, lambda chunk, have: ask(client, chunk, wanted, fmt, have), usage, record,
+        shared = await ask_all(todo, lambda chunk, have: ask(client, chunk, wanted, fmt, have, examples), usage, record,
                                 store, llm.max_concurrency, llm.max_consecutive_failures, answers, failures, sharing)  # fmt: skip
         stats.cache_hits += shared
         stats.answered_by_other_run = shared
@@ -176,7 +177,8 @@ def generate_pairs(
     """
     started = time.monotonic()
     corpus, chunks = chunks, sample_chunks(chunks, llm.chunk_fraction)
-    answers, failures, stats = run_sync(collect_answers(chunks, llm, endpoint, store))
+    examples = domain_examples(corpus, llm.few_shot)
+    answers, failures, stats = run_sync(collect_answers(chunks, llm, endpoint, store, examples))
     keys = [cache_key(c["text"], llm) for c in chunks]
     candidates = [
         {"query": q, "chunk_id": c["chunk_id"], "doc_id": c["doc_id"], "candidate": i}
@@ -197,7 +199,7 @@ def generate_pairs(
         chunks_failed_count=len(failed), failed_reasons=dict(Counter(f["reason"] for f in failed)),
         questions_raw=len(candidates), questions_kept=len(kept), dropped=dict(Counter(d["reason"] for d in dropped)),
         model=llm.model, served_by=endpoint.model, prompt=prompt_fingerprint(llm), candidates_per_chunk=candidates_per_chunk(llm),
-        elapsed_s=round(time.monotonic() - started, 2), samples=_samples(kept, dropped, texts),
+        elapsed_s=round(time.monotonic() - started, 2), samples=_samples(kept, dropped, texts), examples=[q for q, _ in examples],
     ))  # fmt: skip
     return GenerationResult(pairs=store.put_jsonl("pairs", rows), stats=stats)
 
@@ -247,7 +249,7 @@ def publish_report(result: GenerationResult) -> None:
     description = (
         f"**{s.questions_kept}** of {s.questions_raw} questions kept from "
         f"{s.chunks_answered}/{s.chunks_in} chunks ({s.chunks_failed_count} failed), {s.candidates_per_chunk} asked per chunk. "
-        f"Model `{s.model}`, prompt {s.prompt}. "
+        f"Model `{s.model}`, prompt {s.prompt}" + (f", worked examples: {'; '.join(s.examples)}. " if s.examples else ". ") +
         f"This run: {s.llm_calls} LLM calls ({s.retries} retries, {s.rate_limited} rate-limited), "
         f"{s.cache_hits} cache hits{shared_note(s)}, {s.prompt_tokens} prompt + {s.completion_tokens} completion tokens, "
         f"${s.cost_usd:.4f} (whole dataset ${s.cost_usd_total:.4f})."

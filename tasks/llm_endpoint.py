@@ -8,7 +8,7 @@ from typing import Optional
 from pydantic import BaseModel, Field, SecretStr
 
 from domain_embed.tasks.llm_errors import LLMFatalError
-from domain_embed.tasks.settings import EMBEDDED_LLM, LLMSettings
+from domain_embed.tasks.settings import EMBEDDED_LLMS, LLMSettings
 
 
 class LLMEndpoint(BaseModel):
@@ -23,7 +23,7 @@ class LLMEndpoint(BaseModel):
     @classmethod
     def from_settings(cls, llm: LLMSettings) -> "LLMEndpoint":
         """The endpoint of a hosted or self-served model named in the settings (not 'embedded')."""
-        if llm.model == EMBEDDED_LLM:
+        if llm.model in EMBEDDED_LLMS:
             raise ValueError("the embedded model's endpoint comes from the local LLM server, not the settings")
         return cls(model=llm.model, api_base=llm.api_base)
 

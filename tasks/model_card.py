@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from domain_embed.tasks.local_llm import EMBEDDED_MODELS
 from domain_embed.tasks.reports import markdown_table
 from domain_embed.tasks.run_report import evaluation_tables, evaluation_title
 
@@ -30,6 +31,14 @@ def recipe_rows(report: dict) -> list[dict]:
     return [{"setting": name, "value": str(value)} for name, value in rows]  # str: the table would print 3e-05 as 0.0000
 
 
+def generator_line(llm: str) -> str:
+    """Which model wrote the questions: an embedded model with its name and license, else the litellm model string."""
+    if llm in EMBEDDED_MODELS:
+        model = EMBEDDED_MODELS[llm]
+        return f"Questions written by {model.title} (`llm.model` {llm}, license {model.license}), served on this machine."
+    return f"Questions written by `{llm}` through litellm."
+
+
 def card_section(report: dict) -> str:
     """The markdown block domain-embed adds to the card, between START and END markers."""
     promotion = report["promotion"]
@@ -46,7 +55,7 @@ def card_section(report: dict) -> str:
     parts.append(
         f"### Training data\n\n{report['training']['examples']} training examples from {docs['train']} documents "
         f"({docs['validation']} more chose the checkpoint, {docs['eval']} were held out for evaluation). "
-        f"Pairs by source: {by_source}.\n"
+        f"Pairs by source: {by_source}. {generator_line(report.get('llm', '-'))}\n"
     )
     parts.append(f"### Recipe\n\n{markdown_table(recipe_rows(report))}")
     parts.append(END)

@@ -41,6 +41,8 @@ EXAMPLE_QUERIES = [
     "eiffel tower repainting schedule",
     "Which company built the tower in Paris?",
 ]
+EXAMPLE_WORDS = 60  # a worked example's passage is cut to this many words: the prompt stays short, its prefix cached
+EXAMPLE_MIN_QUERY_WORDS = 3
 MALFORMED = "malformed answer"
 ANSWER_PREFIX = re.compile(r"^\s*(?:question\s*\d*\s*[:.)-]|q\s*[:.)-]|\d+\s*[.)-])\s*", re.I)
 FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
@@ -58,10 +60,40 @@ def prompt_style(llm: LLMSettings) -> str:
 
 
 def prompt_fingerprint(llm: LLMSettings) -> str:
-    """Hash of every template text the run's prompt style sends: an edited prompt misses the cache, no version to bump."""
+    """Hash of every template text the run's prompt style sends and of how many worked examples it takes from the
+    corpus: an edited prompt misses the cache, no version to bump. The examples' own text is not in it: a new document
+    that brings other examples does not ask the cached chunks again."""
+    shots = [llm.few_shot, EXAMPLE_WORDS, EXAMPLE_MIN_QUERY_WORDS, EXAMPLES_PREAMBLE] if llm.few_shot else []
     if prompt_style(llm) == "single":
-        return "single-" + stable_hash([SINGLE_PROMPT, SINGLE_MAX_TOKENS])[:12]
-    return "json-" + stable_hash([SYSTEM_PROMPT, USER_PROMPT, EXAMPLE_PASSAGE, EXAMPLE_QUERIES])[:12]
+        return "single-" + stable_hash([SINGLE_PROMPT, SINGLE_MAX_TOKENS, *shots])[:12]
+    fixed = [] if llm.few_shot else [EXAMPLE_PASSAGE, EXAMPLE_QUERIES]
+    return "json-" + stable_hash([SYSTEM_PROMPT, USER_PROMPT, *fixed, *shots])[:12]
+
+
+Example = tuple[str, str]  # (a query a person wrote, the passage it is about)
+EXAMPLES_PREAMBLE = "Queries people wrote for passages of these documents:"
+
+
+def domain_examples(chunks: list[dict], k: int) -> list[Example]:
+    """Up to k worked examples from the corpus itself: section headings people wrote (of 3 words or more) over the
+    start of their section's text, one per heading and at most one per document while others remain, picked by a
+    stable hash so that a new document seldom changes them."""
+    from domain_embed.tasks.supervision import heading_query, without
+
+    firsts: dict[str, dict] = {}
+    for chunk in chunks:
+        query = heading_query(chunk.get("section") or "")
+        if query and len(query.split()) >= EXAMPLE_MIN_QUERY_WORDS and query not in firsts:
+            firsts[query] = chunk
+    ranked = sorted(firsts.items(), key=lambda item: stable_hash(item[0]))
+    picked: list[tuple[str, dict]] = []
+    for pass_ in range(2):  # first one heading per document, then any
+        for query, chunk in ranked:
+            seen = {c["doc_id"] for _, c in picked}
+            if len(picked) < k and (query, chunk) not in picked and (pass_ or chunk["doc_id"] not in seen):
+                picked.append((query, chunk))
+    cut = lambda q, c: " ".join(without(without(c["text"], c.get("section") or ""), q).split()[:EXAMPLE_WORDS])  # noqa: E731
+    return [(query, cut(query, chunk)) for query, chunk in picked]
 
 
 def max_tokens(llm: LLMSettings) -> int:
@@ -69,17 +101,29 @@ def max_tokens(llm: LLMSettings) -> int:
     return min(llm.max_tokens, SINGLE_MAX_TOKENS) if prompt_style(llm) == "single" else llm.max_tokens
 
 
-def build_messages(text: str, section: str, n: int) -> list[dict]:
-    """The chat messages asking for n questions about one chunk: instructions, one worked example, the chunk."""
+def build_messages(text: str, section: str, n: int, examples: list[Example] = ()) -> list[dict]:
+    """The chat messages asking for n questions about one chunk: instructions, worked examples (the corpus's own, else
+    one fixed example), the chunk."""
+    user = USER_PROMPT.format(section=f"Section: {section}\n" if section else "", text=text, n=n)
+    if examples:
+        shown = "\n\n".join(f"<passage>\n{passage}\n</passage>\nQuery: {query}" for query, passage in examples)
+        return [{"role": "system", "content": f"{SYSTEM_PROMPT}\n\n{EXAMPLES_PREAMBLE}\n\n{shown}"}, {"role": "user", "content": user}]
     example = USER_PROMPT.format(section="", text=EXAMPLE_PASSAGE, n=n)
     answer = json.dumps({"questions": EXAMPLE_QUERIES[:n]}, ensure_ascii=False)
-    user = USER_PROMPT.format(section=f"Section: {section}\n" if section else "", text=text, n=n)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": example},
         {"role": "assistant", "content": answer},
         {"role": "user", "content": user},
     ]
+
+
+def single_messages(text: str, examples: list[Example] = ()) -> list[dict]:
+    """The one-question prompt for a chunk, after one user/assistant turn per worked example."""
+    turns = []
+    for query, passage in examples:
+        turns += [{"role": "user", "content": SINGLE_PROMPT.format(text=passage)}, {"role": "assistant", "content": query}]
+    return [*turns, {"role": "user", "content": SINGLE_PROMPT.format(text=text)}]
 
 
 def response_format_for(endpoint: LLMEndpoint, n: int) -> Optional[dict]:
@@ -151,10 +195,10 @@ def parse_single(text: str) -> str:
     return line
 
 
-async def ask_single(client: LLMClient, chunk: dict, n: int, have: list[str]) -> tuple[list[str], float]:
+async def ask_single(client: LLMClient, chunk: dict, n: int, have: list[str], examples: list[Example] = ()) -> tuple[list[str], float]:
     """Calls of the one-question prompt until n distinct questions (those in `have` count), at most 2 calls per
-    missing question; the server's prompt cache serves the repeated chunk."""
-    messages = [{"role": "user", "content": SINGLE_PROMPT.format(text=chunk["text"])}]
+    missing question; the server's prompt cache serves the repeated chunk (and the examples before it)."""
+    messages = single_messages(chunk["text"], examples)
     questions = list(have)
     cost = 0.0
     for _ in range(2 * (n - len(have))):
@@ -173,12 +217,14 @@ async def ask_single(client: LLMClient, chunk: dict, n: int, have: list[str]) ->
     return questions, cost
 
 
-async def ask(client: LLMClient, chunk: dict, n: int, response_format: Optional[dict], have: list[str]) -> tuple[list[str], float]:
+async def ask(
+    client: LLMClient, chunk: dict, n: int, response_format: Optional[dict], have: list[str], examples: list[Example] = ()
+) -> tuple[list[str], float]:
     """Up to n questions for one chunk (keeping those already in `have`) and what they cost; a malformed answer is
     asked again once, then MalformedAnswer."""
     if prompt_style(client.settings) == "single":
-        return await ask_single(client, chunk, n, have)
-    messages = build_messages(chunk["text"], chunk.get("section") or "", n)
+        return await ask_single(client, chunk, n, have, examples)
+    messages = build_messages(chunk["text"], chunk.get("section") or "", n, examples)
     cost = 0.0
     for _ in range(2):
         completion = await client.complete(messages, response_format)

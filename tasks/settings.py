@@ -8,6 +8,8 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 EMBEDDED_LLM = "embedded"
+EMBEDDED_LARGE_LLM = "embedded-large"
+EMBEDDED_LLMS = (EMBEDDED_LLM, EMBEDDED_LARGE_LLM)
 
 
 class Settings(BaseModel):
@@ -44,8 +46,8 @@ class LLMSettings(Settings):
 
     model: str = Field(
         EMBEDDED_LLM,
-        description="'embedded' (a local GGUF model served on 127.0.0.1) or any litellm model string, "
-        "e.g. gpt-4o-mini, ollama/llama3.1, hosted_vllm/...",
+        description="'embedded' (SmolLM2-135M, a local GGUF model served on 127.0.0.1), 'embedded-large' "
+        "(Qwen2.5-Coder-1.5B, the large-llm extra) or any litellm model string, e.g. gpt-4o-mini, ollama/llama3.1",
     )
     api_base: Optional[str] = Field(None, description="Override the provider's endpoint")
     api_key_env: Optional[str] = Field(None, description="Environment variable holding the API key")
@@ -59,6 +61,10 @@ class LLMSettings(Settings):
         "models follow it far better); 'auto': single for the embedded model, json otherwise",
     )
     questions_per_chunk: int = Field(2, ge=1, le=10, description="Questions kept per chunk")
+    few_shot: int = Field(
+        0, ge=0, le=16, description="Worked examples in the prompt, taken from the corpus: section headings people wrote "
+        "over the start of their section (0: the json prompt shows one fixed example, the single one none)",
+    )
     candidates_per_chunk: Optional[int] = Field(
         None, ge=1, le=20, description="Questions asked for per chunk; the training documents keep the questions_per_chunk "
         "best by the round-trip rank, held-out documents the first ones (empty: questions_per_chunk)",
