@@ -47,7 +47,7 @@ def card_section(report: dict) -> str:
              f"Base model `{report['base_model']}`, Matryoshka dims {report['matryoshka_dims']}. This folder holds {held}: "
              f"{promotion['reason']}.\n"]  # fmt: skip
     for label, evaluation in report["evaluation"].items():
-        parts.append(f"### Evaluation on the {evaluation_title(label)}\n\n{evaluation_tables(evaluation)}")
+        parts.append(f"### Evaluation on the {evaluation_title(label)}\n\n{evaluation_tables(evaluation, label)}")
     if not report["evaluation"]:
         parts.append("No evaluation: the corpus had a single document, so nothing was held out.\n")
     docs, sources = report["documents"], report.get("training_pairs_by_source", {})

@@ -44,3 +44,16 @@ def test_training_says_whether_this_run_took_it_from_cache(prefect_harness, stor
     second = train_embedder(tuples, pairs, "all-MiniLM-L6-v2", settings, store.url)
     assert (first.cached, second.cached) == (False, True)
     assert second.model_copy(update={"cached": False}) == first
+
+
+def test_the_report_says_why_bm25_wins_on_synthetic_questions_and_only_then():
+    from domain_embed.tasks.run_report import evaluation_tables
+
+    evaluation = {"queries": 35, "passages": 500, "results": {"base": {"384": {"ndcg@10": 0.456, "mrr@10": 0.4, "recall@10": 0.7}},
+                                                              "tuned": {"384": {"ndcg@10": 0.483, "mrr@10": 0.42, "recall@10": 0.72}}},
+                  "intervals": {}, "bm25": {"ndcg@10": 0.505, "mrr@10": 0.47, "recall@10": 0.74}}  # fmt: skip
+    why = "BM25 beats the tuned model on these questions because the LLM wrote them from the passages and copies their words"
+    assert why in evaluation_tables(evaluation, "synthetic")
+    assert why not in evaluation_tables(evaluation, "user:faq")  # real questions: no excuse to make
+    evaluation["bm25"]["ndcg@10"] = 0.40
+    assert why not in evaluation_tables(evaluation, "synthetic")
