@@ -132,6 +132,7 @@ class Benchmark:
     relevant: dict[str, list[str]]
     documents: dict[str, str]  # relative file name -> content
     dropped_queries: dict[str, str] = field(default_factory=dict)  # id -> why the query is not used
+    sections: dict[str, str] = field(default_factory=dict)  # query id -> the FAQ section it belongs to (split unit)
 
 
 def build(faq_dir: Path = FAQ_DIR, reference_dir: Path | None = REFERENCE_DIR) -> Benchmark:
@@ -140,6 +141,7 @@ def build(faq_dir: Path = FAQ_DIR, reference_dir: Path | None = REFERENCE_DIR) -
     queries: dict[str, str] = {}
     relevant: dict[str, list[str]] = {}
     documents: dict[str, str] = {}
+    units: dict[str, str] = {}
     for page in sorted(faq_dir.glob("*.en.html")):
         chapter = page.name.removesuffix(".en.html")
         sections = page_sections(page, f"faq-{chapter}")
@@ -160,6 +162,7 @@ def build(faq_dir: Path = FAQ_DIR, reference_dir: Path | None = REFERENCE_DIR) -
                 qid = s.sid
                 queries[qid] = question_text(s.title)
                 relevant[qid] = judged
+                units[qid] = _top_section(index, s.sid)
         if answers:
             documents[f"faq/{chapter}.md"] = "\n\n".join(answers) + "\n"
     for page in sorted(reference_dir.glob("*.en.html")) if reference_dir else []:
@@ -170,11 +173,18 @@ def build(faq_dir: Path = FAQ_DIR, reference_dir: Path | None = REFERENCE_DIR) -
                 passages[s.sid] = (question_text(s.title), s.text)
         if sections:
             documents[f"reference/{page.name}"] = page.read_text(encoding="utf-8", errors="replace")
-    benchmark = Benchmark(passages=passages, queries=queries, relevant=relevant, documents=documents)
+    benchmark = Benchmark(passages=passages, queries=queries, relevant=relevant, documents=documents, sections=units)
     for qid in leaked_queries(queries, documents):  # the reference links a few FAQ questions by their title
         benchmark.dropped_queries[qid] = "its text occurs in a shipped reference page"
-        del queries[qid], relevant[qid]
+        del queries[qid], relevant[qid], units[qid]
     return benchmark
+
+
+def _top_section(index: dict[str, Section], sid: str) -> str:
+    """The id of the chapter's top-level section that holds sid (a question and its sub-questions share it)."""
+    while index[sid].parent:
+        sid = index[sid].parent
+    return sid
 
 
 def leaked_queries(queries: dict[str, str], documents: dict[str, str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Questions per second of the embedded LLM (SmolLM2-135M on llama.cpp) per server setting and prompt style.
+"""Questions per second of the embedded LLMs (SmolLM2-135M, Qwen2.5-Coder-1.5B on llama.cpp) per server setting and prompt.
 
 Real passages: the demo corpus (examples/postgresql) parsed and chunked by the pipeline's own stages. For each
 variant a fresh server starts and the generate stage's own code (domain_embed.tasks.generate.collect_answers, empty store) asks
@@ -36,15 +36,19 @@ VARIANTS: dict[str, dict] = {
     "no-logits-all+ctx1024": {"server": {"logits_all": "false", "n_ctx": "1024"}, "llm": {}},
     "no-logits-all+prompt-cache": {"server": {"logits_all": "false", "cache": "true"}, "llm": {}},
     "json-2-in-1": {"server": {"logits_all": "false"}, "llm": {"prompt_style": "json"}},
+    "single+few-shot": {"server": {}, "llm": {"few_shot": 8}},
+    "large-single": {"server": {}, "llm": {"model": "embedded-large", "prompt_style": "single"}},
+    "large-json": {"server": {}, "llm": {"model": "embedded-large", "prompt_style": "json"}},
+    "large-json+few-shot": {"server": {}, "llm": {"model": "embedded-large", "prompt_style": "json", "few_shot": 8}},
+    "large-single+few-shot": {"server": {}, "llm": {"model": "embedded-large", "prompt_style": "single", "few_shot": 8}},
 }
 
 
-def demo_chunks(n: int) -> list[dict]:
-    """The first n chunks of the demo corpus in a stable sample, made by the pipeline's parse and chunk functions."""
+def demo_chunks() -> list[dict]:
+    """Every chunk of the demo corpus, made by the pipeline's parse and chunk functions."""
     from domain_embed.tasks.settings import ChunkSettings, ParseSettings
     from domain_embed.tasks.chunk import chunk_document
     from domain_embed.tasks.embed import max_seq_length, resolve_model
-    from domain_embed.tasks.generate import sample_chunks
     from domain_embed.tasks.parse import parse_document
     from domain_embed.tasks.store import RunStore, read_jsonl, sha256_file
 
@@ -55,7 +59,7 @@ def demo_chunks(n: int) -> list[dict]:
         sha = sha256_file(path)
         parsed = parse_document(str(path), sha, path.suffix, ParseSettings(), store)
         chunks += read_jsonl(chunk_document(parsed.ref, sha, ChunkSettings(), model, max_seq_length(model), store).ref)
-    return sample_chunks(chunks, 0.5)[:n]
+    return chunks
 
 
 def roundtrip(questions: list[tuple[str, int]], texts: list[str]) -> dict:
@@ -75,19 +79,22 @@ def roundtrip(questions: list[tuple[str, int]], texts: list[str]) -> dict:
     return {"top1": round(float((ranks < 1).mean()), 3), "top5": round(float((ranks < 5).mean()), 3)}
 
 
-def run_variant(name: str, spec: dict, chunks: list[dict]) -> dict:
-    """Start the server with the variant's options, ask for 2 questions per chunk, time it, check the questions."""
-    from domain_embed.tasks.settings import FilterSettings, LLMSettings
-    from domain_embed.tasks.generate import cache_key, collect_answers
+def run_variant(name: str, spec: dict, corpus: list[dict], n: int) -> dict:
+    """Start the server with the variant's options, ask for 2 questions about each of n sampled chunks (worked
+    examples, if any, from the whole corpus), time it, check the questions."""
+    from domain_embed.tasks.generate import cache_key, collect_answers, sample_chunks
     from domain_embed.tasks.local_llm import embedded_llm_server
+    from domain_embed.tasks.prompts import domain_examples
     from domain_embed.tasks.qa_filters import filter_questions
+    from domain_embed.tasks.settings import FilterSettings, LLMSettings
     from domain_embed.tasks.store import RunStore
 
     llm = LLMSettings(**{"max_concurrency": 1, **spec["llm"]})
+    chunks, examples = sample_chunks(corpus, 0.5)[:n], domain_examples(corpus, llm.few_shot)
     store = RunStore(tempfile.mkdtemp(prefix="llm-bench-"))
-    with embedded_llm_server(threads=spec.get("threads"), options=spec["server"]) as endpoint:
+    with embedded_llm_server(threads=spec.get("threads"), options=spec["server"], model=llm.model) as endpoint:
         started = time.monotonic()
-        answers, failures, stats = asyncio.run(collect_answers(chunks, llm, endpoint, store))
+        answers, failures, stats = asyncio.run(collect_answers(chunks, llm, endpoint, store, examples))
         seconds = time.monotonic() - started
     asked = [(q, i) for i, c in enumerate(chunks) for q in answers.get(cache_key(c["text"], llm), [])]
     candidates = [{"query": q, "chunk_id": chunks[i]["chunk_id"], "doc_id": chunks[i]["doc_id"]} for q, i in asked]
@@ -95,7 +102,7 @@ def run_variant(name: str, spec: dict, chunks: list[dict]) -> dict:
     return {
         "variant": name, "server": spec["server"], "llm": spec["llm"], "threads": spec.get("threads"), "chunks": len(chunks),
         "questions": len(asked), "questions_per_s": round(len(asked) / seconds, 3), "seconds": round(seconds, 1),
-        "calls": stats.llm_calls, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+        "calls": stats.llm_calls, "examples": [q for q, _ in examples], "sample": [q for q, _ in asked[:6]], "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
         "failed_chunks": len(failures), "kept_by_filters": round(len(kept) / max(1, len(asked)), 3),
         "roundtrip": roundtrip(asked, [c["text"] for c in chunks]),
     }  # fmt: skip
@@ -106,9 +113,9 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=40)
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
     args = parser.parse_args()
-    chunks = demo_chunks(args.chunks)
+    corpus = demo_chunks()
     for name in args.variant or list(VARIANTS):
-        print(json.dumps(run_variant(name, VARIANTS[name], chunks)), flush=True)
+        print(json.dumps(run_variant(name, VARIANTS[name], corpus, args.chunks)), flush=True)
 
 
 if __name__ == "__main__":

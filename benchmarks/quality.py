@@ -1,14 +1,17 @@
-"""Does the tuned model beat the base model on questions people wrote? The Debian FAQ benchmark, end to end.
+"""Does the tuned model beat the base model on questions people wrote? Six Debian FAQs, end to end.
 
-Builds the benchmark from the Debian packages (benchmarks/debian_faq.py: FAQ question headings as queries, their
-answers plus the Debian Reference's sections as the corpus, the corpus as training documents with no query text in
-them), runs `domain-embed run` on the documents with the embedded default and `--eval-dataset` on the test queries,
-then the seed recipe (4 epochs, lr 2e-5, batch 32, MNRL in MatryoshkaLoss, no teacher, no rotation, no LLM-free pairs, no
-over-generation) on the same store, so its questions come from the cache. Recipe choices are judged on the dev
-queries; the test queries are the reported figures. Prints one JSON line; its `ndcg@10`, `mrr@10` and
-`recall@10` give per dim base, tuned, delta and the 95% paired-bootstrap interval (delta_low, delta_high).
+Builds the benchmark from Debian packages (benchmarks/faq_domains.py: each FAQ's questions are the queries, their
+answers the relevant passages, with the domain's other documentation as distractors; each domain's corpus as training
+documents with no query text in them; questions split into train, dev and test by FAQ section). Runs `domain-embed run`
+once on all domains' documents, as a user would, then scores the base and the tuned model on each domain's own corpus
+and pools the per-query scores: per domain, and pooled with a 95% paired-bootstrap interval over every pooled query.
+Recipe choices are judged on dev; test gives the reported figures. Optional rows: the oracle (the same recipe trained on
+the train split's human questions in place of the LLM's: what a perfect generator would reach) and the seed recipe.
+Prints one JSON line: `ndcg@10`, `mrr@10`, `recall@10` per dim (base, tuned, delta, delta_low, delta_high, verdict) on
+the pooled test queries, `dev` the same on dev, `domains` per domain, and one block per extra row.
 
-    python -m benchmarks.quality [--work DIR] [--chunk-fraction 0.3] [--no-seed]
+    python -m benchmarks.quality [--work DIR] [--domains debian,perl] [--chunk-fraction 0.3] [--llm embedded-large]
+                                 [--config FILE] [--oracle] [--seed] [--tiny]
 """
 
 from __future__ import annotations
@@ -29,20 +32,28 @@ from domain_embed.flows.env import set_offline_defaults  # noqa: E402
 
 set_offline_defaults()
 
-from benchmarks import debian_faq  # noqa: E402
+from benchmarks import faq_domains  # noqa: E402
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10")
+DIMS = [384, 256, 128, 64]
+SPLITS = ("dev", "test")
+BASE = "all-MiniLM-L6-v2"
 SEED_RECIPE = {
     "train": {"epochs": 4, "learning_rate": 2e-5, "batch_size": 32, "teacher": None, "evaluations": 0, "rotate": False},
     "supervision": {"headings": False, "inverse_cloze": False},
     "llm": {"candidates_per_chunk": 2},
 }
+ORACLE_KEY = "DOMAIN_EMBED_ORACLE_KEY"
+TINY = {"domains": ["sqlite"], "chunk_fraction": 0.05,
+        "config": {"train": {"epochs": 0.2, "evaluations": 0, "teacher": None, "max_seq_length": 64}}}  # fmt: skip
 
 
-def run_pipeline(docs: Path, out: Path, store: Path, beir: Path, chunk_fraction: float, config: dict | None) -> tuple[dict, float]:
+def run_pipeline(docs: Path, out: Path, store: Path, chunk_fraction: float, config: dict, llm: str | None) -> tuple[dict, float]:
     """`domain-embed run` as a user runs it; returns its report.json and wall seconds."""
     args = [sys.executable, "-m", "domain_embed.flows.cli", "run", str(docs), "--out", str(out), "--store", str(store),
-            "--eval-dataset", str(beir), "--chunk-fraction", str(chunk_fraction)]  # fmt: skip
+            "--chunk-fraction", str(chunk_fraction)]  # fmt: skip
+    if llm:
+        args += ["--llm", llm]
     if config:
         path = out.parent / f"{out.name}-config.json"
         path.write_text(json.dumps(config))
@@ -56,69 +67,127 @@ def run_pipeline(docs: Path, out: Path, store: Path, beir: Path, chunk_fraction:
     return json.loads((out / "report.json").read_text()), time.monotonic() - started
 
 
-def figures(evaluation: dict) -> dict:
-    """{metric: {dim: {base, tuned, delta, delta_low, delta_high, verdict}}} from one report evaluation."""
+class Scorer:
+    """Per-query scores of a model folder on every domain's dev and test queries (each corpus embedded once per model)."""
+
+    def __init__(self, work: Path, domains: list[str]) -> None:
+        from domain_embed.tasks.beir import load_beir
+
+        self.data = {name: {split: load_beir(str(work / name / f"beir-{split}")) for split in SPLITS} for name in domains}
+        self.cache: dict[str, dict] = {}
+
+    def scores(self, model_dir: str) -> dict:
+        """{domain: {split: {dim: {metric: [per query]}}}}, remembered per model folder."""
+        if model_dir not in self.cache:
+            self.cache[model_dir] = {name: self._domain(model_dir, splits) for name, splits in self.data.items()}
+        return self.cache[model_dir]
+
+    @staticmethod
+    def _domain(model_dir: str, splits: dict) -> dict:
+        from domain_embed.tasks.retrieval import ir_evaluator, score_retrieval
+
+        queries = {f"{s}/{q}": text for s, data in splits.items() for q, text in data.queries.items()}
+        relevant = {f"{s}/{q}": ids for s, data in splits.items() for q, ids in data.relevant.items()}
+        corpus = splits["test"].corpus
+        order = ir_evaluator(corpus, queries, relevant).queries_ids
+        _, per_query = score_retrieval(model_dir, corpus, queries, relevant, DIMS)
+        return {split: {dim: {m: [v for qid, v in zip(order, values) if qid.startswith(f"{split}/")] for m, values in metrics.items()}
+                        for dim, metrics in per_query.items()} for split in SPLITS}  # fmt: skip
+
+
+def figures(tuned: dict, base: dict) -> dict:
+    """{metric: {dim: {base, tuned, delta, delta_low, delta_high, verdict}}} from paired per-query scores."""
+    from domain_embed.tasks.uncertainty import paired_bootstrap
+
     out: dict = {}
-    intervals = evaluation["intervals"]["tuned-base"]
     for metric in METRICS:
         out[metric] = {}
-        for dim, values in evaluation["results"]["tuned"].items():
-            iv = intervals[dim][metric]
-            out[metric][dim] = {"base": round(evaluation["results"]["base"][dim][metric], 4), "tuned": round(values[metric], 4),
-                                "delta": round(iv["delta"], 4), "delta_low": round(iv["low"], 4), "delta_high": round(iv["high"], 4),
-                                "verdict": iv["verdict"]}  # fmt: skip
+        for dim in DIMS:
+            t, b = tuned[dim][metric], base[dim][metric]
+            iv = paired_bootstrap(t, b)
+            out[metric][str(dim)] = {"base": round(sum(b) / len(b), 4), "tuned": round(sum(t) / len(t), 4), "delta": round(iv.delta, 4),
+                                     "delta_low": round(iv.low, 4), "delta_high": round(iv.high, 4), "verdict": iv.verdict}  # fmt: skip
     return out
 
 
-def dev_figures(tuned_dir: str, beir: Path) -> dict:
-    """The same figures on the dev queries (where recipe changes are judged), for a tuned model folder."""
-    from domain_embed.tasks.beir import load_beir
+def pooled(per_domain: dict, split: str) -> dict:
+    """{dim: {metric: [scores of every domain's queries, domain after domain]}} for one split."""
+    names = list(per_domain)
+    return {dim: {m: [v for name in names for v in per_domain[name][split][dim][m]] for m in METRICS} for dim in DIMS}
+
+
+def compare(scorer: Scorer, tuned_dir: str) -> dict:
+    """Pooled test figures, pooled dev figures and per-domain figures of a tuned model against the base model."""
     from domain_embed.tasks.embed import resolve_model
-    from domain_embed.tasks.evaluate import delta_intervals, evaluate_models
 
-    data = load_beir(str(beir))
-    results, per_query = evaluate_models({"base": resolve_model("all-MiniLM-L6-v2"), "tuned": tuned_dir}, data.corpus,
-                                         data.queries, data.relevant, [384, 256, 128, 64])  # fmt: skip
-    intervals = {label: {d: {m: iv.model_dump() for m, iv in per.items()} for d, per in dims.items()}
-                 for label, dims in delta_intervals(per_query).items()}  # fmt: skip
-    return figures({"results": results, "intervals": intervals})
+    tuned, base = scorer.scores(tuned_dir), scorer.scores(resolve_model(BASE))
+    domains = {name: {split: figures(tuned[name][split], base[name][split]) for split in SPLITS} for name in tuned}
+    return {**figures(pooled(tuned, "test"), pooled(base, "test")), "dev": figures(pooled(tuned, "dev"), pooled(base, "dev")),
+            "domains": domains}  # fmt: skip
 
 
-def summary(report: dict, seconds: float, beir_label: str) -> dict:
-    """The figures of one run: metrics on the test queries, LLM calls, training steps, stage seconds."""
+def summary(report: dict, seconds: float) -> dict:
+    """The run's own facts: LLM calls, training steps and pairs, stage seconds."""
     training = report["training"]
     return {
-        **figures(report["evaluation"][beir_label]),
-        "queries": report["evaluation"][beir_label]["queries"],
-        "promotion": report["promotion"]["reason"],
-        "llm_calls": report["llm_usage"]["llm_calls"],
-        "training_steps": training["steps"],
-        "training_examples": training["examples"],
-        "training_pairs_by_source": report.get("training_pairs_by_source"),
-        "stage_seconds": report["timings_s"],
-        "wall_s": round(seconds, 1),
-    }
+        "promotion": report["promotion"]["reason"], "llm": report.get("llm"), "llm_calls": report["llm_usage"]["llm_calls"],
+        "training_steps": training["steps"], "training_examples": training["examples"],
+        "training_pairs_by_source": report.get("training_pairs_by_source"), "stage_seconds": report["timings_s"], "wall_s": round(seconds, 1),
+    }  # fmt: skip
+
+
+def oracle_row(work: Path, names: list[str], chunk_fraction: float, config: dict, scorer: Scorer) -> dict:
+    """The same recipe on the train split's human questions in place of the LLM's (every chunk asked)."""
+    from benchmarks.oracle_llm import OracleLLM
+    from domain_embed.tasks.beir import load_beir
+
+    queries, relevant, passages = {}, {}, {}
+    for name in names:
+        data = load_beir(str(work / name / "beir-train"))
+        queries.update({f"{name}/{q}": t for q, t in data.queries.items()})
+        relevant.update({f"{name}/{q}": [f"{name}/{p}" for p in ids] for q, ids in data.relevant.items()})
+        passages.update({f"{name}/{p}": t for p, t in data.texts.items()})
+    os.environ[ORACLE_KEY] = "sk-oracle"
+    with OracleLLM(queries, relevant, passages) as oracle:
+        llm = {**config.get("llm", {}), "model": "openai/oracle", "api_base": oracle.api_base, "api_key_env": ORACLE_KEY,
+               "prompt_style": "json", "questions_per_chunk": 4, "max_consecutive_failures": 1_000_000}  # fmt: skip
+        report, seconds = run_pipeline(work / "docs", work / "out-oracle", work / "store", 1.0, {**config, "llm": llm}, None)
+    return {**compare(scorer, report["store"]["model"]), **summary(report, seconds), "train_queries": len(queries),
+            "chunks_with_a_human_question": oracle.answered}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=None, help="Working folder (default: a new temporary folder)")
-    parser.add_argument("--chunk-fraction", type=float, default=0.3, help="Share of chunks sent to the LLM (0.3: about 30 minutes on 2 cores)")
-    parser.add_argument("--no-seed", action="store_true", help="Skip the seed recipe's row")
+    parser.add_argument("--domains", default=None, help=f"Comma-separated subset of {','.join(faq_domains.DOMAINS)} (default: all)")
+    parser.add_argument("--chunk-fraction", type=float, default=0.3, help="Share of chunks sent to the LLM")
+    parser.add_argument("--llm", default=None, help="llm.model of the run (default: the embedded default)")
+    parser.add_argument("--config", default=None, help="JSON file of PipelineConfig fields for every row (a recipe variant)")
+    parser.add_argument("--oracle", action="store_true", help="Add the oracle row (human train questions in place of the LLM's)")
+    parser.add_argument("--seed", action="store_true", help="Add the seed recipe's row")
+    parser.add_argument("--tiny", action="store_true", help="Seconds-scale check that the benchmark runs: one small domain, 4 steps")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="quality-"))
     work.mkdir(parents=True, exist_ok=True)
-    debian_faq.ensure_packages()
-    counts = debian_faq.write(debian_faq.build(), work)
-    store, test, dev = work / "store", work / "beir-test", work / "beir-dev"
-    label = f"user:{test.name}"
+    names = args.domains.split(",") if args.domains else (TINY["domains"] if args.tiny else list(faq_domains.DOMAINS))
+    config = json.loads(Path(args.config).read_text()) if args.config else (TINY["config"] if args.tiny else {})
+    fraction = TINY["chunk_fraction"] if args.tiny else args.chunk_fraction
+    counts = faq_domains.build_all(names, work)
     os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
-    ours, ours_s = run_pipeline(work / "docs", work / "out-ours", store, test, args.chunk_fraction, None)
-    record = {"benchmark": "debian-faq", "reported_split": "test", **counts, **summary(ours, ours_s, label),
-              "dev": dev_figures(ours["store"]["model"], dev)}  # fmt: skip
-    if not args.no_seed:
-        seed, seed_s = run_pipeline(work / "docs", work / "out-seed", store, test, args.chunk_fraction, SEED_RECIPE)
-        record["seed_recipe"] = {**summary(seed, seed_s, label), "dev": dev_figures(seed["store"]["model"], dev)}
+    scorer = Scorer(work, names)
+    label = "out-ours" if not args.llm else f"out-{args.llm.replace('/', '_')}"
+    ours, seconds = run_pipeline(work / "docs", work / label, work / "store", fraction, config, args.llm)
+    totals = {key: sum(c[key] for c in counts.values()) for key in ("passages", "documents", "queries_dropped", "train_queries",
+                                                                  "dev_queries", "test_queries")}  # fmt: skip
+    record = {"benchmark": "debian-faqs", "reported_split": "test", **totals, "queries": totals["test_queries"],
+              **compare(scorer, ours["store"]["model"]), **summary(ours, seconds)}  # fmt: skip
+    for name, figures_ in record["domains"].items():
+        figures_.update(counts[name])
+    if args.oracle:
+        record["oracle"] = oracle_row(work, names, fraction, config, scorer)
+    if args.seed:
+        seed, seed_s = run_pipeline(work / "docs", work / "out-seed", work / "store", fraction, {**config, **SEED_RECIPE}, args.llm)
+        record["seed_recipe"] = {**compare(scorer, seed["store"]["model"]), **summary(seed, seed_s)}
     print(json.dumps(record))
 
 

@@ -49,9 +49,10 @@ class RefsIntact(CachePolicy):
         self, task_ctx: TaskRunContext, inputs: Optional[dict[str, Any]], flow_parameters: Optional[dict[str, Any]], **kwargs: Any
     ) -> Optional[str]:
         key = self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs) if self.policy else None
-        if key and task_ctx and task_ctx.result_store.exists(key):
+        results = getattr(task_ctx, "result_store", None)
+        if key and results is not None and results.exists(key):
             try:
-                cached = task_ctx.result_store.read(key).result
+                cached = results.read(key).result
             except Exception:  # noqa: BLE001 (an unreadable record is a miss to Prefect as well)
                 return key
             broken = [ref.uri for ref in refs_in(cached) if not intact(ref)]
@@ -59,7 +60,7 @@ class RefsIntact(CachePolicy):
                 run_logger().warning("cached %s result refers to %d missing or corrupt object(s) (%s): computed again",
                                task_ctx.task.name, len(broken), broken[0])  # fmt: skip
                 past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
-                task_ctx.result_store.write(obj=None, key=key, expiration=past)
+                results.write(obj=None, key=key, expiration=past)
         return key
 
 
