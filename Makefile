@@ -1,10 +1,18 @@
-.PHONY: install install-large run test test-all test-fast up down clean
+.PHONY: install install-large run test test-all test-fast up down clean FORCE
 
 install: .venv/.installed
 
-.venv/.installed: pyproject.toml constraints.txt scripts/install.sh
+# The package's module files: the editable install links each one, so a module added or removed means installing again.
+MODULES := $(shell find flows tasks deployments -name '*.py' 2>/dev/null | sort)
+
+.venv/.modules: FORCE
+	@mkdir -p .venv; echo "$(MODULES)" | cmp -s - $@ || echo "$(MODULES)" > $@
+
+.venv/.installed: pyproject.toml constraints.txt scripts/install.sh .venv/.modules
 	bash scripts/install.sh
 	touch $@
+
+FORCE:
 
 install-large: install  # llm.model "embedded-large" (1.1 GB of model packages)
 	.venv/bin/pip install -q -c constraints.txt -e ".[large-llm]"

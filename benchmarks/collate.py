@@ -1,4 +1,4 @@
-"""Collating a training batch: the stock SentenceTransformer collator (tokenizes every batch) vs domain_embed.tasks.token_cache.
+"""Collating a training batch: the stock SentenceTransformer collator (tokenizes every batch) vs domain_embed.tasks.training.token_cache.
 
 Rows as in train_throughput (6-18 word queries, two 120-230 word passages, random vocabulary words), the
 packaged MiniLM's tokenizer at max sequence length 256. Prints one JSON line: seconds to build the cache
@@ -23,8 +23,8 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator  # noqa: E402
 
 from benchmarks.train_throughput import MAX_SEQ_LENGTH, random_rows  # noqa: E402
-from domain_embed.tasks.embed import resolve_model  # noqa: E402
-from domain_embed.tasks.token_cache import TokenCache  # noqa: E402
+from domain_embed.tasks.embedding.models import resolve_model  # noqa: E402
+from domain_embed.tasks.training.token_cache import TokenCache  # noqa: E402
 
 
 def ms_per_batch(collate, batches: list[list[dict]]) -> float:
@@ -51,7 +51,9 @@ def main() -> None:
     build_s = time.perf_counter() - started
     stock = SentenceTransformerDataCollator(preprocess_fn=model.preprocess)
     cached = SentenceTransformerDataCollator(preprocess_fn=cache)
-    same = all(torch.equal(v, stock(batches[0])[k]) for k, v in cached(batches[0]).items() if isinstance(v, torch.Tensor))
+    same = all(
+        torch.equal(v, stock(batches[0])[k]) for k, v in cached(batches[0]).items() if isinstance(v, torch.Tensor)
+    )
     record = {
         "benchmark": "collate",
         "batch_size": args.batch_size,

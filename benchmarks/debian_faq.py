@@ -202,7 +202,9 @@ def write(benchmark: Benchmark, out: Path) -> dict:
     """Write beir-dev/, beir-test/ (BEIR layout, same corpus) and docs/ under out; returns counts."""
     leaks = leaked_queries(benchmark.queries, benchmark.documents)
     if leaks:
-        raise AssertionError(f"{len(leaks)} queries appear in training documents, e.g. {benchmark.queries[leaks[0]]!r}")
+        raise AssertionError(
+            f"{len(leaks)} queries appear in training documents, e.g. {benchmark.queries[leaks[0]]!r}"
+        )
     docs = out / "docs"
     shutil.rmtree(docs, ignore_errors=True)
     for name, content in benchmark.documents.items():
@@ -212,7 +214,11 @@ def write(benchmark: Benchmark, out: Path) -> dict:
         json.dumps({"_id": pid, "title": title, "text": text}, ensure_ascii=False) + "\n"
         for pid, (title, text) in benchmark.passages.items()
     )
-    counts = {"passages": len(benchmark.passages), "documents": len(benchmark.documents), "queries_dropped": len(benchmark.dropped_queries)}
+    counts = {
+        "passages": len(benchmark.passages),
+        "documents": len(benchmark.documents),
+        "queries_dropped": len(benchmark.dropped_queries),
+    }
     for split in ("dev", "test"):
         folder = out / f"beir-{split}"
         (folder / "qrels").mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ done
 "$py" - "$out/tokenizer" <<'PY'
 import sys
 from transformers import AutoTokenizer
-from domain_embed.tasks.embed import resolve_model
+from domain_embed.tasks.embedding.models import resolve_model
 AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2")).save_pretrained(sys.argv[1])
 PY
 ls "$out" "$out/tokenizer"

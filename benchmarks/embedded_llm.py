@@ -1,7 +1,7 @@
 """Questions per second of the embedded LLMs (SmolLM2-135M, Qwen2.5-Coder-1.5B on llama.cpp) per server setting and prompt.
 
 Real passages: the demo corpus (examples/postgresql) parsed and chunked by the pipeline's own stages. For each
-variant a fresh server starts and the generate stage's own code (domain_embed.tasks.generate.collect_answers, empty store) asks
+variant a fresh server starts and the generate stage's own code (domain_embed.tasks.questions.generate.collect_answers, empty store) asks
 for questions about the same chunks. Question quality is checked beside speed: the share of questions whose own
 chunk ranks first, and in the top 5, among the sampled chunks under the base model (the round-trip rule), and
 the share kept by the pipeline's filters. Prints one JSON line per variant.
@@ -40,17 +40,21 @@ VARIANTS: dict[str, dict] = {
     "large-single": {"server": {}, "llm": {"model": "embedded-large", "prompt_style": "single"}},
     "large-json": {"server": {}, "llm": {"model": "embedded-large", "prompt_style": "json"}},
     "large-json+few-shot": {"server": {}, "llm": {"model": "embedded-large", "prompt_style": "json", "few_shot": 8}},
-    "large-single+few-shot": {"server": {}, "llm": {"model": "embedded-large", "prompt_style": "single", "few_shot": 8}},
+    "large-single+few-shot": {
+        "server": {},
+        "llm": {"model": "embedded-large", "prompt_style": "single", "few_shot": 8},
+    },
 }
 
 
 def demo_chunks() -> list[dict]:
     """Every chunk of the demo corpus, made by the pipeline's parse and chunk functions."""
+    from domain_embed.tasks.core.objects import read_jsonl, sha256_file
+    from domain_embed.tasks.core.store import RunStore
+    from domain_embed.tasks.embedding.models import max_seq_length, resolve_model
+    from domain_embed.tasks.ingest.chunk import chunk_document
+    from domain_embed.tasks.ingest.parse import parse_document
     from domain_embed.tasks.settings import ChunkSettings, ParseSettings
-    from domain_embed.tasks.chunk import chunk_document
-    from domain_embed.tasks.embed import max_seq_length, resolve_model
-    from domain_embed.tasks.parse import parse_document
-    from domain_embed.tasks.store import RunStore, read_jsonl, sha256_file
 
     store = RunStore(tempfile.mkdtemp(prefix="llm-bench-store-"))
     model = resolve_model("all-MiniLM-L6-v2")
@@ -66,7 +70,7 @@ def roundtrip(questions: list[tuple[str, int]], texts: list[str]) -> dict:
     """Share of questions whose own chunk ranks first / in the top 5 among `texts` under the base model."""
     import numpy as np
 
-    from domain_embed.tasks.embed import embed_texts, resolve_model
+    from domain_embed.tasks.embedding.models import embed_texts, resolve_model
 
     if not questions:
         return {"top1": 0.0, "top5": 0.0}
@@ -82,12 +86,12 @@ def roundtrip(questions: list[tuple[str, int]], texts: list[str]) -> dict:
 def run_variant(name: str, spec: dict, corpus: list[dict], n: int) -> dict:
     """Start the server with the variant's options, ask for 2 questions about each of n sampled chunks (worked
     examples, if any, from the whole corpus), time it, check the questions."""
-    from domain_embed.tasks.generate import cache_key, collect_answers, sample_chunks
-    from domain_embed.tasks.local_llm import embedded_llm_server
-    from domain_embed.tasks.prompts import domain_examples
-    from domain_embed.tasks.qa_filters import filter_questions
+    from domain_embed.tasks.core.store import RunStore
+    from domain_embed.tasks.llm.local import embedded_llm_server
+    from domain_embed.tasks.questions.filters import filter_questions
+    from domain_embed.tasks.questions.generate import cache_key, collect_answers, sample_chunks
+    from domain_embed.tasks.questions.prompts import domain_examples
     from domain_embed.tasks.settings import FilterSettings, LLMSettings
-    from domain_embed.tasks.store import RunStore
 
     llm = LLMSettings(**{"max_concurrency": 1, **spec["llm"]})
     chunks, examples = sample_chunks(corpus, 0.5)[:n], domain_examples(corpus, llm.few_shot)
@@ -98,14 +102,27 @@ def run_variant(name: str, spec: dict, corpus: list[dict], n: int) -> dict:
         seconds = time.monotonic() - started
     asked = [(q, i) for i, c in enumerate(chunks) for q in answers.get(cache_key(c["text"], llm), [])]
     candidates = [{"query": q, "chunk_id": chunks[i]["chunk_id"], "doc_id": chunks[i]["doc_id"]} for q, i in asked]
-    kept, _ = filter_questions(candidates, {c["chunk_id"]: c["text"] for c in chunks}, FilterSettings(roundtrip_top_k=0), None)
+    kept, _ = filter_questions(
+        candidates, {c["chunk_id"]: c["text"] for c in chunks}, FilterSettings(roundtrip_top_k=0), None
+    )
     return {
-        "variant": name, "server": spec["server"], "llm": spec["llm"], "threads": spec.get("threads"), "chunks": len(chunks),
-        "questions": len(asked), "questions_per_s": round(len(asked) / seconds, 3), "seconds": round(seconds, 1),
-        "calls": stats.llm_calls, "examples": [q for q, _ in examples], "sample": [q for q, _ in asked[:6]], "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-        "failed_chunks": len(failures), "kept_by_filters": round(len(kept) / max(1, len(asked)), 3),
+        "variant": name,
+        "server": spec["server"],
+        "llm": spec["llm"],
+        "threads": spec.get("threads"),
+        "chunks": len(chunks),
+        "questions": len(asked),
+        "questions_per_s": round(len(asked) / seconds, 3),
+        "seconds": round(seconds, 1),
+        "calls": stats.llm_calls,
+        "examples": [q for q, _ in examples],
+        "sample": [q for q, _ in asked[:6]],
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "failed_chunks": len(failures),
+        "kept_by_filters": round(len(kept) / max(1, len(asked)), 3),
         "roundtrip": roundtrip(asked, [c["text"] for c in chunks]),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from domain_embed.tasks.embed import load_model, resolve_model  # noqa: E402
-from domain_embed.tasks.evaluate import evaluate_retrieval  # noqa: E402
+from domain_embed.tasks.embedding.models import load_model, resolve_model  # noqa: E402
+from domain_embed.tasks.evaluation.evaluate import evaluate_retrieval  # noqa: E402
 
 
 def vocabulary(model_dir: str) -> list[str]:
@@ -56,21 +56,25 @@ def main() -> None:
     results = evaluate_retrieval(model_dir, corpus, queries, relevant, dims, args.batch_size, show_progress=True)
     wall = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({
-        "benchmark": "evaluate_large",
-        "passages": len(corpus),
-        "queries": len(queries),
-        "words_per_passage": args.words,
-        "dims": dims,
-        "batch_size": args.batch_size,
-        "device": str(model.device),
-        "torch_threads": __import__("torch").get_num_threads(),
-        "wall_s": round(wall, 1),
-        "passages_per_s": round(len(corpus) / wall, 1),
-        "peak_rss_mb": round(peak_kb / 1024, 1),
-        "ndcg@10": {dim: round(r["ndcg@10"], 4) for dim, r in results.items()},
-        "recall@100": {dim: round(r["recall@100"], 4) for dim, r in results.items()},
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "evaluate_large",
+                "passages": len(corpus),
+                "queries": len(queries),
+                "words_per_passage": args.words,
+                "dims": dims,
+                "batch_size": args.batch_size,
+                "device": str(model.device),
+                "torch_threads": __import__("torch").get_num_threads(),
+                "wall_s": round(wall, 1),
+                "passages_per_s": round(len(corpus) / wall, 1),
+                "peak_rss_mb": round(peak_kb / 1024, 1),
+                "ndcg@10": {dim: round(r["ndcg@10"], 4) for dim, r in results.items()},
+                "recall@100": {dim: round(r["recall@100"], 4) for dim, r in results.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

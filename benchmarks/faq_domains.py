@@ -23,9 +23,9 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from benchmarks import debian_faq
 from benchmarks.debian_faq import Benchmark, Section, clean, leaked_queries, normalize
@@ -42,8 +42,20 @@ SED_INFO = Path("/usr/share/info/sed.info.gz")
 
 PERL_REFERENCE = ("perlsyn", "perldata", "perlop", "perlsub", "perlvar", "perlre")
 R_REFERENCE = ("R-intro.html",)
-SQLITE_REFERENCE = ("datatype3", "lockingv3", "wal", "foreignkeys", "lang_transaction", "queryplanner", "isolation",
-                    "atomiccommit", "autoinc", "quirks", "whentouse", "limits")  # fmt: skip
+SQLITE_REFERENCE = (
+    "datatype3",
+    "lockingv3",
+    "wal",
+    "foreignkeys",
+    "lang_transaction",
+    "queryplanner",
+    "isolation",
+    "atomiccommit",
+    "autoinc",
+    "quirks",
+    "whentouse",
+    "limits",
+)
 GIT_REFERENCE = (
     "git-commit",
     "git-rebase",
@@ -54,8 +66,18 @@ GIT_REFERENCE = (
     "git-fetch",
     "gitignore",
 )
-ZSH_REFERENCE = ("Shell-Grammar", "Redirection", "Expansion", "Prompt-Expansion", "Functions", "Files",
-                 "Conditional-Expressions", "Arithmetic-Evaluation", "Jobs-_0026-Signals", "Invocation")  # fmt: skip
+ZSH_REFERENCE = (
+    "Shell-Grammar",
+    "Redirection",
+    "Expansion",
+    "Prompt-Expansion",
+    "Functions",
+    "Files",
+    "Conditional-Expressions",
+    "Arithmetic-Evaluation",
+    "Jobs-_0026-Signals",
+    "Invocation",
+)
 SED_INFO_SKIPPED = ("Top", "GNU Free Documentation License", "Concept Index", "Command and Option Index")
 
 PACKAGES: dict[str, tuple[str, ...]] = {
@@ -82,8 +104,26 @@ SCRUBBED = "another question"  # what a question title quoted in an answer becom
 NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*[.:]?|\(\d+\)|[A-Z](?:\.\d+)+\.?)\s+")
 ZSH_TAIL = ("Acknowledgments:", "Copyright Information:")  # the FAQ's closing parts, after the last entry
 SED_GROUP = re.compile(r"   [A-Z][A-Z ,]+[A-Z](?: \([a-z ]+\))?")  # 'CHANGING BLOCKS (consecutive lines)' in chapter 4
-QUESTION_WORDS = {"how", "what", "why", "when", "where", "which", "who", "can", "could", "does", "do", "is", "are",
-                  "should", "shouldn't", "did", "will", "would"}  # fmt: skip
+QUESTION_WORDS = {
+    "how",
+    "what",
+    "why",
+    "when",
+    "where",
+    "which",
+    "who",
+    "can",
+    "could",
+    "does",
+    "do",
+    "is",
+    "are",
+    "should",
+    "shouldn't",
+    "did",
+    "will",
+    "would",
+}
 
 
 @dataclass
@@ -222,10 +262,39 @@ def assemble(pages: list[FaqPage], references: list[Reference]) -> Benchmark:
 # --- HTML (texinfo manuals, SQLite pages) ---
 
 SKIP_TAGS = {"script", "style", "form", "head", "title", "noscript"}
-SKIP_CLASSES = {"header", "nav-panel", "contents", "shortcontents", "section-toc", "contents-heading", "mini-toc",
-                "nosearch", "fancy_toc", "menu"}  # fmt: skip
-BLOCK_TAGS = {"p", "div", "pre", "li", "dt", "dd", "tr", "table", "blockquote", "ul", "ol", "dl", "br", "h1", "h2",
-              "h3", "h4", "h5", "h6"}  # fmt: skip
+SKIP_CLASSES = {
+    "header",
+    "nav-panel",
+    "contents",
+    "shortcontents",
+    "section-toc",
+    "contents-heading",
+    "mini-toc",
+    "nosearch",
+    "fancy_toc",
+    "menu",
+}
+BLOCK_TAGS = {
+    "p",
+    "div",
+    "pre",
+    "li",
+    "dt",
+    "dd",
+    "tr",
+    "table",
+    "blockquote",
+    "ul",
+    "ol",
+    "dl",
+    "br",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+}
 
 
 class HtmlWalker:

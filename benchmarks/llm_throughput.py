@@ -32,11 +32,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import litellm  # noqa: E402
 from llm_stub import LLMStub  # noqa: E402
 
-from domain_embed.tasks.generate import cache_key, collect_answers  # noqa: E402
-from domain_embed.tasks.llm_endpoint import LLMEndpoint  # noqa: E402
-from domain_embed.tasks.prompts import build_messages, parse_questions  # noqa: E402
+from domain_embed.tasks.core.store import RunStore  # noqa: E402
+from domain_embed.tasks.llm.endpoint import LLMEndpoint  # noqa: E402
+from domain_embed.tasks.questions.generate import cache_key, collect_answers  # noqa: E402
+from domain_embed.tasks.questions.prompts import build_messages, parse_questions  # noqa: E402
 from domain_embed.tasks.settings import LLMSettings  # noqa: E402
-from domain_embed.tasks.store import RunStore  # noqa: E402
 
 FAULTS = {"500": 0.10, "malformed": 0.05}
 WORDS = (

@@ -49,7 +49,9 @@ def heldout_loss(model, rows: list[dict]) -> float:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        encode = lambda key: model.encode([r[key] for r in rows], batch_size=64, convert_to_tensor=True, normalize_embeddings=True)  # noqa: E731
+        encode = lambda key: model.encode(
+            [r[key] for r in rows], batch_size=64, convert_to_tensor=True, normalize_embeddings=True
+        )  # noqa: E731
         scores = 20 * encode("anchor").float() @ torch.cat([encode("positive"), encode("negative_1")]).float().T
         loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(rows), device=scores.device)).item()
     model.train(was_training)
@@ -94,8 +96,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=80, help="Optimizer steps per run")
     parser.add_argument("--seeds", type=int, default=3, help="Runs per configuration")
     parser.add_argument("--every", type=int, default=10, help="Held-out loss every N steps")
-    parser.add_argument("--learning-rate", type=float, default=None, help="Both configurations; default 5e-5 (base), 1e-3 (tiny)")
-    parser.add_argument("--tokenizer", help="Tokenizer folder (default: the packaged MiniLM's); see benchmarks/device_wheels.sh")
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="Both configurations; default 5e-5 (base), 1e-3 (tiny)"
+    )
+    parser.add_argument(
+        "--tokenizer", help="Tokenizer folder (default: the packaged MiniLM's); see benchmarks/device_wheels.sh"
+    )
     parser.add_argument("--heldout", type=int, default=256, help="Held-out rows")
     parser.add_argument("--size", choices=["tiny", "base"], default=None, help="Default: base on GPU, tiny on CPU")
     args = parser.parse_args()
@@ -109,11 +115,15 @@ def main() -> None:
         train_rows = learnable_rows(tokenizer, args.steps * SEED_BATCH, seed=11)
         heldout_rows = learnable_rows(tokenizer, args.heldout, seed=12)
         for seed in range(args.seeds):
-            trainer = seed_defaults(model_dir, train_rows, out, seed=seed, logging_steps=1, learning_rate=learning_rate)
+            trainer = seed_defaults(
+                model_dir, train_rows, out, seed=seed, logging_steps=1, learning_rate=learning_rate
+            )
             results["seed_defaults"].append(run(trainer, heldout_rows, args.every))
             del trainer
             release()
-            trainer = ours(model_dir, train_rows, SEED_BATCH, compile_=False, out=out, seed=seed, learning_rate=learning_rate)
+            trainer = ours(
+                model_dir, train_rows, SEED_BATCH, compile_=False, out=out, seed=seed, learning_rate=learning_rate
+            )
             results["ours"].append(run(trainer, heldout_rows, args.every))
             del trainer
             release()

@@ -1,4 +1,4 @@
-"""Hard-negative mining: ours (domain_embed.tasks.negatives.select_negatives) vs sentence_transformers.util.mine_hard_negatives.
+"""Hard-negative mining: ours (domain_embed.tasks.mining.negatives.select_negatives) vs sentence_transformers.util.mine_hard_negatives.
 
 Both get the same precomputed, structured unit embeddings (topics, paraphrases and near-duplicates of
 positives, queries = noisy copies of their positive) and equivalent settings: 1 negative, ranks 0-50,
@@ -22,7 +22,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from domain_embed.tasks.negatives import select_negatives  # noqa: E402
+from domain_embed.tasks.mining.negatives import select_negatives  # noqa: E402
 from domain_embed.tasks.settings import MineSettings  # noqa: E402
 
 
@@ -80,7 +80,9 @@ def run_theirs(chunks, queries, positives, texts, settings) -> tuple[float, dict
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
-    dataset = Dataset.from_dict({"anchor": [f"q{i}" for i in range(len(queries))], "positive": [texts[p] for p in positives]})
+    dataset = Dataset.from_dict(
+        {"anchor": [f"q{i}" for i in range(len(queries))], "positive": [texts[p] for p in positives]}
+    )
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         out = mine_hard_negatives(

@@ -53,7 +53,7 @@ class OracleLLM:
                 hits[qid] = hits.get(qid, 0) + 1
         return [self.queries[q] for q in sorted(hits, key=lambda q: (-hits[q], q))]
 
-    def __enter__(self) -> "OracleLLM":
+    def __enter__(self) -> OracleLLM:
         oracle = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,16 +75,35 @@ class OracleLLM:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 last = str((body.get("messages") or [{}])[-1].get("content") or "")
                 found, count = PASSAGE.search(last), COUNT.search(last)
-                questions = oracle.questions_for(found.group(1) if found else last)[: int(count.group(1)) if count else 2]
+                questions = oracle.questions_for(found.group(1) if found else last)[
+                    : int(count.group(1)) if count else 2
+                ]
                 if not questions:
                     oracle.refused += 1
-                    self._send(400, {"error": {"message": "no human question is about this passage", "type": "invalid_request_error"}})
+                    self._send(
+                        400,
+                        {
+                            "error": {
+                                "message": "no human question is about this passage",
+                                "type": "invalid_request_error",
+                            }
+                        },
+                    )
                     return
                 oracle.answered += 1
                 content = json.dumps({"questions": questions})
-                self._send(200, {"id": "oracle", "object": "chat.completion", "model": "oracle",
-                                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-                                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})  # fmt: skip
+                self._send(
+                    200,
+                    {
+                        "id": "oracle",
+                        "object": "chat.completion",
+                        "model": "oracle",
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                    },
+                )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

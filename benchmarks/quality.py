@@ -39,19 +39,42 @@ DIMS = [384, 256, 128, 64]
 SPLITS = ("dev", "test")
 BASE = "all-MiniLM-L6-v2"
 SEED_RECIPE = {
-    "train": {"epochs": 4, "learning_rate": 2e-5, "batch_size": 32, "teacher": None, "evaluations": 0, "rotate": False},
+    "train": {
+        "epochs": 4,
+        "learning_rate": 2e-5,
+        "batch_size": 32,
+        "teacher": None,
+        "evaluations": 0,
+        "rotate": False,
+    },
     "supervision": {"headings": False, "inverse_cloze": False},
     "llm": {"candidates_per_chunk": 2},
 }
 ORACLE_KEY = "DOMAIN_EMBED_ORACLE_KEY"
-TINY = {"domains": ["sqlite"], "chunk_fraction": 0.05,
-        "config": {"train": {"epochs": 0.2, "evaluations": 0, "teacher": None, "max_seq_length": 64}}}  # fmt: skip
+TINY = {
+    "domains": ["sqlite"],
+    "chunk_fraction": 0.05,
+    "config": {"train": {"epochs": 0.2, "evaluations": 0, "teacher": None, "max_seq_length": 64}},
+}
 
 
-def run_pipeline(docs: Path, out: Path, store: Path, chunk_fraction: float, config: dict, llm: str | None) -> tuple[dict, float]:
+def run_pipeline(
+    docs: Path, out: Path, store: Path, chunk_fraction: float, config: dict, llm: str | None
+) -> tuple[dict, float]:
     """`domain-embed run` as a user runs it; returns its report.json and wall seconds."""
-    args = [sys.executable, "-m", "domain_embed.flows.cli", "run", str(docs), "--out", str(out), "--store", str(store),
-            "--chunk-fraction", str(chunk_fraction)]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "domain_embed.flows.cli",
+        "run",
+        str(docs),
+        "--out",
+        str(out),
+        "--store",
+        str(store),
+        "--chunk-fraction",
+        str(chunk_fraction),
+    ]
     if llm:
         args += ["--llm", llm]
     if config:
@@ -71,9 +94,11 @@ class Scorer:
     """Per-query scores of a model folder on every domain's dev and test queries (each corpus embedded once per model)."""
 
     def __init__(self, work: Path, domains: list[str]) -> None:
-        from domain_embed.tasks.beir import load_beir
+        from domain_embed.tasks.evaluation.beir import load_beir
 
-        self.data = {name: {split: load_beir(str(work / name / f"beir-{split}")) for split in SPLITS} for name in domains}
+        self.data = {
+            name: {split: load_beir(str(work / name / f"beir-{split}")) for split in SPLITS} for name in domains
+        }
         self.cache: dict[str, dict] = {}
 
     def scores(self, model_dir: str) -> dict:
@@ -84,20 +109,28 @@ class Scorer:
 
     @staticmethod
     def _domain(model_dir: str, splits: dict) -> dict:
-        from domain_embed.tasks.retrieval import ir_evaluator, score_retrieval
+        from domain_embed.tasks.evaluation.retrieval import ir_evaluator, score_retrieval
 
         queries = {f"{s}/{q}": text for s, data in splits.items() for q, text in data.queries.items()}
         relevant = {f"{s}/{q}": ids for s, data in splits.items() for q, ids in data.relevant.items()}
         corpus = splits["test"].corpus
         order = ir_evaluator(corpus, queries, relevant).queries_ids
         _, per_query = score_retrieval(model_dir, corpus, queries, relevant, DIMS)
-        return {split: {dim: {m: [v for qid, v in zip(order, values) if qid.startswith(f"{split}/")] for m, values in metrics.items()}
-                        for dim, metrics in per_query.items()} for split in SPLITS}  # fmt: skip
+        return {
+            split: {
+                dim: {
+                    m: [v for qid, v in zip(order, values) if qid.startswith(f"{split}/")]
+                    for m, values in metrics.items()
+                }
+                for dim, metrics in per_query.items()
+            }
+            for split in SPLITS
+        }
 
 
 def figures(tuned: dict, base: dict) -> dict:
     """{metric: {dim: {base, tuned, delta, delta_low, delta_high, verdict}}} from paired per-query scores."""
-    from domain_embed.tasks.uncertainty import paired_bootstrap
+    from domain_embed.tasks.evaluation.uncertainty import paired_bootstrap
 
     out: dict = {}
     for metric in METRICS:
@@ -105,8 +138,14 @@ def figures(tuned: dict, base: dict) -> dict:
         for dim in DIMS:
             t, b = tuned[dim][metric], base[dim][metric]
             iv = paired_bootstrap(t, b)
-            out[metric][str(dim)] = {"base": round(sum(b) / len(b), 4), "tuned": round(sum(t) / len(t), 4), "delta": round(iv.delta, 4),
-                                     "delta_low": round(iv.low, 4), "delta_high": round(iv.high, 4), "verdict": iv.verdict}  # fmt: skip
+            out[metric][str(dim)] = {
+                "base": round(sum(b) / len(b), 4),
+                "tuned": round(sum(t) / len(t), 4),
+                "delta": round(iv.delta, 4),
+                "delta_low": round(iv.low, 4),
+                "delta_high": round(iv.high, 4),
+                "verdict": iv.verdict,
+            }
     return out
 
 
@@ -118,28 +157,36 @@ def pooled(per_domain: dict, split: str) -> dict:
 
 def compare(scorer: Scorer, tuned_dir: str) -> dict:
     """Pooled test figures, pooled dev figures and per-domain figures of a tuned model against the base model."""
-    from domain_embed.tasks.embed import resolve_model
+    from domain_embed.tasks.embedding.models import resolve_model
 
     tuned, base = scorer.scores(tuned_dir), scorer.scores(resolve_model(BASE))
     domains = {name: {split: figures(tuned[name][split], base[name][split]) for split in SPLITS} for name in tuned}
-    return {**figures(pooled(tuned, "test"), pooled(base, "test")), "dev": figures(pooled(tuned, "dev"), pooled(base, "dev")),
-            "domains": domains}  # fmt: skip
+    return {
+        **figures(pooled(tuned, "test"), pooled(base, "test")),
+        "dev": figures(pooled(tuned, "dev"), pooled(base, "dev")),
+        "domains": domains,
+    }
 
 
 def summary(report: dict, seconds: float) -> dict:
     """The run's own facts: LLM calls, training steps and pairs, stage seconds."""
     training = report["training"]
     return {
-        "promotion": report["promotion"]["reason"], "llm": report.get("llm"), "llm_calls": report["llm_usage"]["llm_calls"],
-        "training_steps": training["steps"], "training_examples": training["examples"],
-        "training_pairs_by_source": report.get("training_pairs_by_source"), "stage_seconds": report["timings_s"], "wall_s": round(seconds, 1),
-    }  # fmt: skip
+        "promotion": report["promotion"]["reason"],
+        "llm": report.get("llm"),
+        "llm_calls": report["llm_usage"]["llm_calls"],
+        "training_steps": training["steps"],
+        "training_examples": training["examples"],
+        "training_pairs_by_source": report.get("training_pairs_by_source"),
+        "stage_seconds": report["timings_s"],
+        "wall_s": round(seconds, 1),
+    }
 
 
 def oracle_row(work: Path, names: list[str], chunk_fraction: float, config: dict, scorer: Scorer) -> dict:
     """The same recipe on the train split's human questions in place of the LLM's (every chunk asked)."""
     from benchmarks.oracle_llm import OracleLLM
-    from domain_embed.tasks.beir import load_beir
+    from domain_embed.tasks.evaluation.beir import load_beir
 
     queries, relevant, passages = {}, {}, {}
     for name in names:
@@ -149,23 +196,44 @@ def oracle_row(work: Path, names: list[str], chunk_fraction: float, config: dict
         passages.update({f"{name}/{p}": t for p, t in data.texts.items()})
     os.environ[ORACLE_KEY] = "sk-oracle"
     with OracleLLM(queries, relevant, passages) as oracle:
-        llm = {**config.get("llm", {}), "model": "openai/oracle", "api_base": oracle.api_base, "api_key_env": ORACLE_KEY,
-               "prompt_style": "json", "questions_per_chunk": 4, "max_consecutive_failures": 1_000_000}  # fmt: skip
-        report, seconds = run_pipeline(work / "docs", work / "out-oracle", work / "store", 1.0, {**config, "llm": llm}, None)
-    return {**compare(scorer, report["store"]["model"]), **summary(report, seconds), "train_queries": len(queries),
-            "chunks_with_a_human_question": oracle.answered}  # fmt: skip
+        llm = {
+            **config.get("llm", {}),
+            "model": "openai/oracle",
+            "api_base": oracle.api_base,
+            "api_key_env": ORACLE_KEY,
+            "prompt_style": "json",
+            "questions_per_chunk": 4,
+            "max_consecutive_failures": 1_000_000,
+        }
+        report, seconds = run_pipeline(
+            work / "docs", work / "out-oracle", work / "store", 1.0, {**config, "llm": llm}, None
+        )
+    return {
+        **compare(scorer, report["store"]["model"]),
+        **summary(report, seconds),
+        "train_queries": len(queries),
+        "chunks_with_a_human_question": oracle.answered,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=None, help="Working folder (default: a new temporary folder)")
-    parser.add_argument("--domains", default=None, help=f"Comma-separated subset of {','.join(faq_domains.DOMAINS)} (default: all)")
+    parser.add_argument(
+        "--domains", default=None, help=f"Comma-separated subset of {','.join(faq_domains.DOMAINS)} (default: all)"
+    )
     parser.add_argument("--chunk-fraction", type=float, default=0.3, help="Share of chunks sent to the LLM")
     parser.add_argument("--llm", default=None, help="llm.model of the run (default: the embedded default)")
-    parser.add_argument("--config", default=None, help="JSON file of PipelineConfig fields for every row (a recipe variant)")
-    parser.add_argument("--oracle", action="store_true", help="Add the oracle row (human train questions in place of the LLM's)")
+    parser.add_argument(
+        "--config", default=None, help="JSON file of PipelineConfig fields for every row (a recipe variant)"
+    )
+    parser.add_argument(
+        "--oracle", action="store_true", help="Add the oracle row (human train questions in place of the LLM's)"
+    )
     parser.add_argument("--seed", action="store_true", help="Add the seed recipe's row")
-    parser.add_argument("--tiny", action="store_true", help="Seconds-scale check that the benchmark runs: one small domain, 4 steps")
+    parser.add_argument(
+        "--tiny", action="store_true", help="Seconds-scale check that the benchmark runs: one small domain, 4 steps"
+    )
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="quality-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -177,16 +245,26 @@ def main() -> None:
     scorer = Scorer(work, names)
     label = "out-ours" if not args.llm else f"out-{args.llm.replace('/', '_')}"
     ours, seconds = run_pipeline(work / "docs", work / label, work / "store", fraction, config, args.llm)
-    totals = {key: sum(c[key] for c in counts.values()) for key in ("passages", "documents", "queries_dropped", "train_queries",
-                                                                  "dev_queries", "test_queries")}  # fmt: skip
-    record = {"benchmark": "debian-faqs", "reported_split": "test", **totals, "queries": totals["test_queries"],
-              **compare(scorer, ours["store"]["model"]), **summary(ours, seconds)}  # fmt: skip
+    totals = {
+        key: sum(c[key] for c in counts.values())
+        for key in ("passages", "documents", "queries_dropped", "train_queries", "dev_queries", "test_queries")
+    }
+    record = {
+        "benchmark": "debian-faqs",
+        "reported_split": "test",
+        **totals,
+        "queries": totals["test_queries"],
+        **compare(scorer, ours["store"]["model"]),
+        **summary(ours, seconds),
+    }
     for name, figures_ in record["domains"].items():
         figures_.update(counts[name])
     if args.oracle:
         record["oracle"] = oracle_row(work, names, fraction, config, scorer)
     if args.seed:
-        seed, seed_s = run_pipeline(work / "docs", work / "out-seed", work / "store", fraction, {**config, **SEED_RECIPE}, args.llm)
+        seed, seed_s = run_pipeline(
+            work / "docs", work / "out-seed", work / "store", fraction, {**config, **SEED_RECIPE}, args.llm
+        )
         record["seed_recipe"] = {**compare(scorer, seed["store"]["model"]), **summary(seed, seed_s)}
     print(json.dumps(record))
 

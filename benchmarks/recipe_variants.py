@@ -32,14 +32,40 @@ VARIANTS: dict[str, dict] = {
     "seed": {"sources": ["llm"], "negatives": True, "train": SEED},
     "llm-steps": {"sources": ["llm"], "negatives": True, "train": {"teacher": None, "evaluations": 0}},
     "llm+headings": {"sources": ["llm", "heading"], "negatives": True, "train": {"teacher": None, "evaluations": 0}},
-    "llm+headings+ict": {"sources": ["llm", "heading", "ict"], "negatives": True, "train": {"teacher": None, "evaluations": 0}},
-    "all-no-negatives": {"sources": ["llm", "heading", "ict"], "negatives": False, "train": {"teacher": None, "evaluations": 0}},
+    "llm+headings+ict": {
+        "sources": ["llm", "heading", "ict"],
+        "negatives": True,
+        "train": {"teacher": None, "evaluations": 0},
+    },
+    "all-no-negatives": {
+        "sources": ["llm", "heading", "ict"],
+        "negatives": False,
+        "train": {"teacher": None, "evaluations": 0},
+    },
     "all+teacher": {"sources": ["llm", "heading", "ict"], "negatives": True, "train": {"evaluations": 0}},
     "llm+teacher": {"sources": ["llm"], "negatives": True, "train": {"evaluations": 0}},
-    "all+teacher-no-negatives": {"sources": ["llm", "heading", "ict"], "negatives": False, "train": {"evaluations": 0}},
-    "all-docs-free+llm": {"sources": ["llm", "heading", "ict"], "negatives": False, "documents": "all", "train": {"teacher": None, "evaluations": 0}},
-    "all-docs-free+llm+teacher": {"sources": ["llm", "heading", "ict"], "negatives": False, "documents": "all", "train": {"evaluations": 0}},
-    "distill-only": {"sources": ["llm", "heading", "ict"], "negatives": True, "train": {"evaluations": 0, "distill_weight": 4.0}},
+    "all+teacher-no-negatives": {
+        "sources": ["llm", "heading", "ict"],
+        "negatives": False,
+        "train": {"evaluations": 0},
+    },
+    "all-docs-free+llm": {
+        "sources": ["llm", "heading", "ict"],
+        "negatives": False,
+        "documents": "all",
+        "train": {"teacher": None, "evaluations": 0},
+    },
+    "all-docs-free+llm+teacher": {
+        "sources": ["llm", "heading", "ict"],
+        "negatives": False,
+        "documents": "all",
+        "train": {"evaluations": 0},
+    },
+    "distill-only": {
+        "sources": ["llm", "heading", "ict"],
+        "negatives": True,
+        "train": {"evaluations": 0, "distill_weight": 4.0},
+    },
 }
 
 
@@ -53,10 +79,12 @@ def newest(folder: Path) -> Path:
 
 def training_rows(store: Path, sources: list[str], negatives: bool) -> tuple[list[dict], list[dict]]:
     """(rows with a mined negative, rows without) of the stored training data, only from `sources`."""
-    from domain_embed.tasks.store import read_jsonl
+    from domain_embed.tasks.core.objects import read_jsonl
 
     source_of = {r["query"]: r.get("source", "llm") for r in read_jsonl(str(newest(store / "pairs-supervised")))}
-    tuples = [r for r in read_jsonl(str(newest(store / "mined-tuples"))) if source_of.get(r["anchor"], "llm") in sources]
+    tuples = [
+        r for r in read_jsonl(str(newest(store / "mined-tuples"))) if source_of.get(r["anchor"], "llm") in sources
+    ]
     pairs = [r for r in read_jsonl(str(newest(store / "mined-pairs"))) if source_of.get(r["anchor"], "llm") in sources]
     if not negatives:
         pairs += [{"anchor": r["anchor"], "positive": r["positive"]} for r in tuples]
@@ -67,25 +95,31 @@ def training_rows(store: Path, sources: list[str], negatives: bool) -> tuple[lis
 def all_document_rows(store: Path, sources: list[str]) -> list[dict]:
     """Pairs without negatives over every document (held-out ones too): the LLM's questions passing the round trip,
     and the LLM-free pairs of every chunk."""
-    from domain_embed.tasks.qa_filters import passes_roundtrip
+    from domain_embed.tasks.core.objects import read_jsonl
+    from domain_embed.tasks.questions.filters import passes_roundtrip
+    from domain_embed.tasks.questions.supervision import supervised_pairs
     from domain_embed.tasks.settings import FilterSettings, SupervisionSettings
-    from domain_embed.tasks.store import read_jsonl
-    from domain_embed.tasks.supervision import supervised_pairs
 
     chunks = read_jsonl(str(newest(store / "corpus")))
     text = {c["chunk_id"]: c["text"] for c in chunks}
     top_k = FilterSettings().roundtrip_top_k
-    rows = [{"anchor": r["query"], "positive": text[r["chunk_id"]]} for r in read_jsonl(str(newest(store / "pairs")))
-            if "llm" in sources and passes_roundtrip(r, top_k)]  # fmt: skip
+    rows = [
+        {"anchor": r["query"], "positive": text[r["chunk_id"]]}
+        for r in read_jsonl(str(newest(store / "pairs")))
+        if "llm" in sources and passes_roundtrip(r, top_k)
+    ]
     settings = SupervisionSettings(headings="heading" in sources, inverse_cloze="ict" in sources)
-    rows += [{"anchor": r["query"], "positive": r["positive"]} for r in supervised_pairs(chunks, {c["doc_id"] for c in chunks}, settings)]
+    rows += [
+        {"anchor": r["query"], "positive": r["positive"]}
+        for r in supervised_pairs(chunks, {c["doc_id"] for c in chunks}, settings)
+    ]
     return rows
 
 
 def score(model_dir: str, beir: Path, dims: list[int]):
     """Per-dim metrics and per-query values on a BEIR folder."""
-    from domain_embed.tasks.beir import load_beir
-    from domain_embed.tasks.evaluate import score_retrieval
+    from domain_embed.tasks.evaluation.beir import load_beir
+    from domain_embed.tasks.evaluation.retrieval import score_retrieval
 
     data = load_beir(str(beir))
     return score_retrieval(model_dir, data.corpus, data.queries, data.relevant, dims)
@@ -93,13 +127,13 @@ def score(model_dir: str, beir: Path, dims: list[int]):
 
 def run_variant(name: str, spec: dict, work: Path, dims: list[int], base_scores) -> dict:
     """Train one variant and score it on the dev queries against the base model."""
-    from domain_embed.tasks.embed import resolve_model
+    from domain_embed.tasks.core.model_ref import local_model
+    from domain_embed.tasks.core.objects import read_jsonl
+    from domain_embed.tasks.core.store import RunStore
+    from domain_embed.tasks.embedding.models import resolve_model
+    from domain_embed.tasks.evaluation.uncertainty import paired_bootstrap
     from domain_embed.tasks.settings import TrainSettings
-    from domain_embed.tasks.store import RunStore
-    from domain_embed.tasks.store import read_jsonl
-    from domain_embed.tasks.model_ref import local_model
-    from domain_embed.tasks.train import train_model
-    from domain_embed.tasks.uncertainty import paired_bootstrap
+    from domain_embed.tasks.training.fit import train_model
 
     store = RunStore(str(work / "store"))
     if spec.get("documents") == "all":
@@ -112,16 +146,34 @@ def run_variant(name: str, spec: dict, work: Path, dims: list[int], base_scores)
         train["epochs"] = steps / math.ceil((len(tuples) + len(pairs)) / train.get("batch_size", 32))
     settings = TrainSettings(**train)
     started = time.monotonic()
-    result = train_model(store.put_jsonl("variant-tuples", tuples), store.put_jsonl("variant-pairs", pairs), resolve_model(BASE),
-                         settings, store, f"variant-{name}", corpus_texts=[c["text"] for c in read_jsonl(str(newest(work / "store" / "corpus")))])  # fmt: skip
+    result = train_model(
+        store.put_jsonl("variant-tuples", tuples),
+        store.put_jsonl("variant-pairs", pairs),
+        resolve_model(BASE),
+        settings,
+        store,
+        f"variant-{name}",
+        corpus_texts=[c["text"] for c in read_jsonl(str(newest(work / "store" / "corpus")))],
+    )
     seconds = time.monotonic() - started
     results, per_query = score(local_model(result.model), work / "beir-dev", dims)
     base_results, base_per_query = base_scores
-    out = {"variant": name, "rows": len(tuples) + len(pairs), "steps": result.steps, "train_s": round(seconds, 1), "ndcg@10": {}}
+    out = {
+        "variant": name,
+        "rows": len(tuples) + len(pairs),
+        "steps": result.steps,
+        "train_s": round(seconds, 1),
+        "ndcg@10": {},
+    }
     for dim in dims:
         iv = paired_bootstrap(per_query[dim]["ndcg@10"], base_per_query[dim]["ndcg@10"])
-        out["ndcg@10"][str(dim)] = {"base": round(base_results[dim]["ndcg@10"], 4), "tuned": round(results[dim]["ndcg@10"], 4),
-                                    "delta": round(iv.delta, 4), "delta_low": round(iv.low, 4), "delta_high": round(iv.high, 4)}  # fmt: skip
+        out["ndcg@10"][str(dim)] = {
+            "base": round(base_results[dim]["ndcg@10"], 4),
+            "tuned": round(results[dim]["ndcg@10"], 4),
+            "delta": round(iv.delta, 4),
+            "delta_low": round(iv.low, 4),
+            "delta_high": round(iv.high, 4),
+        }
     return out
 
 
@@ -129,12 +181,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True, help="A benchmarks.quality work folder")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS), help="Variants to run (default: all)")
-    parser.add_argument("--set", action="append", default=[], help="Override a TrainSettings field for every variant: key=json")
+    parser.add_argument(
+        "--set", action="append", default=[], help="Override a TrainSettings field for every variant: key=json"
+    )
     parser.add_argument("--dims", default="384,64")
     args = parser.parse_args()
     work = Path(args.work)
     dims = [int(d) for d in args.dims.split(",")]
-    from domain_embed.tasks.embed import resolve_model
+    from domain_embed.tasks.embedding.models import resolve_model
 
     base_scores = score(resolve_model(BASE), work / "beir-dev", dims)
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}

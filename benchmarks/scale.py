@@ -51,7 +51,7 @@ async def count_task_runs() -> int:
 
 def plain_parse_ms(docs: list) -> float:
     """Milliseconds per document of the plain parse function, warm, on the first PLAIN_SAMPLE documents."""
-    from domain_embed.tasks.parse import elements_to_records, partition_file
+    from domain_embed.tasks.ingest.parse import elements_to_records, partition_file
 
     sample = docs[:PLAIN_SAMPLE]
     elements_to_records(partition_file(sample[0].path, sample[0].ext, "fast")[0])  # warm-up: imports, first-call costs
@@ -65,18 +65,20 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int, ll
     """Run the corpus stages and generate on docs_dir twice (fresh store, then nothing changed) and return the figures of N."""
     from prefect import flow
 
-    from domain_embed.flows.config import PipelineConfig
-    from domain_embed.flows.pipeline import generate_questions
-    from domain_embed.tasks.settings import MineSettings
     from domain_embed.flows.local_api import prepare_local_api
-    from domain_embed.flows.prepare import Stopwatch, prepare_corpus
-    from domain_embed.tasks.discover import discover_documents
-    from domain_embed.tasks.embed import model_fingerprint, resolve_model
-    from domain_embed.tasks.faiss_index import build_index
-    from domain_embed.tasks.generate import sample_point
-    from domain_embed.tasks.store import iter_jsonl, read_npy
+    from domain_embed.flows.pipeline import generate_questions
+    from domain_embed.flows.prepare import prepare_corpus
+    from domain_embed.tasks.core import Stopwatch
+    from domain_embed.tasks.core.objects import iter_jsonl, read_npy
+    from domain_embed.tasks.embedding.faiss_index import build_index
+    from domain_embed.tasks.embedding.models import model_fingerprint, resolve_model
+    from domain_embed.tasks.ingest.discover import discover_documents
+    from domain_embed.tasks.questions.qa_cache import sample_point
+    from domain_embed.tasks.settings import MineSettings, PipelineConfig
 
-    config = PipelineConfig(docs_dir=str(docs_dir), store_url=str(store_dir), runner={"documents_per_task": documents_per_task})
+    config = PipelineConfig(
+        docs_dir=str(docs_dir), store_url=str(store_dir), runner={"documents_per_task": documents_per_task}
+    )
     model_dir = resolve_model(config.base_model)
     model_sha = model_fingerprint(model_dir)
 
@@ -88,13 +90,23 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int, ll
         with clock.stage("index"):
             index, info = build_index(read_npy(prepared.embeddings), MineSettings())
         points = sorted(sample_point(row["chunk_id"]) for row in iter_jsonl(prepared.corpus.ref))
-        fraction = 1.0 if llm_sample >= len(points) else (points[llm_sample - 1] + 1) / 2**32  # exactly llm_sample chunks
+        fraction = (
+            1.0 if llm_sample >= len(points) else (points[llm_sample - 1] + 1) / 2**32
+        )  # exactly llm_sample chunks
         sampled = config.model_copy(update={"llm": config.llm.model_copy(update={"chunk_fraction": fraction})})
         with clock.stage("generate"):
             stats = generate_questions(sampled, prepared.corpus.ref, config.store_url, prepared.embeddings).stats
-        return {"files": len(docs), "parsed_ok": len(prepared.parsed.ok_docs), "chunks": prepared.corpus.chunks,
-                "index": info["type"], "vectors": int(index.ntotal), "llm_chunks_asked": stats.chunks_asked,
-                "llm_calls": stats.llm_calls, "questions_kept": stats.questions_kept, "seconds": clock.seconds}  # fmt: skip
+        return {
+            "files": len(docs),
+            "parsed_ok": len(prepared.parsed.ok_docs),
+            "chunks": prepared.corpus.chunks,
+            "index": info["type"],
+            "vectors": int(index.ntotal),
+            "llm_chunks_asked": stats.chunks_asked,
+            "llm_calls": stats.llm_calls,
+            "questions_kept": stats.questions_kept,
+            "seconds": clock.seconds,
+        }
 
     prepare_local_api()
     started = time.perf_counter()
@@ -105,18 +117,31 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int, ll
     started = time.perf_counter()
     again = corpus_stages()
     rerun_s = time.perf_counter() - started
-    docs = [d for d in discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb) if not d.skipped]
+    docs = [
+        d
+        for d in discover_documents(config.docs_dir, config.parse.extensions, config.parse.max_file_mb)
+        if not d.skipped
+    ]
     ok = counts["parsed_ok"]
     return {
-        "benchmark": "scale", "documents": n, "docs_bytes": scale_corpus.total_bytes(docs_dir), **counts,
-        "documents_per_task": documents_per_task, "seconds": {s: first[s] for s in STAGES}, "total_s": round(first_s, 2),
-        "parse_ms_per_doc": round(1000 * first["parse"] / ok, 1), "chunk_ms_per_doc": round(1000 * first["chunk"] / ok, 1),
-        "plain_parse_ms_per_doc": plain_parse_ms(docs), "task_runs": task_runs,
-        "rerun_no_change_s": round(rerun_s, 2), "rerun_seconds": {s: again["seconds"][s] for s in STAGES},
+        "benchmark": "scale",
+        "documents": n,
+        "docs_bytes": scale_corpus.total_bytes(docs_dir),
+        **counts,
+        "documents_per_task": documents_per_task,
+        "seconds": {s: first[s] for s in STAGES},
+        "total_s": round(first_s, 2),
+        "parse_ms_per_doc": round(1000 * first["parse"] / ok, 1),
+        "chunk_ms_per_doc": round(1000 * first["chunk"] / ok, 1),
+        "plain_parse_ms_per_doc": plain_parse_ms(docs),
+        "task_runs": task_runs,
+        "rerun_no_change_s": round(rerun_s, 2),
+        "rerun_seconds": {s: again["seconds"][s] for s in STAGES},
         "rerun_llm_calls": again["llm_calls"],
         "rerun_task_runs": asyncio.run(count_task_runs()) - task_runs,
-        "peak_rss_mb": round(peak_rss / 2**20), "store_bytes": scale_corpus.total_bytes(store_dir),
-    }  # fmt: skip
+        "peak_rss_mb": round(peak_rss / 2**20),
+        "store_bytes": scale_corpus.total_bytes(store_dir),
+    }
 
 
 def run_size(n: int, work: Path, documents_per_task: int, llm_sample: int) -> dict:
@@ -124,10 +149,25 @@ def run_size(n: int, work: Path, documents_per_task: int, llm_sample: int) -> di
     docs_dir = work / f"docs-{n}"
     if not docs_dir.is_dir():
         scale_corpus.write_documents(n, docs_dir)
-    env = {**os.environ, "PREFECT_HOME": str(work / f"prefect-{n}"), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(work / f"prefect-{n}"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     env.pop("PREFECT_API_URL", None)
-    args = [sys.executable, "-m", "benchmarks.scale", "--measure", str(n), "--work", str(work),
-            "--documents-per-task", str(documents_per_task), "--llm-sample", str(llm_sample)]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.scale",
+        "--measure",
+        str(n),
+        "--work",
+        str(work),
+        "--documents-per-task",
+        str(documents_per_task),
+        "--llm-sample",
+        str(llm_sample),
+    ]
     log = work / f"scale-{n}.log"
     with open(log, "w") as handle:
         done = subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=handle, text=True)
@@ -140,14 +180,16 @@ def growth(small: dict, large: dict) -> dict:
     """Ratios large / small: documents, seconds per stage, task runs, peak RSS, run-store bytes, no-change re-run."""
     ratio = lambda a, b: round(b / a, 2) if a else None  # noqa: E731
     return {
-        "benchmark": "scale-growth", "documents": [small["documents"], large["documents"]],
+        "benchmark": "scale-growth",
+        "documents": [small["documents"], large["documents"]],
         "documents_ratio": ratio(small["documents"], large["documents"]),
         "seconds_ratio": {s: ratio(small["seconds"][s], large["seconds"][s]) for s in STAGES},
-        "total_s_ratio": ratio(small["total_s"], large["total_s"]), "task_runs_ratio": ratio(small["task_runs"], large["task_runs"]),
+        "total_s_ratio": ratio(small["total_s"], large["total_s"]),
+        "task_runs_ratio": ratio(small["task_runs"], large["task_runs"]),
         "peak_rss_ratio": ratio(small["peak_rss_mb"], large["peak_rss_mb"]),
         "store_bytes_ratio": ratio(small["store_bytes"], large["store_bytes"]),
         "rerun_no_change_s_ratio": ratio(small["rerun_no_change_s"], large["rerun_no_change_s"]),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -163,7 +205,10 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="scale-"))
     if args.measure is not None:
         n = args.measure
-        print(json.dumps(measure(n, work / f"docs-{n}", work / f"store-{n}", args.documents_per_task, args.llm_sample)), flush=True)
+        print(
+            json.dumps(measure(n, work / f"docs-{n}", work / f"store-{n}", args.documents_per_task, args.llm_sample)),
+            flush=True,
+        )
         return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if len(sizes) != 2:

@@ -8,13 +8,15 @@ import hashlib
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 REFERENCE_DIR = Path("/usr/share/debian-reference")
 DOC_DIR = Path("/usr/share/doc")
 PACKAGE = "debian-reference-en"
-TEXT_NAMES = re.compile(r"^(README|NEWS|CHANGES|changelog|HISTORY|FAQ|TODO|USAGE)[\w.-]*?(\.txt|\.md|\.rst)?(\.gz)?$", re.I)
+TEXT_NAMES = re.compile(
+    r"^(README|NEWS|CHANGES|changelog|HISTORY|FAQ|TODO|USAGE)[\w.-]*?(\.txt|\.md|\.rst)?(\.gz)?$", re.I
+)
 DOC_CHARS = 4000
 MIN_PARAGRAPH = 40
 
@@ -42,8 +44,10 @@ def reference_paragraphs() -> Iterator[str]:
 
 def package_doc_paragraphs() -> Iterator[str]:
     """Blank-line separated paragraphs of the text docs that installed packages ship (READMEs first, changelogs last)."""
-    files = sorted((p for p in DOC_DIR.rglob("*") if p.is_file() and not p.is_symlink() and TEXT_NAMES.match(p.name)),
-                   key=lambda p: (p.name.lower().startswith("changelog"), str(p)))  # fmt: skip
+    files = sorted(
+        (p for p in DOC_DIR.rglob("*") if p.is_file() and not p.is_symlink() and TEXT_NAMES.match(p.name)),
+        key=lambda p: (p.name.lower().startswith("changelog"), str(p)),
+    )
     for path in files:
         try:
             data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()

@@ -4,7 +4,7 @@ Model: a bge-base-sized BERT (hidden 768, 12 layers, 12 heads, intermediate 3072
 2 layers) randomly initialised, mean pooling, max sequence length 256. Data: random words, queries of
 6-18 words, positive and one hard negative passage of 120-230 words each. Both runs: MNRL inside
 MatryoshkaLoss, one epoch of --steps batches, checkpoints off; the first fifth of the steps is warm-up
-and not timed. (a) domain_embed.tasks.trainer.build_trainer with TrainSettings (length-grouped no-duplicate batches,
+and not timed. (a) domain_embed.tasks.training.trainer.build_trainer with TrainSettings (length-grouped no-duplicate batches,
 each distinct text tokenized once, SDPA, fused AdamW, bf16 + tf32 on GPUs that have them, --compile);
 (b) bf16 when supported, tf32, batch 32, NO_DUPLICATES, nothing else. Prints one JSON line: pairs/s,
 real (non-padding) tokens/s, padding share, collator milliseconds per step (host work the GPU waits
@@ -32,15 +32,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from domain_embed.tasks.embed import resolve_model  # noqa: E402
+from domain_embed.tasks.embedding.models import resolve_model  # noqa: E402
 from domain_embed.tasks.settings import TrainSettings  # noqa: E402
 
 MAX_SEQ_LENGTH = 256
 SEED_BATCH = 32
 # Dense bf16 peak FLOP/s; the first name found in the device name wins.
 PEAK_BF16 = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("A100", 312e12)]
-SIZES = {"base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-         "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)}  # fmt: skip
+SIZES = {
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
+}
 
 
 def peak_flops(device: str) -> float | None:
@@ -51,7 +53,7 @@ def peak_flops(device: str) -> float | None:
 def build_model(folder: Path, size: str, tokenizer_dir: str | None = None) -> str:
     """A randomly initialised BERT with the packaged MiniLM's tokenizer (or `tokenizer_dir`'s), saved as a SentenceTransformer folder."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or resolve_model("all-MiniLM-L6-v2"))
@@ -78,7 +80,9 @@ def random_rows(tokenizer, n: int, seed: int) -> list[dict]:
 
 def non_embedding_parameters(model) -> int:
     """Parameters every token multiplies through: not the embedding tables, not BERT's pooler (mean pooling skips it)."""
-    return sum(p.numel() for name, p in model.named_parameters() if ".embeddings." not in name and ".pooler." not in name)
+    return sum(
+        p.numel() for name, p in model.named_parameters() if ".embeddings." not in name and ".pooler." not in name
+    )
 
 
 class StepClock(TrainerCallback):
@@ -95,7 +99,7 @@ class StepClock(TrainerCallback):
 
 def measure(trainer, warmup: int, flops_per_token: float, peak: float | None) -> dict:
     """Train one epoch; throughput over the steps after `warmup`, from the tokens the collator really produced."""
-    from domain_embed.tasks.batching import CountingCollator
+    from domain_embed.tasks.training.batching import CountingCollator
 
     if not isinstance(trainer.data_collator, CountingCollator):
         trainer.data_collator = CountingCollator(trainer.data_collator)
@@ -121,33 +125,68 @@ def measure(trainer, warmup: int, flops_per_token: float, peak: float | None) ->
     }
 
 
-def ours(model_dir: str, rows: list[dict], batch_size: int, compile_: bool, out: Path, seed: int = 13, learning_rate: float = 5e-5):
-    """Our trainer (domain_embed.tasks.trainer.build_trainer), checkpoints off so that only training is timed."""
-    from domain_embed.tasks.trainer import build_trainer, load_for_training
+def ours(
+    model_dir: str,
+    rows: list[dict],
+    batch_size: int,
+    compile_: bool,
+    out: Path,
+    seed: int = 13,
+    learning_rate: float = 5e-5,
+):
+    """Our trainer (domain_embed.tasks.training.trainer.build_trainer), checkpoints off so that only training is timed."""
+    from domain_embed.tasks.training.trainer import build_trainer, load_for_training
 
-    settings = TrainSettings(batch_size=batch_size, max_seq_length=MAX_SEQ_LENGTH, compile=compile_, seed=seed, learning_rate=learning_rate, teacher=None, epochs=1)
+    settings = TrainSettings(
+        batch_size=batch_size,
+        max_seq_length=MAX_SEQ_LENGTH,
+        compile=compile_,
+        seed=seed,
+        learning_rate=learning_rate,
+        teacher=None,
+        epochs=1,
+    )
     model = load_for_training(model_dir, settings)
     return build_trainer(model, {"with_negatives": rows}, settings, str(out / "ours"), checkpoints=False)
 
 
-def seed_defaults(model_dir: str, rows: list[dict], out: Path, seed: int = 42, logging_steps: int = 500, learning_rate: float = 5e-5):
+def seed_defaults(
+    model_dir: str, rows: list[dict], out: Path, seed: int = 42, logging_steps: int = 500, learning_rate: float = 5e-5
+):
     """SentenceTransformerTrainer as the seed had it: bf16 when supported, tf32, batch 32, MNRL in MatryoshkaLoss, NO_DUPLICATES."""
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
-    from domain_embed.tasks.embed import default_matryoshka_dims
+    from domain_embed.tasks.embedding.models import default_matryoshka_dims
 
     cuda = torch.cuda.is_available()
     bf16 = bool(cuda and torch.cuda.is_bf16_supported())
     model = SentenceTransformer(model_dir, device="cuda" if cuda else "cpu", local_files_only=True)
-    loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), matryoshka_dims=default_matryoshka_dims(model.get_embedding_dimension()))
+    loss = MatryoshkaLoss(
+        model,
+        MultipleNegativesRankingLoss(model),
+        matryoshka_dims=default_matryoshka_dims(model.get_embedding_dimension()),
+    )
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "seed"), num_train_epochs=1, per_device_train_batch_size=SEED_BATCH, bf16=bf16, tf32=bf16,
-        batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none", disable_tqdm=True, seed=seed,
-        logging_steps=logging_steps, learning_rate=learning_rate,
-    )  # fmt: skip
+        output_dir=str(out / "seed"),
+        num_train_epochs=1,
+        per_device_train_batch_size=SEED_BATCH,
+        bf16=bf16,
+        tf32=bf16,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=seed,
+        logging_steps=logging_steps,
+        learning_rate=learning_rate,
+    )
     return SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss)
 
 
@@ -160,11 +199,17 @@ def release() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=None, help="Optimizer steps per run (default 40 on GPU, 10 on CPU)")
-    parser.add_argument("--batch-size", type=int, default=TrainSettings().batch_size, help="Batch size of our configuration")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="Optimizer steps per run (default 40 on GPU, 10 on CPU)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=TrainSettings().batch_size, help="Batch size of our configuration"
+    )
     parser.add_argument("--tiny", action="store_true", help="Hidden 128, 2 layers: for CPU")
     parser.add_argument("--compile", action="store_true", help="Our configuration with torch.compile")
-    parser.add_argument("--tokenizer", help="Tokenizer folder (default: the packaged MiniLM's); see benchmarks/device_wheels.sh")
+    parser.add_argument(
+        "--tokenizer", help="Tokenizer folder (default: the packaged MiniLM's); see benchmarks/device_wheels.sh"
+    )
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     steps = args.steps or (40 if cuda else 10)
@@ -182,7 +227,9 @@ def main() -> None:
         seed_result = measure(seed_trainer, warmup, 6 * params, peak)
         del seed_trainer
         release()
-        ours_trainer = ours(model_dir, random_rows(tokenizer, steps * args.batch_size, seed=2), args.batch_size, args.compile, out)
+        ours_trainer = ours(
+            model_dir, random_rows(tokenizer, steps * args.batch_size, seed=2), args.batch_size, args.compile, out
+        )
         ours_result = measure(ours_trainer, warmup, 6 * params, peak)
     record = {
         "benchmark": "train_throughput",

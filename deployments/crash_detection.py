@@ -35,15 +35,22 @@ def crash_detection(heartbeat_s: int) -> Automation:
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             # only runs of the deployments of prefect.yaml (tagged domain-embed), which `up`'s workers run with its heartbeat
             # frequency: an in-process `domain-embed run` against the server beats at Prefect's default (180 s)
-            match_related=ResourceSpecification({"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"}),
+            match_related=ResourceSpecification(
+                {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"}
+            ),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
             within=timedelta(seconds=within),
         ),
-        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=f"No heartbeat for {within} s: the flow run's process died "
-                                    "(its worker killed, the machine lost or the server down); re-run it to resume from the run store")],
-    )  # fmt: skip
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"No heartbeat for {within} s: the flow run's process died "
+                "(its worker killed, the machine lost or the server down); re-run it to resume from the run store",
+            )
+        ],
+    )
 
 
 def ensure_crash_detection() -> str:

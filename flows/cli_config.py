@@ -9,15 +9,18 @@ from pathlib import Path
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Register `config save` and `config show` on the main parser's subparsers."""
-    from domain_embed.flows.cli import add_run_options
+    from .cli_options import add_run_options
 
     config = subparsers.add_parser(
-        "config", help="Save or show a docs folder's configuration (what the server's unattended runs of that folder use)",
+        "config",
+        help="Save or show a docs folder's configuration (what the server's unattended runs of that folder use)",
         description="Every run saves the configuration it ran with for its docs folder in the run store; the server's "
         "nightly and docs.landed runs of that folder use the one saved last. `config save` saves one without running.",
-    )  # fmt: skip
+    )
     actions = config.add_subparsers(dest="action", required=True)
-    save = actions.add_parser("save", help="Save the configuration of a docs folder (the options of `run`), without running")
+    save = actions.add_parser(
+        "save", help="Save the configuration of a docs folder (the options of `run`), without running"
+    )
     add_run_options(save)
     save.set_defaults(func=save_command)
     show = actions.add_parser("show", help="Print the configuration saved for a docs folder")
@@ -28,9 +31,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 def save_command(args: argparse.Namespace) -> int:
     """Validate the options like `run`, then save them as the docs folder's configuration."""
-    from domain_embed.flows.cli import config_from_args
-    from domain_embed.flows.env import use_store
-    from domain_embed.flows.folder_config import save_folder_config, settle
+    from ..tasks.publishing import save_folder_config, settle
+    from .cli_options import config_from_args
+    from .env import use_store
 
     if not Path(args.docs).is_dir():
         raise FileNotFoundError(f"docs folder not found: {args.docs}")
@@ -42,8 +45,8 @@ def save_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """Print the docs folder's saved configuration as JSON; exit 1 when none is saved."""
-    from domain_embed.flows.env import use_store
-    from domain_embed.flows.folder_config import load_folder_config, saved_uri
+    from ..tasks.publishing import load_folder_config, saved_uri
+    from .env import use_store
 
     store = use_store(args.store)
     config = load_folder_config(store, args.docs)

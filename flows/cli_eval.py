@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from domain_embed.tasks.beir import DatasetError, export_beir, load_beir
-from domain_embed.tasks.embed import ModelNotFound, load_model, resolve_model
-from domain_embed.tasks.store import read_jsonl
+from ..tasks.core import read_jsonl
+from ..tasks.embedding import ModelNotFound, load_model, resolve_model
+from ..tasks.evaluation import DatasetError, export_beir, load_beir
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -19,11 +19,20 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         help="Score embedding models on a BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)",
         description="NDCG@10, MRR@10, Recall@10, Recall@100 and MAP@100 per model and Matryoshka dimension, and of BM25 (lexical).",
     )
-    evaluate.add_argument("--model", action="append", required=True, metavar="M",
-                          help="SentenceTransformer folder or packaged model name; repeat to compare models")
+    evaluate.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="M",
+        help="SentenceTransformer folder or packaged model name; repeat to compare models",
+    )
     evaluate.add_argument("--dataset", required=True, metavar="DIR", help="BEIR-layout folder")
-    evaluate.add_argument("--dims", type=parse_dims, metavar="D1,D2,...",
-                          help="Embedding dimensions to score (default: the full dimension halved down to 64)")
+    evaluate.add_argument(
+        "--dims",
+        type=parse_dims,
+        metavar="D1,D2,...",
+        help="Embedding dimensions to score (default: the full dimension halved down to 64)",
+    )
     evaluate.add_argument("--out", metavar="FILE", help="JSON results file (default: evaluation-<dataset>.json)")
     evaluate.add_argument("--batch-size", type=int, default=64, metavar="N", help="Encoding batch size (default 64)")
     evaluate.set_defaults(func=run_evaluate)
@@ -33,7 +42,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         help="Write a pipeline run's synthetic eval split as a BEIR-layout folder",
     )
     export.add_argument("out_dir", metavar="OUT_DIR", help="Folder for corpus.jsonl, queries.jsonl, qrels/test.tsv")
-    export.add_argument("--run", required=True, metavar="RUN_OUT", help="Out folder of a pipeline run (has report.json)")
+    export.add_argument(
+        "--run", required=True, metavar="RUN_OUT", help="Out folder of a pipeline run (has report.json)"
+    )
     export.set_defaults(func=run_export_beir)
 
 
@@ -50,9 +61,8 @@ def parse_dims(value: str) -> list[int]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate each --model on --dataset, print one table and write the JSON results."""
-    from domain_embed.tasks.embed import default_matryoshka_dims
-    from domain_embed.tasks.evaluate import evaluate_models, render_table
-    from domain_embed.tasks.retrieval import score_bm25
+    from ..tasks.embedding import default_matryoshka_dims
+    from ..tasks.evaluation import evaluate_models, render_table, score_bm25
 
     if args.batch_size < 1:
         return _fail("--batch-size must be at least 1")
@@ -108,7 +118,9 @@ def run_export_beir(args: argparse.Namespace) -> int:
         counts = export_beir(read_jsonl(corpus_uri), read_jsonl(pairs_uri), args.out_dir)
     except (OSError, ValueError) as exc:
         return _fail(f"export failed: {exc}")
-    print(f"Wrote {counts['passages']} passages, {counts['queries']} queries, {counts['qrels']} qrels to {args.out_dir}")
+    print(
+        f"Wrote {counts['passages']} passages, {counts['queries']} queries, {counts['qrels']} qrels to {args.out_dir}"
+    )
     return 0
 
 

@@ -1,6 +1,6 @@
 """The flows as prefect.yaml deploys them: the entrypoint module that a worker's flow run (and `prefect deploy`) loads.
 
-Loading it applies the offline defaults (tasks/env.py) before the flow's module, and with it the ML libraries, is
+Loading it applies the offline defaults (tasks/core/env.py) before the flow's module, and with it the ML libraries, is
 imported: no other module of the package touches os.environ when imported. Each flow is imported when asked for, so
 the 5-minute docs watcher never loads the training stack.
 """
@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import importlib
 
-from domain_embed.flows.env import set_offline_defaults
+from .env import set_offline_defaults
 
 set_offline_defaults()
 
-FLOWS = {"build_embedder": "domain_embed.flows.pipeline", "train_embedder": "domain_embed.flows.train", "watch_docs": "domain_embed.flows.watch"}
+FLOWS = {
+    "build_embedder": "domain_embed.flows.pipeline",
+    "train_embedder": "domain_embed.flows.train",
+    "watch_docs": "domain_embed.flows.watch",
+}
 __all__ = list(FLOWS)
 
 

@@ -1,17 +1,17 @@
-"""Process environment of a run: the offline defaults (tasks/env.py) and the run store of this process."""
+"""Process environment of a run: the offline defaults (tasks/core/env.py) and the run store of this process."""
 
 from __future__ import annotations
 
 import os
 
-from domain_embed.tasks.env import OFFLINE_DEFAULTS, set_offline_defaults
+from ..tasks.core import OFFLINE_DEFAULTS, set_offline_defaults
 
 __all__ = ["OFFLINE_DEFAULTS", "set_offline_defaults", "use_store"]
 
 
 def use_store(store_url: str | None = None) -> str:
     """Make the run store the default for this process and keep Prefect's cached results inside it."""
-    from domain_embed.tasks.store import default_store_url
+    from ..tasks.core import default_store_url
 
     store = (store_url or default_store_url()).rstrip("/")
     os.environ["DOMAIN_EMBED_STORE"] = store

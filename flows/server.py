@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from importlib.resources import as_file, files
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from importlib.resources import as_file, files
 from pathlib import Path
 
 import psutil
 
-from domain_embed.tasks.lifeline import api_answers
+from ..tasks.core import api_answers
 
 PACKAGE = "domain_embed"  # prefect.yaml is its package data; deployments/ its subpackage domain_embed.deployments
 HOST = "127.0.0.1"
@@ -59,7 +59,11 @@ def live_process(entry: dict) -> psutil.Process | None:
     """The recorded process if it still runs; None when gone or when its pid now belongs to another process."""
     try:
         proc = psutil.Process(entry["pid"])
-        return proc if abs(proc.create_time() - entry["started"]) < 0.5 and proc.status() != psutil.STATUS_ZOMBIE else None
+        return (
+            proc
+            if abs(proc.create_time() - entry["started"]) < 0.5 and proc.status() != psutil.STATUS_ZOMBIE
+            else None
+        )
     except psutil.Error:
         return None
 
@@ -82,7 +86,7 @@ def child_env(state: Path, port: int, docs_dir: Path) -> dict[str, str]:
         PREFECT_API_LOG_RETRYABLE_ERRORS="true",  # a 503 ("busy database, retry") leaves its cause in the server log
         DOMAIN_EMBED_ROOT=str(Path.cwd().resolve()),
         DOMAIN_EMBED_DOCS=str(docs_dir.resolve()),
-        DOMAIN_EMBED_LIFELINE="1",  # flow runs die with their worker, or once this API is gone (tasks/lifeline.py)
+        DOMAIN_EMBED_LIFELINE="1",  # flow runs die with their worker, or once this API is gone (tasks/core/lifeline.py)
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY=os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_S),
     )
     return env
@@ -107,8 +111,15 @@ def spawn(name: str, argv: list[str], env: dict[str, str], state: Path, record: 
     was started from may hold anything (a tasks.py, a flows/ folder)."""
     log = state / "logs" / f"{name}.log"
     with open(log, "ab") as out:
-        popen = subprocess.Popen(argv, env=env, cwd=state.resolve(), stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=state.resolve(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     proc = psutil.Process(popen.pid)
     record["processes"][name] = {"pid": popen.pid, "started": proc.create_time(), "argv": argv[1:]}
     write_state(state, record)
@@ -120,8 +131,15 @@ def run_step(name: str, argv: list[str], env: dict[str, str], state: Path, timeo
     log = state / "logs" / f"{name}.log"
     with open(log, "wb") as out:
         try:
-            code = subprocess.run(argv, env=env, cwd=state.resolve(), stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=timeout).returncode  # fmt: skip
+            code = subprocess.run(
+                argv,
+                env=env,
+                cwd=state.resolve(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            ).returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
     if code != 0:
@@ -142,8 +160,12 @@ def wait_healthy(port: int, server: psutil.Process, log: Path, timeout: float) -
 
 def post_json(port: int, path: str, body: dict | None = None) -> list | dict:
     """POST a JSON body to the server's API and return the decoded answer."""
-    request = urllib.request.Request(f"{api_url(port)}{path}", data=json.dumps(body or {}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        f"{api_url(port)}{path}",
+        data=json.dumps(body or {}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
@@ -183,7 +205,9 @@ def up(state: Path, port: int = DEFAULT_PORT, docs_dir: Path = DEFAULT_DOCS, tim
         with as_file(files(PACKAGE) / "prefect.yaml") as spec:
             deploy = [*prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(spec)]
             run_step("deploy", deploy, env, state, max(timeout, 600))
-        run_step("crash-detection", [sys.executable, "-m", f"{PACKAGE}.deployments.crash_detection"], env, state, timeout)
+        run_step(
+            "crash-detection", [sys.executable, "-m", f"{PACKAGE}.deployments.crash_detection"], env, state, timeout
+        )
         print(f"Deployments: {', '.join(deployment_names(port))}")
         workers = []
         for pool in POOLS:
@@ -205,7 +229,9 @@ def clear_leftovers(state: Path) -> None:
     if live and len(live) == len(entries):
         raise ServerError(f"already up from {state} ({ui_url(previous['port'])}); run `domain-embed down` first")
     if live:
-        print(f"Restarting: {', '.join(sorted(set(entries) - set(live)))} had stopped; stopping {', '.join(sorted(live))}")
+        print(
+            f"Restarting: {', '.join(sorted(set(entries) - set(live)))} had stopped; stopping {', '.join(sorted(live))}"
+        )
         down(state)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from prefect import flow
 from prefect.events import emit_event
@@ -11,11 +10,10 @@ from prefect.logging import get_run_logger
 from prefect.variables import Variable
 from pydantic import BaseModel
 
-from domain_embed.tasks.discover import discover_documents
-from domain_embed.flows.folder_config import folder_key
-from domain_embed.tasks.lifeline import die_with_worker
-from domain_embed.tasks.settings import ParseSettings
-from domain_embed.tasks.store import RunStore, exists, read_json, stable_hash
+from ..tasks.core import RunStore, die_with_worker, exists, read_json, stable_hash
+from ..tasks.ingest import discover_documents
+from ..tasks.publishing import folder_key
+from ..tasks.settings import ParseSettings
 
 EVENT = "docs.landed"
 RESOURCE_PREFIX = "domain-embed.docs."
@@ -77,7 +75,7 @@ def event_payload(diff: DocsDiff) -> dict:
     }
 
 
-def load_previous(record: Optional[dict]) -> Optional[dict[str, str]]:
+def load_previous(record: dict | None) -> dict[str, str] | None:
     """The fingerprint a Variable record points to, or None when there is none (or its file is gone)."""
     if not record or not record.get("uri") or not exists(record["uri"]):
         return None
@@ -85,7 +83,7 @@ def load_previous(record: Optional[dict]) -> Optional[dict[str, str]]:
 
 
 @flow(name="watch-docs")
-def watch_docs(docs_dir: str, variable_name: Optional[str] = None, store_url: Optional[str] = None) -> dict:
+def watch_docs(docs_dir: str, variable_name: str | None = None, store_url: str | None = None) -> dict:
     """Compare the folder with its last fingerprint; emit docs.landed when documents were added, changed or removed."""
     die_with_worker()
     logger = get_run_logger()
@@ -103,10 +101,21 @@ def watch_docs(docs_dir: str, variable_name: Optional[str] = None, store_url: Op
             payload=event_payload(diff),
         )
         diff.emitted = True
-        logger.info("%s: %d added, %d changed, %d removed: emitted %s", folder, len(diff.added), len(diff.changed), len(diff.removed), EVENT)
+        logger.info(
+            "%s: %d added, %d changed, %d removed: emitted %s",
+            folder,
+            len(diff.added),
+            len(diff.changed),
+            len(diff.removed),
+            EVENT,
+        )
     if diff.first_seen or diff.changed_any:
         ref = RunStore(store_url).put_json("docs-fingerprints", current)
-        Variable.set(name, {"docs_dir": folder, "fingerprint": diff.fingerprint, "files": diff.files, "uri": ref.uri}, overwrite=True)
+        Variable.set(
+            name,
+            {"docs_dir": folder, "fingerprint": diff.fingerprint, "files": diff.files, "uri": ref.uri},
+            overwrite=True,
+        )
     if diff.first_seen:
         logger.info("%s: first fingerprint recorded (%d documents) in Variable %s", folder, diff.files, name)
     elif not diff.changed_any:

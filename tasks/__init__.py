@@ -1,2 +1,2 @@
-"""Stage modules: one per stage, plus the run store, the LLM client and the report helpers. Importing them changes no
-environment variable (tasks/env.py)."""
+"""The stages, one subpackage each, and their settings: core (plumbing), ingest, embedding, llm, questions, mining,
+training, evaluation, publishing. Importing them changes no environment variable (tasks/core/env.py)."""

@@ -11,8 +11,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -20,19 +21,23 @@ from domain_embed.flows.env import set_offline_defaults
 
 set_offline_defaults()  # as the entrypoints do, before prefect and the ML libraries are imported
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="domain-embed-results-")
-os.environ["DOMAIN_EMBED_LOCAL_CACHE"] = tempfile.mkdtemp(prefix="domain-embed-local-")  # fetched models, training scratch
+os.environ["DOMAIN_EMBED_LOCAL_CACHE"] = tempfile.mkdtemp(
+    prefix="domain-embed-local-"
+)  # fetched models, training scratch
 
-from domain_embed.tasks.lifeline import api_answers  # noqa: E402
-from domain_embed.tasks.local_llm import free_port  # noqa: E402
+from domain_embed.tasks.core.lifeline import api_answers  # noqa: E402
+from domain_embed.tasks.llm.local import free_port  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 FIXTURES = Path(__file__).parent / "fixtures"
+NETGUARD = Path(__file__).resolve().parent / "netguard"  # refuses and records connections beyond loopback
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture
 def store(tmp_path):
     """An empty run store in a temporary folder."""
-    from domain_embed.tasks.store import RunStore
+    from domain_embed.tasks.core.store import RunStore
 
     return RunStore(str(tmp_path / "store"))
 
@@ -58,7 +63,7 @@ def s3_endpoint():
 @pytest.fixture(params=["local", "s3"])
 def shared_store(request, tmp_path, monkeypatch):
     """An empty run store in a folder, or in a bucket of the S3-protocol server."""
-    from domain_embed.tasks.store import RunStore
+    from domain_embed.tasks.core.store import RunStore
 
     if request.param == "local":
         return RunStore(str(tmp_path / "store"))
@@ -71,7 +76,7 @@ def shared_store(request, tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def base_model_dir() -> str:
     """The packaged all-MiniLM-L6-v2 folder."""
-    from domain_embed.tasks.embed import resolve_model
+    from domain_embed.tasks.embedding.models import resolve_model
 
     return resolve_model("all-MiniLM-L6-v2")
 
@@ -80,17 +85,29 @@ def base_model_dir() -> str:
 def tiny_run(tmp_path_factory, base_model_dir) -> Path:
     """A published run folder, as the pipeline leaves it, with the base model as the tuned one: OUT/model,
     OUT/index (28 one-passage documents named <topic>.md), OUT/report.json with a real evaluation of 20 questions."""
-    from domain_embed.tasks.evaluate import evaluate_pairs
-    from domain_embed.tasks.publish import copy_model, write_index, write_reports
-    from domain_embed.tasks.store import RunStore
     from test_evaluate import PASSAGES, QUESTIONS
+
+    from domain_embed.tasks.core.store import RunStore
+    from domain_embed.tasks.evaluation.evaluate import evaluate_pairs
+    from domain_embed.tasks.publishing.publish import copy_model, write_index, write_reports
 
     root = tmp_path_factory.mktemp("tiny-run")
     store = RunStore(str(root / "store"))
     keys = list(PASSAGES)
-    chunks = [{"chunk_id": f"{i:016x}", "doc_id": f"{i:016x}", "section": PASSAGES[k][0], "text": PASSAGES[k][1], "n_tokens": 20}
-              for i, k in enumerate(keys)]  # fmt: skip
-    pairs = [{"query": q, "chunk_id": f"{keys.index(k):016x}", "doc_id": f"{keys.index(k):016x}"} for k, q in QUESTIONS.items()]
+    chunks = [
+        {
+            "chunk_id": f"{i:016x}",
+            "doc_id": f"{i:016x}",
+            "section": PASSAGES[k][0],
+            "text": PASSAGES[k][1],
+            "n_tokens": 20,
+        }
+        for i, k in enumerate(keys)
+    ]
+    pairs = [
+        {"query": q, "chunk_id": f"{keys.index(k):016x}", "doc_id": f"{keys.index(k):016x}"}
+        for k, q in QUESTIONS.items()
+    ]
     corpus, eval_pairs = store.put_jsonl("corpus", chunks), store.put_jsonl("pairs-eval", pairs)
     out = root / "out"
     out.mkdir()
@@ -98,10 +115,12 @@ def tiny_run(tmp_path_factory, base_model_dir) -> Path:
     index_meta = write_index(model_dir, corpus, {row["doc_id"]: f"{key}.md" for row, key in zip(chunks, keys)}, out)
     evaluation = evaluate_pairs({"base": base_model_dir, "tuned": model_dir}, pairs, chunks, [384, 128, 64])
     report = {
-        "base_model": "all-MiniLM-L6-v2", "matryoshka_dims": [384, 128, 64], "index": index_meta,
+        "base_model": "all-MiniLM-L6-v2",
+        "matryoshka_dims": [384, 128, 64],
+        "index": index_meta,
         "evaluation": {"synthetic": evaluation.model_dump(mode="json", exclude={"ref"})},
         "store": {"corpus": corpus.uri, "eval_pairs": eval_pairs.uri},
-    }  # fmt: skip
+    }
     write_reports(out, report, "# domain-embed report\n")
     return out
 
@@ -132,8 +151,12 @@ def api_post(api: str, path: str, body: dict | None = None, attempts: int = 4) -
     """POST a JSON body to a Prefect API and return the decoded answer; a 503 (the server's "retry me" for a busy
     SQLite database) is retried with backoff, as Prefect's own client does."""
     for attempt in range(attempts):
-        request = urllib.request.Request(f"{api}{path}", data=json.dumps(body or {}).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            f"{api}{path}",
+            data=json.dumps(body or {}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return json.load(response)
@@ -170,13 +193,23 @@ def prefect_server(tmp_path_factory):
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_API_URL=api,
-               PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false")  # fmt: skip
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_API_URL=api,
+        PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
+    )
     log = home / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                env=env, cwd=Path(__file__).parent.parent, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=Path(__file__).parent.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_for(lambda: api_healthy(api) or proc.poll() is not None, 180, "the Prefect server")
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]

@@ -22,9 +22,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional, Sequence
 
 PASSAGE = re.compile(r"<passage>\s*(.*?)\s*</passage>", re.S)
 COUNT = re.compile(r"(\d+)\s+(?:different\s+)?(?:search\s+)?(?:queries|questions)", re.I)
@@ -103,12 +103,12 @@ class LLMStub:
     def __init__(
         self,
         latency_s: float = 0.0,
-        rpm: Optional[float] = None,
-        tpm: Optional[float] = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
         burst_s: float = 1.0,
         faults: Sequence[str] = (),
-        scripts: Optional[dict[str, Sequence[str]]] = None,
-        fault_rates: Optional[dict[str, float]] = None,
+        scripts: dict[str, Sequence[str]] | None = None,
+        fault_rates: dict[str, float] | None = None,
         retry_after_s: float = 1.0,
         hang_s: float = 30.0,
         reject_response_format: bool = False,
@@ -130,11 +130,11 @@ class LLMStub:
         self._stop = threading.Event()
         self._requests: list[StubRequest] = []
         self._admitted: Counter = Counter()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> "LLMStub":
+    def start(self) -> LLMStub:
         """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
         stub = self
 
@@ -156,7 +156,7 @@ class LLMStub:
             self._thread.join(timeout=5)
             self._server = None
 
-    def __enter__(self) -> "LLMStub":
+    def __enter__(self) -> LLMStub:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -184,7 +184,7 @@ class LLMStub:
         """Passage text -> number of requests received for it."""
         return Counter(r.passage for r in self.requests)
 
-    def count(self, status: Optional[int] = None) -> int:
+    def count(self, status: int | None = None) -> int:
         """Requests received, or those answered with `status`."""
         return sum(1 for r in self.requests if status is None or r.status == status)
 
@@ -207,7 +207,7 @@ class LLMStub:
             u -= rate
         return "ok"
 
-    def _admit(self, passage: str, tokens: int, response_format: Optional[dict]) -> tuple[StubRequest, float]:
+    def _admit(self, passage: str, tokens: int, response_format: dict | None) -> tuple[StubRequest, float]:
         """Decide a request's fate under the lock: its record (with the fault) and the retry_after for 429s."""
         with self._lock:
             now = time.monotonic()
@@ -247,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep test output clean
         pass
 
-    def _send(self, status: int, body: dict, headers: Optional[dict] = None) -> None:
+    def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
         try:
             self.send_response(status)
@@ -260,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def _error(self, status: int, kind: str, message: str, headers: Optional[dict] = None) -> None:
+    def _error(self, status: int, kind: str, message: str, headers: dict | None = None) -> None:
         self._send(status, {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}, headers)
 
     def do_GET(self) -> None:
@@ -295,7 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "invalid_request_error", "response_format is not supported by this server")
             return
         if fault == "bad-format":
-            message = "1 validation error: ('body', 'response_format', 'type'): Input should be 'text' or 'json_object'"
+            message = (
+                "1 validation error: ('body', 'response_format', 'type'): Input should be 'text' or 'json_object'"
+            )
             self._error(500, "server_error", message)
             return
         if fault == "401":
@@ -358,7 +360,7 @@ class DeadEndpoint:
             self.connections += 1
             conn.close()
 
-    def __enter__(self) -> "DeadEndpoint":
+    def __enter__(self) -> DeadEndpoint:
         self._thread.start()
         return self
 

@@ -4,6 +4,8 @@ Each attempt to resolve or connect to a host other than 127.0.0.1 / ::1 / localh
 NETGUARD_LOG (one line: pid, event, address) and fails as an unreachable network would.
 """
 
+from __future__ import annotations
+
 import os
 import socket
 import sys

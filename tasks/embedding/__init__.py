@@ -1,0 +1,49 @@
+"""Embedding models: resolve and load them (packaged or a folder), embed texts, the corpus's embeddings once per
+model, FAISS indexes.
+
+Names are imported on first use (tasks/core/lazy.py): a light entrypoint loads only what it uses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .corpus import corpus_embeddings, embed_corpus_task
+    from .models import (
+        ModelNotFound,
+        default_matryoshka_dims,
+        embed_texts,
+        load_model,
+        max_seq_length,
+        model_dimension,
+        model_fingerprint,
+        resolve_model,
+    )
+
+EXPORTS = {
+    "ModelNotFound": "models",
+    "corpus_embeddings": "corpus",
+    "default_matryoshka_dims": "models",
+    "embed_corpus_task": "corpus",
+    "embed_texts": "models",
+    "load_model": "models",
+    "max_seq_length": "models",
+    "model_dimension": "models",
+    "model_fingerprint": "models",
+    "resolve_model": "models",
+}
+__all__ = [
+    "ModelNotFound",
+    "corpus_embeddings",
+    "default_matryoshka_dims",
+    "embed_corpus_task",
+    "embed_texts",
+    "load_model",
+    "max_seq_length",
+    "model_dimension",
+    "model_fingerprint",
+    "resolve_model",
+]
+__getattr__ = lazy_exports(__name__, EXPORTS)

@@ -1,0 +1,250 @@
+"""Evaluate stage: retrieval metrics per Matryoshka dimension, base vs tuned, on the synthetic or a user's set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prefect import task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from ..core.caching import code_and_inputs
+from ..core.faults import retry_if_transient
+from ..core.objects import Ref, read_jsonl
+from ..core.reports import publish_table
+from ..core.store import RunStore
+from ..core.text import normalize
+from .beir import BeirDataset, load_beir, pairs_to_queries
+from .retrieval import METRICS, PerQuery, score_bm25, score_retrieval
+from .uncertainty import DeltaInterval, paired_bootstrap
+
+REPORT_METRICS = ("ndcg@10", "mrr@10", "recall@10")
+METRIC_NAMES = {
+    "ndcg@10": "NDCG@10",
+    "mrr@10": "MRR@10",
+    "recall@10": "Recall@10",
+    "recall@100": "Recall@100",
+    "map@100": "MAP@100",
+}
+DELTA_LABEL = "tuned - base"
+BM25_LABEL = "bm25"  # the lexical baseline's row; BM25 has no dims, its dim cell reads "-"
+
+Results = dict[str, dict[int, dict[str, float]]]
+Intervals = dict[str, dict[int, dict[str, DeltaInterval]]]  # 'tuned-base' -> dim -> metric -> interval
+
+
+class EvalReport(BaseModel):
+    """Metrics per model label, per dim, per metric, with what they were measured on."""
+
+    label: str
+    dims: list[int]
+    queries: int
+    passages: int
+    results: Results
+    intervals: Intervals = {}
+    ignored_queries: int = 0
+    train_overlap: int | None = None
+    train_overlap_relevant: int | None = None
+    bm25: dict[str, float] | None = None
+    ref: Ref | None = None
+
+
+def evaluate_retrieval(
+    model_dir: str,
+    corpus: dict[str, str],
+    queries: dict[str, str],
+    relevant: dict[str, set[str]],
+    dims: list[int],
+    batch_size: int = 64,
+    show_progress: bool = False,
+) -> dict[int, dict[str, float]]:
+    """Metrics per dim of one model (score_retrieval without the per-query values)."""
+    return score_retrieval(model_dir, corpus, queries, relevant, dims, batch_size, show_progress)[0]
+
+
+def evaluate_models(
+    models: dict[str, str],
+    corpus: dict[str, str],
+    queries: dict[str, str],
+    relevant: dict[str, set[str]],
+    dims: list[int],
+    batch_size: int = 64,
+    show_progress: bool = False,
+) -> tuple[Results, dict[str, PerQuery]]:
+    """score_retrieval for each labelled model folder: {label: {dim: {metric: value}}} and the per-query values."""
+    scored = {
+        label: score_retrieval(model_dir, corpus, queries, relevant, dims, batch_size, show_progress)
+        for label, model_dir in models.items()
+    }
+    return {label: r for label, (r, _) in scored.items()}, {label: q for label, (_, q) in scored.items()}
+
+
+def delta_intervals(per_query: dict[str, PerQuery], metrics: Iterable[str] = REPORT_METRICS) -> Intervals:
+    """Paired-bootstrap intervals of tuned minus each other model ('tuned-base', 'tuned-current'), per dim and metric."""
+    tuned = per_query.get("tuned")
+    out: Intervals = {}
+    for label, other in per_query.items():
+        if label == "tuned" or tuned is None:
+            continue
+        out[f"tuned-{label}"] = {
+            dim: {m: paired_bootstrap(tuned[dim][m], other[dim][m]) for m in metrics} for dim in tuned if dim in other
+        }
+    return out
+
+
+def table_rows(
+    results: Results, metrics: Iterable[str] = METRICS, intervals: Intervals | None = None, bm25: dict | None = None
+) -> list[dict]:
+    """One row per dim x model (largest dim first), plus a 'tuned - base' row when both labels exist, and beside it
+    the 95% paired-bootstrap interval and verdict of the NDCG@10 difference when `intervals` has them; last, one
+    'bm25' row (dim '-') when `bm25` has the lexical baseline's metrics."""
+    metrics = list(metrics)
+    dims = sorted({dim for per_dim in results.values() for dim in per_dim}, reverse=True)
+    rows = []
+    for dim in dims:
+        for label, per_dim in results.items():
+            if dim in per_dim:
+                rows.append(
+                    {"dim": dim, "model": label, **{METRIC_NAMES[m]: round(per_dim[dim][m], 4) for m in metrics}}
+                )
+        base, tuned = results.get("base", {}).get(dim), results.get("tuned", {}).get(dim)
+        if base and tuned:
+            delta = {METRIC_NAMES[m]: round(tuned[m] - base[m], 4) for m in metrics}
+            rows.append({"dim": dim, "model": DELTA_LABEL, **delta})
+            found = (intervals or {}).get("tuned-base", {}).get(dim, {}).get("ndcg@10")
+            if found is not None:
+                rows[-1]["NDCG@10 95% CI"] = f"[{found.low:+.4f}, {found.high:+.4f}]: {found.verdict}"
+    if bm25:
+        rows.append({"dim": "-", "model": BM25_LABEL, **{METRIC_NAMES[m]: round(bm25[m], 4) for m in metrics}})
+    return rows
+
+
+def render_table(results: Results, title: str, metrics: Iterable[str] = METRICS, bm25: dict | None = None) -> str:
+    """Markdown table of table_rows under a bold title; deltas carry an explicit sign."""
+    metrics = list(metrics)
+    header = ["dim", "model", *(METRIC_NAMES[m] for m in metrics)]
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table_rows(results, metrics, bm25=bm25):
+        spec = "+.4f" if row["model"] == DELTA_LABEL else ".4f"
+        cells = [str(row["dim"]), row["model"], *(format(row[METRIC_NAMES[m]], spec) for m in metrics)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def train_overlap(texts: Iterable[str], positives: Iterable[str]) -> int:
+    """How many texts equal a training positive after whitespace normalisation."""
+    known = {normalize(p, "whitespace") for p in positives}
+    return sum(1 for text in texts if normalize(text, "whitespace") in known)
+
+
+def evaluate_pairs(
+    models: dict[str, str],
+    eval_pair_rows: list[dict],
+    corpus_rows: list[dict],
+    dims: list[int],
+    label: str = "synthetic",
+) -> EvalReport:
+    """Score models on (query, chunk) pairs against all chunks: a query's own chunk is its relevant passage."""
+    corpus = {row["chunk_id"]: row["text"] for row in corpus_rows}
+    queries, relevant = pairs_to_queries(eval_pair_rows)
+    results, per_query = evaluate_models(models, corpus, queries, relevant, dims)
+    return EvalReport(
+        label=label,
+        dims=sorted(dims, reverse=True),
+        queries=len(queries),
+        passages=len(corpus),
+        results=results,
+        intervals=delta_intervals(per_query),
+        bm25=score_bm25(corpus, queries, relevant),
+    )
+
+
+def evaluate_dataset(
+    models: dict[str, str], dataset: BeirDataset, dims: list[int], train_positives: set[str] | None = None
+) -> EvalReport:
+    """Score models on a user's BEIR dataset; counts its passages that were also training positives."""
+    results, per_query = evaluate_models(models, dataset.corpus, dataset.queries, dataset.relevant, dims)
+    report = EvalReport(
+        label=f"user:{dataset.name}",
+        dims=sorted(dims, reverse=True),
+        queries=len(dataset.queries),
+        passages=len(dataset.corpus),
+        results=results,
+        intervals=delta_intervals(per_query),
+        ignored_queries=dataset.ignored_queries,
+        bm25=score_bm25(dataset.corpus, dataset.queries, dataset.relevant),
+    )
+    if train_positives is not None:
+        judged = {cid for cids in dataset.relevant.values() for cid in cids}
+        report.train_overlap = train_overlap(dataset.texts.values(), train_positives)
+        report.train_overlap_relevant = train_overlap((dataset.texts[c] for c in judged), train_positives)
+    return report
+
+
+def _publish(report: EvalReport, store_url: str) -> EvalReport:
+    """Store the report JSON, log every figure and publish the evaluation-report table."""
+    report.ref = RunStore(store_url).put_json("evaluation", report.model_dump(exclude={"ref"}))
+    logger = get_run_logger()
+    for row in table_rows(report.results, bm25=report.bm25):
+        figures = {k: v for k, v in row.items() if "@" in k}
+        logger.info("%s dim %s %s: %s", report.label, row["dim"], row["model"], figures)
+    user = report.label.startswith("user:")
+    what = "your labelled queries" if user else "LLM-generated questions on held-out documents"
+    description = f"Retrieval on the **{report.label}** eval set ({what}): "
+    description += f"{report.queries} queries, {report.passages} passages"
+    if report.train_overlap is not None:
+        description += f"; {report.train_overlap} passages ({report.train_overlap_relevant} judged relevant) were training positives"
+    rows = [
+        {"dataset": report.label, **row}
+        for row in table_rows(report.results, REPORT_METRICS, report.intervals, report.bm25)
+    ]
+    publish_table("evaluation-report", rows, description)
+    return report
+
+
+@task(
+    name="evaluate",
+    cache_policy=code_and_inputs(exclude=("models",)),
+    persist_result=True,
+    retries=1,
+    retry_condition_fn=retry_if_transient,
+)
+def evaluate_task(
+    models: dict[str, str],
+    model_shas: dict[str, str],
+    eval_pairs: Ref,
+    corpus: Ref,
+    dims: list[int],
+    store_url: str,
+    label: str = "synthetic",
+) -> EvalReport:
+    """Evaluate labelled models on the eval pairs; cached on model_shas (content), not on model paths."""
+    report = evaluate_pairs(models, read_jsonl(eval_pairs), read_jsonl(corpus), dims, label)
+    return _publish(report, store_url)
+
+
+@task(
+    name="evaluate-beir",
+    cache_policy=code_and_inputs(exclude=("models", "dataset_dir")),
+    persist_result=True,
+    retries=1,
+    retry_condition_fn=retry_if_transient,
+)
+def evaluate_beir_task(
+    models: dict[str, str],
+    model_shas: dict[str, str],
+    dataset_dir: str,
+    dataset_sha: str,
+    dims: list[int],
+    store_url: str,
+    train_pairs: Ref | None = None,
+    corpus: Ref | None = None,
+) -> EvalReport:
+    """Evaluate on a BEIR folder (cached on its content hash, domain_embed.tasks.evaluation.beir.beir_fingerprint); the training
+    positives are the corpus chunks named by train_pairs."""
+    positives = None
+    if train_pairs is not None and corpus is not None:
+        chunk_ids = {row["chunk_id"] for row in read_jsonl(train_pairs)}
+        positives = {row["text"] for row in read_jsonl(corpus) if row["chunk_id"] in chunk_ids}
+    report = evaluate_dataset(models, load_beir(dataset_dir), dims, positives)
+    return _publish(report, store_url)

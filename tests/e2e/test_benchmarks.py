@@ -1,0 +1,88 @@
+"""The training benchmarks run on CPU and print one JSON line with the figures the closing notes quote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+def run_benchmark(*args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.extended  # a benchmark's own run: `make test-all`
+def test_train_throughput_compares_our_batches_with_the_seed_defaults_on_a_tiny_model():
+    record = run_benchmark("benchmarks/train_throughput.py", "--tiny", "--steps", "4", "--batch-size", "16")
+    ours, seed = record["ours"], record["seed_defaults"]
+    assert (ours["batch_size"], seed["batch_size"], record["peak_bf16_flops"], record["device"]) == (
+        16,
+        32,
+        None,
+        "cpu",
+    )
+    assert ours["timed_steps"] == seed["timed_steps"] == 3
+    assert ours["real_tokens_per_s"] > 0 and ours["mfu"] is None
+    assert ours["padding_fraction"] < seed["padding_fraction"]
+
+
+@pytest.mark.extended
+def test_loss_parity_trains_both_configurations_on_the_same_rows():
+    record = run_benchmark(
+        "-m", "benchmarks.loss_parity", "--steps", "6", "--seeds", "2", "--every", "3", "--heldout", "32"
+    )
+    for name in ("ours", "seed_defaults"):
+        curve = record[name]["heldout_curve"]
+        assert [step for step, _ in curve] == [0, 3, 6]
+        assert curve[-1][1] < curve[0][1] == record["start_heldout_loss"], (name, curve)  # both learn
+        assert len(record[name]["final_heldout_loss"]) == 2
+    assert record["noise_2se"] is not None and isinstance(record["within_noise"], bool)
+
+
+@pytest.mark.extended  # a benchmark's own run: `make test-all`
+def test_collate_benchmark_checks_the_cache_gives_the_stock_collators_tensors():
+    record = run_benchmark("-m", "benchmarks.collate", "--batch-size", "16", "--batches", "2")
+    assert record["same_tensors"] is True
+    assert record["distinct_texts"] == 16 * 3 * 3  # 3 batches of 16 rows, 3 random texts each
+
+
+@pytest.mark.extended
+def test_scale_benchmark_prints_one_line_per_size_and_the_growth(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.scale",
+            "--sizes",
+            "3,6",
+            "--documents-per-task",
+            "2",
+            "--llm-sample",
+            "6",
+            "--work",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    ).stdout
+    small, large, growth = (json.loads(line) for line in out.strip().splitlines())
+    assert (small["documents"], large["documents"], small["parsed_ok"], large["parsed_ok"]) == (3, 6, 3, 6)
+    assert set(small["seconds"]) == {"parse", "chunk", "corpus", "embed", "index", "generate"}
+    assert (small["task_runs"], large["task_runs"]) == (
+        2 + 2 + 3,
+        3 + 3 + 3,
+    )  # parse and chunk batches, corpus, embed, generate
+    assert small["llm_chunks_asked"] == large["llm_chunks_asked"] == 6 < small["chunks"] and large["llm_calls"] >= 6
+    assert large["rerun_llm_calls"] == 0  # the re-run's questions come from the cache
+    assert large["rerun_task_runs"] == large["task_runs"] and large["vectors"] == large["chunks"] > small["chunks"] > 0
+    assert large["store_bytes"] > small["store_bytes"] > 0 and small["peak_rss_mb"] > 0
+    assert growth["documents_ratio"] == 2.0 and set(growth["seconds_ratio"]) == set(small["seconds"])

@@ -1,0 +1,76 @@
+"""The real-question benchmark's builder: FAQ headings become queries, answers passages, and no query text reaches training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import debian_faq
+
+PAGE = """<html><body><div class="chapter"><div class="titlepage"><h1><a id="ch"></a>Chapter 3. Choosing</h1></div>
+<div class="section"><div class="titlepage"><h2><a id="s3.1"></a>3.1. Which distribution is better for me?</h2></div>
+<p>It depends on what you intend to do with the machine and how much breakage you accept.</p>
+<div class="section"><div class="titlepage"><h3><a id="s3.1.1"></a>3.1.1. Can I change to testing later?</h3></div>
+<p>Yes: edit the sources list and upgrade; see <a class="xref" href="#s3.2">Section 3.2, “How do I pin a package?”</a>.</p></div>
+</div>
+<div class="section"><div class="titlepage"><h2><a id="s3.2"></a>3.2. How do I pin a package?</h2></div>
+<p>Give the package a priority in the preferences file of APT.</p></div>
+<div class="section"><div class="titlepage"><h2><a id="s3.3"></a>3.3. Authors</h2></div><p>Written by volunteers.</p></div>
+</div></body></html>"""
+REFERENCE = """<html><body><div class="chapter"><div class="section"><div class="titlepage"><h2><a id="apt"></a>2.1. APT basics</h2></div>
+<p>APT fetches packages. People often ask: how do I pin a package? The answer is the preferences file.</p></div></div></body></html>"""
+
+
+@pytest.fixture
+def built(tmp_path):
+    faq, ref = tmp_path / "faq", tmp_path / "ref"
+    faq.mkdir(), ref.mkdir()
+    (faq / "choosing.en.html").write_text(PAGE)
+    (ref / "ch02.en.html").write_text(REFERENCE)
+    return debian_faq.build(faq, ref)
+
+
+def test_questions_are_headings_and_their_answers_are_the_relevant_passages(built):
+    assert built.queries == {
+        "faq-choosing:s3.1": "Which distribution is better for me?",
+        "faq-choosing:s3.1.1": "Can I change to testing later?",
+    }
+    assert built.relevant["faq-choosing:s3.1"] == [
+        "faq-choosing:s3.1",
+        "faq-choosing:s3.1.1",
+    ]  # the answer and its sub-answers
+    assert (
+        "faq-choosing:s3.3" in built.passages and "ref-ch02:apt" in built.passages
+    )  # non-questions and the reference: distractors
+    faq_doc = built.documents["faq/choosing.md"]
+    assert (
+        "Which distribution" not in faq_doc and "It depends on what you intend" in faq_doc
+    )  # answers without their headings
+    assert "How do I pin" not in faq_doc  # a cross-reference keeps its number, not the quoted question
+
+
+def test_a_question_that_a_training_document_contains_is_dropped_not_leaked(built):
+    assert built.dropped_queries == {"faq-choosing:s3.2": "its text occurs in a shipped reference page"}
+    assert debian_faq.leaked_queries(built.queries, built.documents) == []
+
+
+def test_write_refuses_a_benchmark_whose_queries_leak_into_training_documents(built, tmp_path):
+    built.queries["leak"] = "how do I pin a package"
+    built.relevant["leak"] = ["faq-choosing:s3.2"]
+    with pytest.raises(AssertionError, match="appear in training documents"):
+        debian_faq.write(built, tmp_path / "out")
+
+
+def test_write_lays_out_beir_folders_and_training_documents(built, tmp_path):
+    counts = debian_faq.write(built, tmp_path / "out")
+    assert counts["dev_queries"] + counts["test_queries"] == 2 and counts["passages"] == len(built.passages)
+    for split in ("dev", "test"):
+        folder = tmp_path / "out" / f"beir-{split}"
+        corpus = [json.loads(line) for line in (folder / "corpus.jsonl").read_text().splitlines()]
+        assert {row["_id"] for row in corpus} == set(built.passages)
+        assert (folder / "qrels" / "test.tsv").read_text().startswith("query-id\tcorpus-id\tscore\n")
+    assert sorted(p.name for p in (tmp_path / "out" / "docs").rglob("*") if p.is_file()) == [
+        "ch02.en.html",
+        "choosing.md",
+    ]
