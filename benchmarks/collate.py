@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from benchmarks.tiny import parse_args
 from domain_embed.flows.env import set_offline_defaults
 
 set_offline_defaults()
@@ -25,6 +26,8 @@ from sentence_transformers.sentence_transformer.data_collator import SentenceTra
 from benchmarks.train_throughput import MAX_SEQ_LENGTH, random_rows  # noqa: E402
 from domain_embed.tasks.embedding.models import resolve_model  # noqa: E402
 from domain_embed.tasks.training.token_cache import TokenCache  # noqa: E402
+
+TINY = {"batch_size": 16, "batches": 2}  # --tiny: what CI runs
 
 
 def ms_per_batch(collate, batches: list[list[dict]]) -> float:
@@ -40,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=8, help="Timed batches (one more is untimed)")
-    args = parser.parse_args()
+    args = parse_args(parser, TINY)
     model = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device="cpu")
     model.max_seq_length = MAX_SEQ_LENGTH
     rows = random_rows(model.tokenizer, args.batch_size * (args.batches + 1), seed=3)

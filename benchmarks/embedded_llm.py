@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from benchmarks.tiny import parse_args  # noqa: E402
 from domain_embed.flows.env import set_offline_defaults  # noqa: E402
 
 set_offline_defaults()
@@ -45,6 +45,9 @@ VARIANTS: dict[str, dict] = {
         "llm": {"model": "embedded-large", "prompt_style": "single", "few_shot": 8},
     },
 }
+
+
+TINY = {"chunks": 2, "variant": ["default"]}  # --tiny: what CI runs
 
 
 def demo_chunks() -> list[dict]:
@@ -129,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=40)
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
-    args = parser.parse_args()
+    args = parse_args(parser, TINY)
     corpus = demo_chunks()
     for name in args.variant or list(VARIANTS):
         print(json.dumps(run_variant(name, VARIANTS[name], corpus, args.chunks)), flush=True)

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.tiny import parse_args
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -18,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from domain_embed.tasks.embedding.models import load_model, resolve_model  # noqa: E402
 from domain_embed.tasks.evaluation.evaluate import evaluate_retrieval  # noqa: E402
+
+TINY = {"passages": 300, "queries": 20, "dims": "384,64"}  # --tiny: what CI runs
 
 
 def vocabulary(model_dir: str) -> list[str]:
@@ -46,7 +50,7 @@ def main() -> None:
     parser.add_argument("--dims", default="384,64")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=13)
-    args = parser.parse_args()
+    args = parse_args(parser, TINY)
     dims = [int(d) for d in args.dims.split(",")]
 
     model_dir = resolve_model("all-MiniLM-L6-v2")

@@ -28,10 +28,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
 import litellm  # noqa: E402
 from llm_stub import LLMStub  # noqa: E402
 
+from benchmarks.tiny import parse_args  # noqa: E402
 from domain_embed.tasks.core.store import RunStore  # noqa: E402
 from domain_embed.tasks.llm.endpoint import LLMEndpoint  # noqa: E402
 from domain_embed.tasks.questions.generate import cache_key, collect_answers  # noqa: E402
@@ -48,6 +48,9 @@ WORDS = (
     "waveguide amplifier oscillator modulation bandwidth latency packet router firewall certificate encryption "
     "checksum replication snapshot backup restore quorum partition failover throttle scheduler kernel interrupt"
 ).split()
+
+
+TINY = {"chunks": 12, "rpm": 6000, "tpm": 3_000_000, "latency": 0.01, "sequential": 4}  # --tiny: what CI runs
 
 
 def passages(n: int, seed: int) -> list[str]:
@@ -127,7 +130,7 @@ def run_stage(chunks: list[dict], settings: LLMSettings, stub_kwargs: dict) -> d
         "chunks_failed": len(failures),
         "failed_reasons": reasons,
         "chunks_unaccounted": len(chunks) - answered - len(failures),
-        "rerun_llm_calls": again_stats["llm_calls"],
+        "rerun_llm_calls": again_stats.llm_calls,
         "chunks_lost": len(chunks) - answered_after_rerun,
         "llm_calls": stats.llm_calls,
         "chunks_per_s": round(answered / elapsed, 2),
@@ -143,7 +146,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=40, help="chunks for the sequential baseline")
     parser.add_argument("--overcommit", type=float, default=2.0, help="client limit / server limit, shared-quota run")
     parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
+    args = parse_args(parser, TINY)
 
     def settings(factor: float) -> LLMSettings:
         return LLMSettings(

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.tiny import parse_args
 from domain_embed.flows.env import set_offline_defaults
 
 set_offline_defaults()
@@ -29,6 +30,8 @@ import torch  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
 from benchmarks.train_throughput import SEED_BATCH, build_model, ours, release, seed_defaults  # noqa: E402
+
+TINY = {"steps": 2, "seeds": 2, "every": 1, "heldout": 8, "size": "tiny"}  # --tiny: what CI runs
 
 
 def learnable_rows(tokenizer, n: int, seed: int) -> list[dict]:
@@ -104,7 +107,7 @@ def main() -> None:
     )
     parser.add_argument("--heldout", type=int, default=256, help="Held-out rows")
     parser.add_argument("--size", choices=["tiny", "base"], default=None, help="Default: base on GPU, tiny on CPU")
-    args = parser.parse_args()
+    args = parse_args(parser, TINY)
     size = args.size or ("base" if torch.cuda.is_available() else "tiny")
     learning_rate = args.learning_rate or (5e-5 if size == "base" else 1e-3)
     results: dict[str, list[dict]] = {"seed_defaults": [], "ours": []}

@@ -14,6 +14,8 @@ import json
 import os
 import time
 
+from benchmarks.tiny import parse_args
+
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -24,6 +26,8 @@ import torch  # noqa: E402
 
 from domain_embed.tasks.mining.negatives import select_negatives  # noqa: E402
 from domain_embed.tasks.settings import MineSettings  # noqa: E402
+
+TINY = {"chunks": 500, "queries": 50, "repeats": 1}  # --tiny: what CI runs
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -108,7 +112,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=5_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--repeats", type=int, default=2, help="Alternate runs of each; the fastest of each counts")
-    args = parser.parse_args()
+    args = parse_args(parser, TINY)
     chunks, queries, positives = make_data(args.chunks, args.queries, args.dim, seed=7)
     texts = [f"c{i}" for i in range(len(chunks))]
     settings = MineSettings(negatives_per_query=1, range_min=0, range_max=50, max_score_ratio=0.95)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from benchmarks.tiny import parse_args  # noqa: E402
 from domain_embed.flows.env import set_offline_defaults  # noqa: E402
 
 set_offline_defaults()
@@ -47,6 +47,9 @@ async def count_task_runs() -> int:
             if len(batch) < page:
                 break
     return total
+
+
+TINY = {"sizes": "3,6", "documents_per_task": 2, "llm_sample": 2}  # --tiny: what CI runs
 
 
 def plain_parse_ms(docs: list) -> float:
@@ -199,7 +202,7 @@ def main() -> None:
     parser.add_argument("--documents-per-task", type=int, default=100, help="runner.documents_per_task of the runs")
     parser.add_argument("--llm-sample", type=int, default=20, help="Chunks sent to the embedded LLM (at least 1)")
     parser.add_argument("--measure", type=int, default=None, help=argparse.SUPPRESS)  # one N, in the child process
-    args = parser.parse_args()
+    args = parse_args(parser, TINY)
     if args.llm_sample < 1:
         parser.error("--llm-sample must be at least 1")
     work = Path(args.work or tempfile.mkdtemp(prefix="scale-"))

@@ -15,7 +15,7 @@ import yaml
 from conftest import ROOT, free_port, kill_group, wait_for
 from conftest import api_healthy as healthy
 from conftest import api_post as post
-from prefect import flow
+from landed_probe import landed_probe
 
 from domain_embed.flows.watch import (
     MAX_LISTED,
@@ -28,15 +28,8 @@ from domain_embed.flows.watch import (
     watch_docs,
 )
 from domain_embed.tasks.core.objects import sha256_bytes
-from domain_embed.tasks.settings import PipelineConfig
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-@flow(name="landed-probe")
-def landed_probe(config: PipelineConfig, use_saved_config: bool = False) -> str:
-    """Stands in for build-embedder (same parameters) behind the docs.landed trigger: echoes the folder it was asked to build."""
-    return config.docs_dir
 
 
 # --- plain functions, no server ---------------------------------------------------------------
@@ -159,7 +152,7 @@ def probe_deployment(prefect_api, tmp_path_factory):
         d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"] if d["name"] == "scheduled"
     )
     trigger = DeploymentEventTrigger(**spec["triggers"][0])
-    source = landed_probe.from_source(source=str(ROOT), entrypoint="tests/e2e/test_server.py:landed_probe")
+    source = landed_probe.from_source(source=str(ROOT), entrypoint="tests/e2e/landed_probe.py:landed_probe")
     deployment_id = source.deploy(
         name="probe", work_pool_name="cpu", triggers=[trigger], build=False, push=False, print_next_steps=False
     )

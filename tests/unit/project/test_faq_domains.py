@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks import faq_domains
+from benchmarks import faq_common, faq_domains
 from benchmarks.debian_faq import Benchmark, leaked_queries, normalize
 
 POD = """=head1 NAME
@@ -285,7 +285,7 @@ def test_zsh_faq_entries_that_ask_are_queries_split_by_chapter(tmp_path):
 
 def test_a_query_found_in_a_distractor_document_is_dropped_with_its_reason(tmp_path):
     (tmp_path / "FAQ").write_text(ZSH)
-    ref = faq_domains.Reference("reference/manual.txt", "Why does zsh not split $var? It is an option.", [])
+    ref = faq_common.Reference("reference/manual.txt", "Why does zsh not split $var? It is an option.", [])
     built = faq_domains.assemble([faq_domains.zsh_faq(tmp_path / "FAQ")], [ref])
     assert built.dropped_queries == {"zsh-faq:1.2": "its text occurs in reference/manual.txt"}
     assert list(built.queries) == ["zsh-faq:2.1"] and list(built.sections) == ["zsh-faq:2.1"]
@@ -293,7 +293,7 @@ def test_a_query_found_in_a_distractor_document_is_dropped_with_its_reason(tmp_p
 
 def test_long_answers_become_several_relevant_passages():
     built = Benchmark(passages={}, queries={}, relevant={}, documents={})
-    ids = faq_domains.add_passages(built, "q", "", "\n\n".join(" ".join(["word"] * 100) for _ in range(7)))
+    ids = faq_common.add_passages(built, "q", "", "\n\n".join(" ".join(["word"] * 100) for _ in range(7)))
     assert ids == ["q#1", "q#2", "q#3", "q#4"] and all(len(built.passages[i][1].split()) <= 250 for i in ids)
 
 

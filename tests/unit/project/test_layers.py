@@ -120,9 +120,9 @@ def test_importing_every_module_changes_no_environment_variable_and_calls_no_one
     assert not ours, f"set on import by this project: {ours}"
     assert not set(result["changed"]) & set(OFFLINE_DEFAULTS), result["changed"]  # a library's own setting is allowed
     # the one write of this project at import time: litellm's price-list switch, held only while litellm is imported
-    assert {k: Path(p).resolve().relative_to(ROOT).as_posix() for k, p in result["set_by"].items() if ours_file(p)} == {
-        "LITELLM_LOCAL_MODEL_COST_MAP": "tasks/core/env.py"
-    }
+    assert {
+        k: Path(p).resolve().relative_to(ROOT).as_posix() for k, p in result["set_by"].items() if ours_file(p)
+    } == {"LITELLM_LOCAL_MODEL_COST_MAP": "tasks/core/env.py"}
 
 
 def ours_file(path: str) -> bool:
