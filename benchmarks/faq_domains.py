@@ -265,13 +265,16 @@ def write_domain(name: str, benchmark: Benchmark, split: dict[str, str], out: Pa
     return counts
 
 
-def build_all(names: list[str] | None, out: Path) -> dict[str, dict]:
-    """Ensure the packages, then build, split and write each named domain (all when None); counts per domain."""
+def build_all(names: list[str] | None, out: Path, max_documents: int | None = None) -> dict[str, dict]:
+    """Ensure the packages, then build, split and write each named domain (all when None); counts per domain.
+    max_documents keeps only the first training documents of each domain (a tiny run; every passage stays scored)."""
     names = list(names or DOMAINS)
     ensure_packages(names)
     counts = {}
     for name in names:
         benchmark = DOMAINS[name]()
+        if max_documents is not None:
+            benchmark.documents = dict(list(benchmark.documents.items())[:max_documents])
         counts[name] = write_domain(name, benchmark, split_by_section(benchmark), out)
     return counts
 

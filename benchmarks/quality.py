@@ -52,9 +52,10 @@ SEED_RECIPE = {
 }
 ORACLE_KEY = "DOMAIN_EMBED_ORACLE_KEY"
 TINY = {
-    "domains": ["sqlite"],
+    "domains": ["git"],
+    "max_documents": 2,
     "chunk_fraction": 0.05,
-    "config": {"train": {"epochs": 0.2, "evaluations": 0, "teacher": None, "max_seq_length": 64}},
+    "config": {"train": {"epochs": 0.1, "evaluations": 0, "teacher": None, "max_seq_length": 64}},
 }
 
 
@@ -155,11 +156,18 @@ def pooled(per_domain: dict, split: str) -> dict:
     return {dim: {m: [v for name in names for v in per_domain[name][split][dim][m]] for m in METRICS} for dim in DIMS}
 
 
-def compare(scorer: Scorer, tuned_dir: str) -> dict:
-    """Pooled test figures, pooled dev figures and per-domain figures of a tuned model against the base model."""
+def tuned_folder(report: dict) -> str:
+    """A local folder holding a run's tuned model, fetched from the run store by its reference."""
+    from domain_embed.tasks.core import ModelRef, local_model
+
+    return local_model(ModelRef(uri=report["store"]["model"], sha256=report["training"]["model_sha"]))
+
+
+def compare(scorer: Scorer, report: dict) -> dict:
+    """Pooled test figures, pooled dev figures and per-domain figures of a run's tuned model against the base model."""
     from domain_embed.tasks.embedding.models import resolve_model
 
-    tuned, base = scorer.scores(tuned_dir), scorer.scores(resolve_model(BASE))
+    tuned, base = scorer.scores(tuned_folder(report)), scorer.scores(resolve_model(BASE))
     domains = {name: {split: figures(tuned[name][split], base[name][split]) for split in SPLITS} for name in tuned}
     return {
         **figures(pooled(tuned, "test"), pooled(base, "test")),
@@ -209,7 +217,7 @@ def oracle_row(work: Path, names: list[str], chunk_fraction: float, config: dict
             work / "docs", work / "out-oracle", work / "store", 1.0, {**config, "llm": llm}, None
         )
     return {
-        **compare(scorer, report["store"]["model"]),
+        **compare(scorer, report),
         **summary(report, seconds),
         "train_queries": len(queries),
         "chunks_with_a_human_question": oracle.answered,
@@ -222,7 +230,9 @@ def main() -> None:
     parser.add_argument(
         "--domains", default=None, help=f"Comma-separated subset of {','.join(faq_domains.DOMAINS)} (default: all)"
     )
-    parser.add_argument("--chunk-fraction", type=float, default=0.3, help="Share of chunks sent to the LLM")
+    parser.add_argument(
+        "--chunk-fraction", type=float, default=0.15, help="Share of chunks sent to the LLM (0.15: ~830 of 5,575)"
+    )
     parser.add_argument("--llm", default=None, help="llm.model of the run (default: the embedded default)")
     parser.add_argument(
         "--config", default=None, help="JSON file of PipelineConfig fields for every row (a recipe variant)"
@@ -240,7 +250,7 @@ def main() -> None:
     names = args.domains.split(",") if args.domains else (TINY["domains"] if args.tiny else list(faq_domains.DOMAINS))
     config = json.loads(Path(args.config).read_text()) if args.config else (TINY["config"] if args.tiny else {})
     fraction = TINY["chunk_fraction"] if args.tiny else args.chunk_fraction
-    counts = faq_domains.build_all(names, work)
+    counts = faq_domains.build_all(names, work, TINY["max_documents"] if args.tiny else None)
     os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
     scorer = Scorer(work, names)
     label = "out-ours" if not args.llm else f"out-{args.llm.replace('/', '_')}"
@@ -254,7 +264,7 @@ def main() -> None:
         "reported_split": "test",
         **totals,
         "queries": totals["test_queries"],
-        **compare(scorer, ours["store"]["model"]),
+        **compare(scorer, ours),
         **summary(ours, seconds),
     }
     for name, figures_ in record["domains"].items():
@@ -265,7 +275,7 @@ def main() -> None:
         seed, seed_s = run_pipeline(
             work / "docs", work / "out-seed", work / "store", fraction, {**config, **SEED_RECIPE}, args.llm
         )
-        record["seed_recipe"] = {**compare(scorer, seed["store"]["model"]), **summary(seed, seed_s)}
+        record["seed_recipe"] = {**compare(scorer, seed), **summary(seed, seed_s)}
     print(json.dumps(record))
 
 
