@@ -47,11 +47,11 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-TINY = {"chunks": 2, "variant": ["default"]}  # --tiny: what CI runs
+TINY = {"chunks": 2, "variant": ["default"], "documents": 2}  # --tiny: what CI runs
 
 
-def demo_chunks() -> list[dict]:
-    """Every chunk of the demo corpus, made by the pipeline's parse and chunk functions."""
+def demo_chunks(documents: int | None = None) -> list[dict]:
+    """Every chunk of the demo corpus (of its first `documents` pages), made by the pipeline's parse and chunk functions."""
     from domain_embed.tasks.core.objects import read_jsonl, sha256_file
     from domain_embed.tasks.core.store import RunStore
     from domain_embed.tasks.embedding.models import max_seq_length, resolve_model
@@ -62,7 +62,7 @@ def demo_chunks() -> list[dict]:
     store = RunStore(tempfile.mkdtemp(prefix="llm-bench-store-"))
     model = resolve_model("all-MiniLM-L6-v2")
     chunks: list[dict] = []
-    for path in sorted((ROOT / "examples" / "postgresql").rglob("*.html")):
+    for path in sorted((ROOT / "examples" / "postgresql").rglob("*.html"))[:documents]:
         sha = sha256_file(path)
         parsed = parse_document(str(path), sha, path.suffix, ParseSettings(), store)
         chunks += read_jsonl(chunk_document(parsed.ref, sha, ChunkSettings(), model, max_seq_length(model), store).ref)
@@ -131,9 +131,10 @@ def run_variant(name: str, spec: dict, corpus: list[dict], n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=40)
+    parser.add_argument("--documents", type=int, default=None, help="Pages of the demo corpus to chunk (default: all)")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
     args = parse_args(parser, TINY)
-    corpus = demo_chunks()
+    corpus = demo_chunks(args.documents)
     for name in args.variant or list(VARIANTS):
         print(json.dumps(run_variant(name, VARIANTS[name], corpus, args.chunks)), flush=True)
 

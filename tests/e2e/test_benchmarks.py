@@ -1,4 +1,5 @@
-"""The training benchmarks run on CPU and print one JSON line with the figures the closing notes quote."""
+"""Every benchmark runs: each script's --tiny mode prints its JSON line with the keys the closing notes quote (in CI),
+and the training benchmarks' own checks on CPU (extended)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,44 @@ import sys
 
 import pytest
 from conftest import ROOT
+
+TINY = {  # script -> (extra arguments, keys of its last JSON line)
+    "collate": ([], {"same_tensors", "cached_ms_per_batch", "stock_ms_per_batch", "distinct_texts"}),
+    "embedded_llm": ([], {"variant", "questions_per_s", "roundtrip", "kept_by_filters", "calls"}),
+    "evaluate_large": ([], {"passages", "passages_per_s", "ndcg@10", "peak_rss_mb", "wall_s"}),
+    "faq_domains": (["--out", "{tmp}"], {"sqlite"}),
+    "llm_throughput": ([], {"rpm_ratio", "chunks_lost", "speedup", "client_at_2x_limit", "limits_matched"}),
+    "loss_parity": ([], {"ours", "seed_defaults", "heldout_difference", "noise_2se", "within_noise"}),
+    "mining": ([], {"ours_s", "theirs_s", "ratio_ours_over_theirs", "overlap"}),
+    "train_throughput": (
+        ["--steps", "4", "--batch-size", "16"],
+        {"ours", "seed_defaults", "speedup_real_tokens_per_s", "device"},
+    ),
+    "quality": (
+        ["--work", "{tmp}"],
+        {"ndcg@10", "mrr@10", "recall@10", "dev", "domains", "queries", "llm_calls", "wall_s"},
+    ),
+    "scale": (["--work", "{tmp}"], {"documents_ratio", "seconds_ratio"}),
+}
+SLOW = {"quality", "scale"}  # minutes even when tiny (a whole pipeline run, two corpus runs): `make test-all`
+
+
+def benchmark_scripts() -> set[str]:
+    """The scripts of benchmarks/ that run on their own (the rest are modules they share)."""
+    return {p.stem for p in (ROOT / "benchmarks").glob("*.py") if '__name__ == "__main__"' in p.read_text()}
+
+
+def test_every_benchmark_script_has_a_tiny_run_here():
+    assert benchmark_scripts() == set(TINY)
+
+
+@pytest.mark.parametrize(
+    "script", [pytest.param(s, marks=pytest.mark.extended) if s in SLOW else s for s in sorted(TINY)]
+)
+def test_a_benchmarks_tiny_mode_prints_its_keys(script, tmp_path):
+    extra, keys = TINY[script]
+    record = run_benchmark("-m", f"benchmarks.{script}", "--tiny", *(a.format(tmp=tmp_path) for a in extra))
+    assert keys <= set(record), sorted(record)
 
 
 def run_benchmark(*args: str) -> dict:
@@ -78,9 +117,9 @@ def test_scale_benchmark_prints_one_line_per_size_and_the_growth(tmp_path):
     assert (small["documents"], large["documents"], small["parsed_ok"], large["parsed_ok"]) == (3, 6, 3, 6)
     assert set(small["seconds"]) == {"parse", "chunk", "corpus", "embed", "index", "generate"}
     assert (small["task_runs"], large["task_runs"]) == (
-        2 + 2 + 3,
-        3 + 3 + 3,
-    )  # parse and chunk batches, corpus, embed, generate
+        2 + 2 + 5,
+        3 + 3 + 5,
+    )  # parse and chunk batches; parse report, corpus, chunk report, embed, generate
     assert small["llm_chunks_asked"] == large["llm_chunks_asked"] == 6 < small["chunks"] and large["llm_calls"] >= 6
     assert large["rerun_llm_calls"] == 0  # the re-run's questions come from the cache
     assert large["rerun_task_runs"] == large["task_runs"] and large["vectors"] == large["chunks"] > small["chunks"] > 0
