@@ -173,7 +173,9 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
             split.eval.sha256,
         )
         published = models["tuned"] if promotion.promoted else models.get("current", model_dir)
-        index_meta = publish_task(published, corpus.ref, {d.doc_id: d.rel_path for d in ok_docs}, config.out_dir)
+        index_meta = publish_task(
+            published, corpus.ref, {d.doc_id: d.rel_path for d in ok_docs}, config.out_dir, store
+        )
     report = build_report(
         config=config,
         docs=docs,

@@ -112,7 +112,9 @@ def tiny_run(tmp_path_factory, base_model_dir) -> Path:
     out = root / "out"
     out.mkdir()
     model_dir = str(copy_model(base_model_dir, out))
-    index_meta = write_index(model_dir, corpus, {row["doc_id"]: f"{key}.md" for row, key in zip(chunks, keys)}, out)
+    index_meta = write_index(
+        model_dir, corpus, {row["doc_id"]: f"{key}.md" for row, key in zip(chunks, keys)}, out, store
+    )
     evaluation = evaluate_pairs({"base": base_model_dir, "tuned": model_dir}, pairs, chunks, [384, 128, 64])
     report = {
         "base_model": "all-MiniLM-L6-v2",

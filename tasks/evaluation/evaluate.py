@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from ..core.caching import code_and_inputs
 from ..core.faults import retry_if_transient
-from ..core.objects import Ref, read_jsonl
+from ..core.objects import Ref, read_jsonl, read_npy
 from ..core.reports import publish_table
 from ..core.store import RunStore
 from ..core.text import normalize
+from ..embedding.corpus import corpus_embeddings
 from .beir import BeirDataset, load_beir, pairs_to_queries
 from .retrieval import METRICS, PerQuery, score_bm25, score_retrieval
 from .uncertainty import DeltaInterval, paired_bootstrap
@@ -70,10 +72,15 @@ def evaluate_models(
     dims: list[int],
     batch_size: int = 64,
     show_progress: bool = False,
+    passages: dict[str, np.ndarray] | None = None,
 ) -> tuple[Results, dict[str, PerQuery]]:
-    """score_retrieval for each labelled model folder: {label: {dim: {metric: value}}} and the per-query values."""
+    """score_retrieval for each labelled model folder: {label: {dim: {metric: value}}} and the per-query values.
+    `passages`: each label's corpus embeddings, where they exist already (row i = the i-th passage of `corpus`)."""
+    passages = passages or {}
     scored = {
-        label: score_retrieval(model_dir, corpus, queries, relevant, dims, batch_size, show_progress)
+        label: score_retrieval(
+            model_dir, corpus, queries, relevant, dims, batch_size, show_progress, passages=passages.get(label)
+        )
         for label, model_dir in models.items()
     }
     return {label: r for label, (r, _) in scored.items()}, {label: q for label, (_, q) in scored.items()}
@@ -143,11 +150,13 @@ def evaluate_pairs(
     corpus_rows: list[dict],
     dims: list[int],
     label: str = "synthetic",
+    passages: dict[str, np.ndarray] | None = None,
 ) -> EvalReport:
-    """Score models on (query, chunk) pairs against all chunks: a query's own chunk is its relevant passage."""
+    """Score models on (query, chunk) pairs against all chunks: a query's own chunk is its relevant passage.
+    `passages`: each label's embeddings of the chunks, row for row, where they exist already."""
     corpus = {row["chunk_id"]: row["text"] for row in corpus_rows}
     queries, relevant = pairs_to_queries(eval_pair_rows)
-    results, per_query = evaluate_models(models, corpus, queries, relevant, dims)
+    results, per_query = evaluate_models(models, corpus, queries, relevant, dims, passages=passages)
     return EvalReport(
         label=label,
         dims=sorted(dims, reverse=True),
@@ -218,8 +227,11 @@ def evaluate_task(
     store_url: str,
     label: str = "synthetic",
 ) -> EvalReport:
-    """Evaluate labelled models on the eval pairs; cached on model_shas (content), not on model paths."""
-    report = evaluate_pairs(models, read_jsonl(eval_pairs), read_jsonl(corpus), dims, label)
+    """Evaluate labelled models on the eval pairs; cached on model_shas (content), not on model paths. Each model's
+    embeddings of the corpus come from the run store (computed once per corpus and model, then reused by publish)."""
+    store = RunStore(store_url)
+    passages = {name: read_npy(corpus_embeddings(corpus, folder, store)) for name, folder in models.items()}
+    report = evaluate_pairs(models, read_jsonl(eval_pairs), read_jsonl(corpus), dims, label, passages)
     return _publish(report, store_url)
 
 

@@ -132,16 +132,20 @@ def score_retrieval(
     batch_size: int = 64,
     show_progress: bool = False,
     model=None,
+    passages: np.ndarray | None = None,
 ) -> tuple[dict[int, dict[str, float]], PerQuery]:
     """Metrics per dim and each query's metrics per dim: corpus and queries embedded once, truncated per dim.
 
-    `model`: an already-loaded SentenceTransformer (e.g. one running on ONNX Runtime) used instead of loading model_dir."""
+    `model`: an already-loaded SentenceTransformer (e.g. one running on ONNX Runtime) used instead of loading model_dir;
+    `passages`: the corpus's embeddings under this model, row i = the i-th passage of `corpus`, when they exist already."""
     import torch
 
     model = model if model is not None else load_model(model_dir)
     dims = check_dims(dims, model.get_embedding_dimension(), model_dir)
     evaluator = ir_evaluator(corpus, queries, relevant, batch_size)
-    full = embed_blocks(model, evaluator.corpus, batch_size, show_progress)
+    if passages is not None and len(passages) != len(evaluator.corpus):
+        raise ValueError(f"{len(passages)} passage embeddings given for a corpus of {len(evaluator.corpus)} passages")
+    full = passages if passages is not None else embed_blocks(model, evaluator.corpus, batch_size, show_progress)
     full_queries = embed_blocks(model, evaluator.queries, batch_size, show_progress, query=True)
     results: dict[int, dict[str, float]] = {}
     per_query: PerQuery = {}

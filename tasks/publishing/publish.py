@@ -12,9 +12,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from ..core.objects import Ref, read_jsonl
+from ..core.objects import Ref, read_jsonl, read_npy
 from ..core.reports import publish_link, publish_markdown
-from ..embedding.models import embed_texts
+from ..core.store import RunStore
+from ..embedding.corpus import corpus_embeddings
 from .model_card import write_model_card
 from .run_report import render_markdown
 
@@ -30,10 +31,11 @@ def copy_model(model_dir: str, out_dir: Path) -> Path:
     return target
 
 
-def write_index(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: Path) -> dict:
-    """Embed every chunk with the tuned model into OUT/index (index.faiss + chunks.jsonl, row i = vector i)."""
+def write_index(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: Path, store: RunStore) -> dict:
+    """Every chunk's embedding under the published model (from the run store, where evaluation left it) into
+    OUT/index (index.faiss + chunks.jsonl, row i = vector i)."""
     rows = read_jsonl(corpus)
-    vectors = embed_texts(model_dir, [r["text"] for r in rows], batch_size=64)
+    vectors = read_npy(corpus_embeddings(corpus, model_dir, store))
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     target = out_dir / "index"
@@ -59,20 +61,20 @@ def write_reports(out_dir: Path, report: dict, markdown: str) -> None:
     (out_dir / "report.md").write_text(markdown)
 
 
-def publish_outputs(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str) -> dict:
+def publish_outputs(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str, store_url: str) -> dict:
     """OUT/model and OUT/index from model_dir, and a link artifact to the model folder; returns the index's description."""
     out = Path(out_dir)
     copy_model(model_dir, out)
-    meta = write_index(model_dir, corpus, documents, out)
+    meta = write_index(model_dir, corpus, documents, out, RunStore(store_url))
     with contextlib.suppress(Exception):  # a link is a convenience: it never fails a finished run
         publish_link("tuned-model", (out / "model").resolve().as_uri(), "The published model folder")
     return meta
 
 
 @task(name="publish", cache_policy=NO_CACHE, persist_result=False)
-def publish_task(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str) -> dict:
+def publish_task(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str, store_url: str) -> dict:
     """Write the model and its index into the output folder; never cached, since the folder is the point."""
-    return publish_outputs(model_dir, corpus, documents, out_dir)
+    return publish_outputs(model_dir, corpus, documents, out_dir, store_url)
 
 
 def write_run_report(report: dict, out_dir: Path) -> Path:

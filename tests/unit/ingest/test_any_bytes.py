@@ -83,7 +83,7 @@ def ingest(root: Path, files: list[tuple[bytes, bytes]], base_model_dir: str) ->
     assert sorted(os.fsencode(unescape_name(f)) for f in written) == sorted(name for name, _ in files)  # lossless
     json.loads(json.dumps(rows, ensure_ascii=False).encode("utf-8"))  # the report's rows are valid UTF-8 JSON
     if corpus.chunks:
-        write_index(base_model_dir, corpus.ref, {d.sha256[:16]: d.rel_path for d in ok}, root / "out")
+        write_index(base_model_dir, corpus.ref, {d.doc_id: d.rel_path for d in ok}, root / "out", store)
         lines = (root / "out" / "index" / "chunks.jsonl").read_bytes().decode("utf-8").split("\n")
         records = [json.loads(line) for line in lines if line]
         assert len(records) == corpus.chunks and {r["document"] for r in records} <= set(written)
