@@ -15,6 +15,7 @@ TINY = {  # script -> (extra arguments, keys of its last JSON line)
     "embedded_llm": ([], {"variant", "questions_per_s", "roundtrip", "kept_by_filters", "calls"}),
     "evaluate_large": ([], {"passages", "passages_per_s", "ndcg@10", "peak_rss_mb", "wall_s"}),
     "faq_domains": (["--out", "{tmp}"], {"sqlite"}),
+    "hostile_folder": (["--work", "{tmp}"], {"entries", "exit_code", "accounted", "unaccounted"}),
     "llm_throughput": ([], {"rpm_ratio", "chunks_lost", "speedup", "client_at_2x_limit", "limits_matched"}),
     "loss_parity": ([], {"ours", "seed_defaults", "heldout_difference", "noise_2se", "within_noise"}),
     "mining": ([], {"ours_s", "theirs_s", "ratio_ours_over_theirs", "overlap"}),
@@ -28,7 +29,11 @@ TINY = {  # script -> (extra arguments, keys of its last JSON line)
     ),
     "scale": (["--work", "{tmp}"], {"documents_ratio", "seconds_ratio"}),
 }
-SLOW = {"quality", "scale"}  # minutes even when tiny (a whole pipeline run, two corpus runs): `make test-all`
+SLOW = {
+    "hostile_folder",
+    "quality",
+    "scale",
+}  # minutes even when tiny (a whole pipeline run, two corpus runs): `make test-all`
 
 
 def benchmark_scripts() -> set[str]:
