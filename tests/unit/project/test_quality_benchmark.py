@@ -74,3 +74,31 @@ def test_write_lays_out_beir_folders_and_training_documents(built, tmp_path):
         "ch02.en.html",
         "choosing.md",
     ]
+
+
+def test_the_pooled_interval_is_a_paired_bootstrap_over_every_pooled_query():
+    from benchmarks.quality import DIMS, METRICS, figures, pooled
+    from domain_embed.tasks.evaluation.uncertainty import paired_bootstrap
+
+    def scores(per_query: list[float]) -> dict:
+        return {dim: {m: per_query for m in METRICS} for dim in DIMS}
+
+    tuned = {"perl": {"test": scores([1.0, 1.0, 0.0])}, "sqlite": {"test": scores([0.5, 0.25])}}
+    base = {"perl": {"test": scores([0.0, 1.0, 0.0])}, "sqlite": {"test": scores([0.5, 0.75])}}
+    assert pooled(tuned, "test")[384]["ndcg@10"] == [
+        1.0,
+        1.0,
+        0.0,
+        0.5,
+        0.25,
+    ]  # domain after domain, query after query
+    pooled_figures = figures(pooled(tuned, "test"), pooled(base, "test"))["ndcg@10"]["384"]
+    expected = paired_bootstrap([1.0, 1.0, 0.0, 0.5, 0.25], [0.0, 1.0, 0.0, 0.5, 0.75])
+    assert (
+        pooled_figures["delta"] == round(expected.delta, 4) == 0.1
+    )  # (1 - 0.5) / 5 queries, not a mean of domain means
+    assert (pooled_figures["delta_low"], pooled_figures["delta_high"]) == (
+        round(expected.low, 4),
+        round(expected.high, 4),
+    )
+    assert figures(tuned["perl"]["test"], base["perl"]["test"])["ndcg@10"]["384"]["delta"] == round(1 / 3, 4)
