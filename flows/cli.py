@@ -11,9 +11,17 @@ from .cli_options import add_run_options, config_from_args
 from .env import set_offline_defaults
 
 
+def package_version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import version
+
+    return version("domain-embed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their options."""
     parser = argparse.ArgumentParser(prog="domain-embed", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Build a tuned embedder from a folder of documents (in-process Prefect flow)")
     add_run_options(run)

@@ -27,12 +27,20 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--llm", help="litellm model string, or 'embedded' for the local model")
     run.add_argument("--api-base", help="LLM endpoint override")
     run.add_argument("--api-key-env", help="Environment variable that holds the LLM API key")
-    run.add_argument("--questions-per-chunk", type=int)
+    run.add_argument("--questions-per-chunk", type=int, help="Questions kept per chunk sent to the LLM (default 2)")
     run.add_argument("--chunk-fraction", type=float, help="Fraction of chunks sent to the LLM (stable sample)")
     run.add_argument("--rpm", type=float, help="LLM requests per minute limit")
     run.add_argument("--tpm", type=float, help="LLM tokens per minute limit")
-    run.add_argument("--epochs", type=float)
-    run.add_argument("--batch-size", type=int)
+    run.add_argument(
+        "--epochs",
+        type=float,
+        help="Passes over the training rows (default: from the data, at least train.min_steps steps)",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        help="Rows per optimizer step; each query's in-batch negatives are the others' passages (default 32)",
+    )
     run.add_argument("--dims", help="Matryoshka dims, e.g. 384,256,128,64")
     run.add_argument("--eval-dataset", help="BEIR-layout folder of your own labelled queries")
     run.add_argument("--train-deployment", help="Train as this deployment, e.g. train-embedder/gpu")

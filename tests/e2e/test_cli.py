@@ -142,3 +142,24 @@ def test_a_dead_llm_endpoint_stops_the_run_after_10_requests(docs, tmp_path, cap
     )
     assert "chunks answered and cached so far, a re-run resumes from there" in last
     assert dead.connections == 10  # README: stops after 10 failures in a row
+
+
+def test_every_option_of_every_command_says_what_it_does(capsys):
+    import argparse
+
+    from domain_embed.flows.cli import build_parser
+
+    def silent(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += silent(sub, f"{path} {name}")
+            elif not action.help and action.dest != "help":
+                found.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+        return found
+
+    assert silent(build_parser(), "domain-embed") == []
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == "domain-embed 0.1.0"
