@@ -39,7 +39,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Run build-embedder in-process and print the before/after table."""
     config = config_from_args(args)
     from ..tasks.core import markdown_table
-    from ..tasks.publishing import bm25_rows, comparison_rows, secondary_rows
+    from ..tasks.publishing import bm25_rows, comparison_rows, hybrid_rows, secondary_rows
     from .api import build_embedder
 
     report = build_embedder(config)
@@ -47,8 +47,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"\nNDCG@10 / MRR@10 / Recall@10, base vs tuned, with 95% paired-bootstrap intervals ({label}):\n")
         print(markdown_table(comparison_rows(evaluation)))
         print(markdown_table(secondary_rows(evaluation)))
-        if bm25_rows(evaluation):
-            print(markdown_table(bm25_rows(evaluation)))
+        for rows in (bm25_rows(evaluation), hybrid_rows(evaluation)):
+            if rows:
+                print(markdown_table(rows))
     print(f"Report: {Path(report['out_dir']) / 'report.md'}    Model: {Path(report['out_dir']) / 'model'}")
     return 0
 

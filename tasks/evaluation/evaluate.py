@@ -17,7 +17,7 @@ from ..core.store import RunStore
 from ..core.text import normalize
 from ..embedding.corpus import corpus_embeddings
 from .beir import BeirDataset, load_beir, pairs_to_queries
-from .retrieval import METRICS, PerQuery, score_bm25, score_retrieval
+from .retrieval import METRICS, PerQuery, embed_blocks, score_bm25, score_hybrid, score_retrieval
 from .uncertainty import DeltaInterval, paired_bootstrap
 
 REPORT_METRICS = ("ndcg@10", "mrr@10", "recall@10")
@@ -29,7 +29,8 @@ METRIC_NAMES = {
     "map@100": "MAP@100",
 }
 DELTA_LABEL = "tuned - base"
-BM25_LABEL = "bm25"  # the lexical baseline's row; BM25 has no dims, its dim cell reads "-"
+BM25_LABEL = "bm25"
+HYBRID_LABEL = "bm25 + tuned (RRF)"  # the two rankings fused by reciprocal rank  # the lexical baseline's row; BM25 has no dims, its dim cell reads "-"
 
 Results = dict[str, dict[int, dict[str, float]]]
 Intervals = dict[str, dict[int, dict[str, DeltaInterval]]]  # 'tuned-base' -> dim -> metric -> interval
@@ -48,6 +49,9 @@ class EvalReport(BaseModel):
     train_overlap: int | None = None
     train_overlap_relevant: int | None = None
     bm25: dict[str, float] | None = None
+    hybrid: dict[int, dict[str, float]] | None = (
+        None  # BM25 and the tuned model fused by reciprocal rank, full and smallest dim
+    )
     ref: Ref | None = None
 
 
@@ -100,7 +104,11 @@ def delta_intervals(per_query: dict[str, PerQuery], metrics: Iterable[str] = REP
 
 
 def table_rows(
-    results: Results, metrics: Iterable[str] = METRICS, intervals: Intervals | None = None, bm25: dict | None = None
+    results: Results,
+    metrics: Iterable[str] = METRICS,
+    intervals: Intervals | None = None,
+    bm25: dict | None = None,
+    hybrid: dict[int, dict[str, float]] | None = None,
 ) -> list[dict]:
     """One row per dim x model (largest dim first), plus a 'tuned - base' row when both labels exist, and beside it
     the 95% paired-bootstrap interval and verdict of the NDCG@10 difference when `intervals` has them; last, one
@@ -123,6 +131,10 @@ def table_rows(
                 rows[-1]["NDCG@10 95% CI"] = f"[{found.low:+.4f}, {found.high:+.4f}]: {found.verdict}"
     if bm25:
         rows.append({"dim": "-", "model": BM25_LABEL, **{METRIC_NAMES[m]: round(bm25[m], 4) for m in metrics}})
+    for dim, values in sorted((hybrid or {}).items(), key=lambda item: -int(item[0])):
+        rows.append(
+            {"dim": int(dim), "model": HYBRID_LABEL, **{METRIC_NAMES[m]: round(values[m], 4) for m in metrics}}
+        )
     return rows
 
 
@@ -156,6 +168,7 @@ def evaluate_pairs(
     `passages`: each label's embeddings of the chunks, row for row, where they exist already."""
     corpus = {row["chunk_id"]: row["text"] for row in corpus_rows}
     queries, relevant = pairs_to_queries(eval_pair_rows)
+    passages = with_tuned_passages(models, corpus, passages or {})
     results, per_query = evaluate_models(models, corpus, queries, relevant, dims, passages=passages)
     return EvalReport(
         label=label,
@@ -165,14 +178,42 @@ def evaluate_pairs(
         results=results,
         intervals=delta_intervals(per_query),
         bm25=score_bm25(corpus, queries, relevant),
+        hybrid=hybrid(models, corpus, queries, relevant, dims, passages),
     )
+
+
+def with_tuned_passages(models: dict[str, str], corpus: dict[str, str], passages: dict[str, np.ndarray]) -> dict:
+    """`passages` with the tuned model's embeddings of the corpus, computed here when missing (scoring and the hybrid
+    row both read them)."""
+    if "tuned" not in models or "tuned" in passages:
+        return passages
+    from ..embedding.models import load_model
+
+    return {**passages, "tuned": embed_blocks(load_model(models["tuned"]), list(corpus.values()), 64)}
+
+
+def hybrid(
+    models: dict[str, str],
+    corpus: dict[str, str],
+    queries: dict[str, str],
+    relevant: dict[str, set[str]],
+    dims: list[int],
+    passages: dict[str, np.ndarray],
+) -> dict[int, dict[str, float]] | None:
+    """The hybrid row: BM25 and the tuned model fused, at its full and its smallest dim; None without a tuned model."""
+    if "tuned" not in models:
+        return None
+    return score_hybrid(models["tuned"], corpus, queries, relevant, [max(dims), min(dims)], passages.get("tuned"))
 
 
 def evaluate_dataset(
     models: dict[str, str], dataset: BeirDataset, dims: list[int], train_positives: set[str] | None = None
 ) -> EvalReport:
     """Score models on a user's BEIR dataset; counts its passages that were also training positives."""
-    results, per_query = evaluate_models(models, dataset.corpus, dataset.queries, dataset.relevant, dims)
+    passages = with_tuned_passages(models, dataset.corpus, {})
+    results, per_query = evaluate_models(
+        models, dataset.corpus, dataset.queries, dataset.relevant, dims, passages=passages
+    )
     report = EvalReport(
         label=f"user:{dataset.name}",
         dims=sorted(dims, reverse=True),
@@ -182,6 +223,7 @@ def evaluate_dataset(
         intervals=delta_intervals(per_query),
         ignored_queries=dataset.ignored_queries,
         bm25=score_bm25(dataset.corpus, dataset.queries, dataset.relevant),
+        hybrid=hybrid(models, dataset.corpus, dataset.queries, dataset.relevant, dims, passages),
     )
     if train_positives is not None:
         judged = {cid for cids in dataset.relevant.values() for cid in cids}
@@ -205,7 +247,7 @@ def _publish(report: EvalReport, store_url: str) -> EvalReport:
         description += f"; {report.train_overlap} passages ({report.train_overlap_relevant} judged relevant) were training positives"
     rows = [
         {"dataset": report.label, **row}
-        for row in table_rows(report.results, REPORT_METRICS, report.intervals, report.bm25)
+        for row in table_rows(report.results, REPORT_METRICS, report.intervals, report.bm25, report.hybrid)
     ]
     publish_table("evaluation-report", rows, description)
     return report

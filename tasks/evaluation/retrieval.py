@@ -10,6 +10,8 @@ from ..embedding.models import load_model
 from .bm25 import bm25_rankings
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100")
+RRF_K = 60  # reciprocal-rank fusion's constant (Cormack et al., 2009): a passage scores 1 / (RRF_K + rank) per ranking
+FUSED_DEPTH = 100  # each ranking's top passages that take part in the fusion
 ENCODE_BLOCK = 8192  # passages embedded per encode call, written into one preallocated array
 MAX_SCORE_CELLS = 1 << 25  # query x passage scores held at once while ranking (128 MiB of float32)
 
@@ -158,6 +160,53 @@ def score_retrieval(
         rows = [_metric_values(scores) for scores in evaluator.per_query]
         per_query[dim] = {metric: [row[metric] for row in rows] for metric in METRICS}
     return results, per_query
+
+
+def top_passages(queries: np.ndarray, passages: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    """Top-k (passage index, cosine) per query for unit vectors, best first, queries taken in blocks."""
+    rankings = []
+    step = max(1, MAX_SCORE_CELLS // max(1, len(passages)))
+    for start in range(0, len(queries), step):
+        scores = queries[start : start + step] @ passages.T
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        rankings += [[(int(i), float(row[i])) for i in order] for row, order in zip(scores, top)]
+    return rankings
+
+
+def fuse(*rankings: list[list[tuple[int, float]]], k: int = RRF_K) -> list[list[tuple[int, float]]]:
+    """Reciprocal-rank fusion per query: each ranking gives a passage 1 / (k + rank); best fused score first."""
+    fused = []
+    for per_query in zip(*rankings):
+        scores: dict[int, float] = {}
+        for ranking in per_query:
+            for rank, (index, _) in enumerate(ranking, start=1):
+                scores[index] = scores.get(index, 0.0) + 1.0 / (k + rank)
+        fused.append(sorted(scores.items(), key=lambda item: (-item[1], item[0])))
+    return fused
+
+
+def score_hybrid(
+    model_dir: str,
+    corpus: dict[str, str],
+    queries: dict[str, str],
+    relevant: dict[str, set[str]],
+    dims: list[int],
+    passages: np.ndarray | None = None,
+    batch_size: int = 64,
+) -> dict[int, dict[str, float]]:
+    """Metrics per dim of the retrieval many RAG systems run: BM25 and the model, fused by reciprocal rank.
+    `passages`: the corpus's embeddings under this model, row i = the i-th passage of `corpus`, when they exist."""
+    model = load_model(model_dir)
+    evaluator = ir_evaluator(corpus, queries, relevant, batch_size)
+    full = passages if passages is not None else embed_blocks(model, evaluator.corpus, batch_size)
+    full_queries = embed_blocks(model, evaluator.queries, batch_size, query=True)
+    lexical = bm25_rankings(evaluator.corpus, evaluator.queries, k=FUSED_DEPTH)
+    results = {}
+    for dim in check_dims(dims, full.shape[1], model_dir):
+        dense = top_passages(truncate(full_queries, dim), truncate(full, dim), FUSED_DEPTH)
+        hits = [[{"corpus_id": evaluator.corpus_ids[i], "score": s} for i, s in row] for row in fuse(dense, lexical)]
+        results[dim] = _metric_values(evaluator.compute_metrics(hits))
+    return results
 
 
 def score_bm25(corpus: dict[str, str], queries: dict[str, str], relevant: dict[str, set[str]]) -> dict[str, float]:

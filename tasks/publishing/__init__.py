@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         record_run_task,
     )
     from .publish import publish_task, write_run_report, write_run_report_task
-    from .report_tables import bm25_rows, comparison_rows, secondary_rows
+    from .report_tables import bm25_rows, comparison_rows, hybrid_rows, secondary_rows
     from .run_report import build_report
     from .search import Hit, SearchResult, search_run
 
@@ -50,6 +50,7 @@ EXPORTS = {
     "export_rows": "export_check",
     "export_run": "export_check",
     "folder_key": "folder_config",
+    "hybrid_rows": "report_tables",
     "load_folder_config": "folder_config",
     "promote": "promote",
     "promote_task": "promote",
@@ -80,6 +81,7 @@ __all__ = [
     "export_rows",
     "export_run",
     "folder_key",
+    "hybrid_rows",
     "load_folder_config",
     "promote",
     "promote_task",
