@@ -29,8 +29,8 @@ METRIC_NAMES = {
     "map@100": "MAP@100",
 }
 DELTA_LABEL = "tuned - base"
-BM25_LABEL = "bm25"
-HYBRID_LABEL = "bm25 + tuned (RRF)"  # the two rankings fused by reciprocal rank  # the lexical baseline's row; BM25 has no dims, its dim cell reads "-"
+BM25_LABEL = "bm25"  # the lexical baseline's row; BM25 has no dims, its dim cell reads "-"
+HYBRID_LABEL = "bm25 + tuned (RRF)"  # the two rankings fused by reciprocal rank
 
 Results = dict[str, dict[int, dict[str, float]]]
 Intervals = dict[str, dict[int, dict[str, DeltaInterval]]]  # 'tuned-base' -> dim -> metric -> interval

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.reports import markdown_table, png_line_chart
+from ..evaluation.evaluate import HYBRID_LABEL
 
 HEADLINE_METRICS = ("ndcg@10", "mrr@10", "recall@10")
 
@@ -77,7 +78,7 @@ def hybrid_rows(evaluation: dict) -> list[dict]:
     tuned = by_dim(evaluation["results"].get("tuned", {}))
     rows = []
     for dim, values in sorted(by_dim(evaluation.get("hybrid") or {}).items(), reverse=True):
-        row: dict[str, Any] = {"model": "bm25 + tuned (RRF)", "dim": dim, **{m: values[m] for m in HEADLINE_METRICS}}
+        row: dict[str, Any] = {"model": HYBRID_LABEL, "dim": dim, **{m: values[m] for m in HEADLINE_METRICS}}
         if dim in tuned:
             row["hybrid - tuned ndcg@10"] = f"{values['ndcg@10'] - tuned[dim]['ndcg@10']:+.4f}"
         rows.append(row)

@@ -287,6 +287,8 @@ def test_evaluate_task_publishes_labelled_report(model_dir, tmp_path, artifacts)
         ("synthetic", 64, "tuned"),
         ("synthetic", 64, "tuned - base"),
         ("synthetic", "-", "bm25"),
+        ("synthetic", 384, "bm25 + tuned (RRF)"),
+        ("synthetic", 64, "bm25 + tuned (RRF)"),
     ]
     assert set(artifact["table"][0]) == {"dataset", "dim", "model", "NDCG@10", "MRR@10", "Recall@10"}
 
