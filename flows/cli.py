@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from pathlib import Path
 
 from .cli_options import add_run_options, config_from_args
-from .env import set_offline_defaults
+from .env import ONLINE_ENV, set_offline_defaults
 
 
 def package_version() -> str:
@@ -26,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="Build a tuned embedder from a folder of documents (in-process Prefect flow)")
     add_run_options(run)
     run.set_defaults(func=run_command)
-    from . import cli_config, cli_eval, cli_server, cli_ship
+    from . import cli_config, cli_eval, cli_plan, cli_server, cli_ship
 
+    cli_plan.add_subcommands(sub)
     cli_eval.add_subcommands(sub)
     cli_ship.add_subcommands(sub)
     cli_server.add_subcommands(sub)
@@ -56,6 +58,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; config errors print one line and exit 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--online" in argv:
+        os.environ[ONLINE_ENV] = "1"  # before the defaults: the Hub libraries read HF_HUB_OFFLINE when imported
     set_offline_defaults()
     args = build_parser().parse_args(argv)
     from ..tasks.llm import LLMError

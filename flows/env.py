@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from ..tasks.core import OFFLINE_DEFAULTS, set_offline_defaults
+from ..tasks.core import OFFLINE_DEFAULTS, ONLINE_ENV, set_offline_defaults
 
-__all__ = ["OFFLINE_DEFAULTS", "set_offline_defaults", "use_store"]
+__all__ = ["OFFLINE_DEFAULTS", "ONLINE_ENV", "set_offline_defaults", "use_store"]
 
 
 def use_store(store_url: str | None = None) -> str:

@@ -30,6 +30,8 @@ def check_config(config: PipelineConfig) -> tuple[list[DocFile], str, str, int]:
             f"no supported document in {config.docs_dir} ({len(docs)} files; supported: {', '.join(config.parse.extensions)})"
         )
     model_dir = resolve_model(config.base_model)
+    if config.train.teacher:
+        resolve_model(config.train.teacher)
     dim = model_dimension(model_dir)
     matryoshka_dims(dim, config.train.matryoshka_dims)
     if config.eval_dataset:

@@ -12,7 +12,7 @@ from .lazy import lazy_exports
 if TYPE_CHECKING:
     from .caching import code_and_inputs, source_hash
     from .claims import exclusive
-    from .env import OFFLINE_DEFAULTS, set_offline_defaults
+    from .env import OFFLINE_DEFAULTS, ONLINE_ENV, set_offline_defaults
     from .faults import is_transient, retry_if_transient
     from .lifeline import api_answers, die_with_worker
     from .model_ref import ModelRef, local_model, put_model
@@ -28,6 +28,7 @@ EXPORTS = {
     "CorruptObject": "objects",
     "ModelRef": "model_ref",
     "OFFLINE_DEFAULTS": "env",
+    "ONLINE_ENV": "env",
     "Progress": "progress",
     "Ref": "objects",
     "RunStore": "store",
@@ -70,6 +71,7 @@ __all__ = [
     "CorruptObject",
     "ModelRef",
     "OFFLINE_DEFAULTS",
+    "ONLINE_ENV",
     "Progress",
     "Ref",
     "RunStore",

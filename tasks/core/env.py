@@ -30,10 +30,21 @@ OFFLINE_DEFAULTS = {
 }
 
 
+HUB_KEYS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # left unset when the user allows the network
+ONLINE_ENV = "DOMAIN_EMBED_ONLINE"  # 1: models named by Hub id may be downloaded (the CLI's --online sets it)
+
+
+def online() -> bool:
+    """Whether the user allowed the network (`--online` or DOMAIN_EMBED_ONLINE=1); off by default."""
+    return os.environ.get(ONLINE_ENV, "").lower() in ("1", "true", "yes")
+
+
 def set_offline_defaults(*keys: str) -> None:
-    """Offline, no-telemetry defaults (all, or only `keys`), without overriding what the user set."""
+    """Offline, no-telemetry defaults (all, or only `keys`), without overriding what the user set; online, the Hub may
+    be reached (telemetry stays off)."""
     for key in keys or OFFLINE_DEFAULTS:
-        os.environ.setdefault(key, OFFLINE_DEFAULTS[key])
+        if not (online() and key in HUB_KEYS):
+            os.environ.setdefault(key, OFFLINE_DEFAULTS[key])
 
 
 @contextlib.contextmanager

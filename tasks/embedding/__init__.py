@@ -1,4 +1,4 @@
-"""Embedding models: resolve and load them (packaged or a folder), embed texts, the corpus's embeddings once per
+"""Embedding models: resolve and load them (a folder, packaged, or a Hub id), embed texts, the corpus's embeddings once per
 model, FAISS indexes.
 
 Names are imported on first use (tasks/core/lazy.py): a light entrypoint loads only what it uses."""
@@ -11,6 +11,7 @@ from ..core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .corpus import corpus_embeddings, embed_corpus_task
+    from .hub import hub_revision
     from .models import (
         ModelNotFound,
         default_matryoshka_dims,
@@ -19,10 +20,12 @@ if TYPE_CHECKING:
         max_seq_length,
         model_dimension,
         model_fingerprint,
+        model_source,
         resolve_model,
     )
 
 EXPORTS = {
+    "hub_revision": "hub",
     "ModelNotFound": "models",
     "corpus_embeddings": "corpus",
     "default_matryoshka_dims": "models",
@@ -32,9 +35,11 @@ EXPORTS = {
     "max_seq_length": "models",
     "model_dimension": "models",
     "model_fingerprint": "models",
+    "model_source": "models",
     "resolve_model": "models",
 }
 __all__ = [
+    "hub_revision",
     "ModelNotFound",
     "corpus_embeddings",
     "default_matryoshka_dims",
@@ -44,6 +49,7 @@ __all__ = [
     "max_seq_length",
     "model_dimension",
     "model_fingerprint",
+    "model_source",
     "resolve_model",
 ]
 __getattr__ = lazy_exports(__name__, EXPORTS)

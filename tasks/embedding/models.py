@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.model_ref import model_files
 from ..core.objects import stable_hash
+from .hub import hub_model_dir, hub_revision, is_hub_id
 from .packaged import ModelNotFound, packaged_model_dir, packaged_names
 
 MATRYOSHKA_SIZES = (1024, 768, 512, 256, 128, 64)
@@ -24,7 +25,8 @@ def default_matryoshka_dims(full_dim: int) -> list[int]:
 
 
 def resolve_model(name: str) -> str:
-    """Local folder for a model name: an existing SentenceTransformer folder or a model shipped in a package."""
+    """Local folder for a model name: an existing SentenceTransformer folder, a model shipped in a package, or a Hugging
+    Face Hub id (ORG/NAME[@revision]) from the local Hub cache, downloaded only when the network is allowed."""
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists() and not (path / "modules.json").exists():
@@ -33,8 +35,11 @@ def resolve_model(name: str) -> str:
     packaged = packaged_model_dir(name)
     if packaged:
         return packaged
+    if is_hub_id(name):
+        return hub_model_dir(name)
     raise ModelNotFound(
-        f"unknown model '{name}': give a SentenceTransformer folder or one of: {', '.join(packaged_names())}"
+        f"unknown model '{name}': give a SentenceTransformer folder, a Hugging Face id (ORG/NAME[@revision]) "
+        f"or one of: {', '.join(packaged_names())}"
     )
 
 
@@ -42,6 +47,12 @@ def resolve_model(name: str) -> str:
 def model_fingerprint(model_dir: str) -> str:
     """Content hash of a model folder (configs and weights), independent of where it lives."""
     return stable_hash(model_files(model_dir))
+
+
+def model_source(name: str) -> dict[str, str | None]:
+    """Where a model name led: its Hub revision (commit hash, None off the Hub) and the fingerprint of its files."""
+    model_dir = resolve_model(name)
+    return {"name": name, "revision": hub_revision(model_dir), "fingerprint": model_fingerprint(model_dir)}
 
 
 def best_device() -> str:

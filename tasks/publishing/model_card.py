@@ -47,6 +47,14 @@ def generator_line(llm: str) -> str:
     return f"Questions written by `{llm}` through litellm."
 
 
+def source_note(source: dict | None) -> str:
+    """The base model's Hub revision and files' fingerprint, in parentheses; empty when the report has none."""
+    if not source:
+        return ""
+    revision = f"Hugging Face revision `{source['revision']}`, " if source.get("revision") else ""
+    return f" ({revision}files' fingerprint `{source['fingerprint'][:16]}`)"
+
+
 def card_section(report: dict) -> str:
     """The markdown block domain-embed adds to the card, between START and END markers."""
     promotion = report["promotion"]
@@ -54,8 +62,8 @@ def card_section(report: dict) -> str:
     parts = [
         START,
         "## Fine-tuned by domain-embed\n",
-        f"Base model `{report['base_model']}`, Matryoshka dims {report['matryoshka_dims']}. This folder holds {held}: "
-        f"{promotion['reason']}.\n",
+        f"Base model `{report['base_model']}`{source_note(report.get('base_model_source'))}, Matryoshka dims "
+        f"{report['matryoshka_dims']}. This folder holds {held}: {promotion['reason']}.\n",
     ]
     for label, evaluation in report["evaluation"].items():
         parts.append(f"### Evaluation on the {evaluation_title(label)}\n\n{evaluation_tables(evaluation, label)}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from ..core.reports import markdown_table
+from ..embedding.models import model_source
 from ..training.trainer import describe_loss
+from .model_card import source_note
 from .report_tables import evaluation_section
 
 
@@ -104,6 +106,7 @@ def build_report(
     ]
     return {
         "base_model": config.base_model,
+        "base_model_source": model_source(config.base_model),
         "llm": config.llm.model,
         "dimension": dim,
         "matryoshka_dims": trained.dims,
@@ -163,7 +166,8 @@ def what_ran(report: dict) -> str:
 def render_markdown(report: dict) -> str:
     """report.md: headline table first, then stages, cost and training."""
     parts = [
-        f"# domain-embed report\n\nBase model `{report['base_model']}`, LLM `{report['llm']}`, "
+        f"# domain-embed report\n\nBase model `{report['base_model']}`"
+        f"{source_note(report.get('base_model_source'))}, LLM `{report['llm']}`, "
         f"Matryoshka dims {report['matryoshka_dims']}.\n"
     ]
     parts.append(what_ran(report))
