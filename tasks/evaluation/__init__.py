@@ -16,9 +16,9 @@ if TYPE_CHECKING:
         evaluate_dataset,
         evaluate_models,
         evaluate_task,
-        render_table,
     )
     from .retrieval import score_bm25
+    from .tables import render_table
     from .uncertainty import DeltaInterval, paired_bootstrap
 
 EXPORTS = {
@@ -33,7 +33,7 @@ EXPORTS = {
     "export_beir": "beir",
     "load_beir": "beir",
     "paired_bootstrap": "uncertainty",
-    "render_table": "evaluate",
+    "render_table": "tables",
     "score_bm25": "retrieval",
 }
 __all__ = [

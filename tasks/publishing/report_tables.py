@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.reports import markdown_table, png_line_chart
-from ..evaluation.evaluate import HYBRID_LABEL
+from ..evaluation.tables import HYBRID_LABEL
 
 HEADLINE_METRICS = ("ndcg@10", "mrr@10", "recall@10")
 

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from domain_embed.tasks.evaluation.bm25 import bm25_rankings
-from domain_embed.tasks.evaluation.evaluate import render_table, table_rows
 from domain_embed.tasks.evaluation.retrieval import METRICS, score_bm25
+from domain_embed.tasks.evaluation.tables import render_table, table_rows
 from domain_embed.tasks.publishing.report_tables import bm25_rows, evaluation_section
 
 CORPUS = {

@@ -25,11 +25,10 @@ from domain_embed.tasks.evaluation.evaluate import (
     evaluate_pairs,
     evaluate_retrieval,
     evaluate_task,
-    render_table,
-    table_rows,
     train_overlap,
 )
 from domain_embed.tasks.evaluation.retrieval import METRICS, check_dims, embed_blocks, truncate
+from domain_embed.tasks.evaluation.tables import render_table, table_rows
 
 PASSAGES = {
     "volcano": ("Volcanoes", "Lava is molten rock that pours out of a volcano during an eruption."),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from domain_embed.tasks.evaluation.evaluate import evaluate_pairs, table_rows
+from domain_embed.tasks.evaluation.evaluate import evaluate_pairs
 from domain_embed.tasks.evaluation.retrieval import RRF_K, fuse, score_hybrid, top_passages
+from domain_embed.tasks.evaluation.tables import table_rows
 from domain_embed.tasks.publishing.report_tables import evaluation_tables, hybrid_rows
 
 
