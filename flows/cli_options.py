@@ -23,7 +23,17 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--config", help="JSON file with PipelineConfig fields (command-line options win)")
     run.add_argument("--store", help="Run store folder or fsspec URL (default ~/.cache/domain-embed/store)")
-    run.add_argument("--base-model", help="SentenceTransformer folder or packaged model name")
+    run.add_argument(
+        "--base-model",
+        help="SentenceTransformer folder, packaged model name, or Hugging Face id ORG/NAME[@revision] "
+        "(from the local Hugging Face cache; downloaded only with --online)",
+    )
+    run.add_argument(
+        "--online",
+        action="store_true",
+        help="Allow the network: download a Hugging Face model missing from the local cache "
+        "(DOMAIN_EMBED_ONLINE=1 does the same; the default is offline)",
+    )
     run.add_argument("--llm", help="litellm model string, or 'embedded' for the local model")
     run.add_argument("--api-base", help="LLM endpoint override")
     run.add_argument("--api-key-env", help="Environment variable that holds the LLM API key")
@@ -31,6 +41,11 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--chunk-fraction", type=float, help="Fraction of chunks sent to the LLM (stable sample)")
     run.add_argument("--rpm", type=float, help="LLM requests per minute limit")
     run.add_argument("--tpm", type=float, help="LLM tokens per minute limit")
+    run.add_argument(
+        "--max-cost",
+        type=float,
+        help="Refuse to start when the plan (domain-embed plan) costs more than this many USD of LLM calls",
+    )
     run.add_argument(
         "--epochs",
         type=float,
@@ -65,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         ("llm", "chunk_fraction"): ("--chunk-fraction", args.chunk_fraction),
         ("llm", "requests_per_minute"): ("--rpm", args.rpm),
         ("llm", "tokens_per_minute"): ("--tpm", args.tpm),
+        ("llm", "max_cost_usd"): ("--max-cost", args.max_cost),
         ("train", "epochs"): ("--epochs", args.epochs),
         ("train", "batch_size"): ("--batch-size", args.batch_size),
         ("train", "matryoshka_dims"): ("--dims", [int(d) for d in args.dims.split(",")] if args.dims else None),

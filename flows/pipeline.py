@@ -12,6 +12,7 @@ from ..tasks.embedding import model_fingerprint, resolve_model
 from ..tasks.evaluation import EvalReport, beir_fingerprint, evaluate_beir_task, evaluate_task
 from ..tasks.llm import llm_endpoint, run_settings
 from ..tasks.mining import mine_task
+from ..tasks.plan import check_cost
 from ..tasks.publishing import (
     build_report,
     choose_config,
@@ -135,6 +136,7 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
     config, source = choose_config(config, use_saved_config)
     get_run_logger().info("Configuration: %s; output folder %s", source, config.out_dir)
     docs, model_dir, model_sha, dim = check_config(config)
+    check_cost(config, docs, model_dir)
     save_folder_config_task(config)
     store = config.store_url
     prepared = prepare_corpus(config, docs, model_dir, model_sha, store, clock)

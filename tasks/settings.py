@@ -24,10 +24,7 @@ class ParseSettings(Settings):
     strategy: Literal["fast", "auto", "hi_res"] = Field("fast", description="unstructured partition strategy")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are reported and not read")
     max_inflated_mb: float = Field(
-        200.0,
-        gt=0,
-        description="Zip-based documents (.docx) that would inflate past this are reported and not parsed "
-        "(a zip bomb, or a very large document)",
+        200.0, gt=0, description="Zip-based documents (.docx) that would inflate past this are reported and not parsed"
     )
     extensions: list[str] = Field(
         [".pdf", ".html", ".htm", ".md", ".markdown", ".docx", ".txt", ".text", ".rst"],
@@ -81,24 +78,21 @@ class LLMSettings(Settings):
         description="Questions asked for per chunk; the training documents keep the questions_per_chunk "
         "best by the round-trip rank, held-out documents the first ones (empty: questions_per_chunk)",
     )
-    temperature: float = Field(
-        0.7, ge=0, le=2, description="Sampling temperature of the LLM (higher: more varied questions)"
-    )
+    temperature: float = Field(0.7, ge=0, le=2, description="LLM sampling temperature (higher: more varied questions)")
     max_tokens: int = Field(256, ge=16, description="Completion token cap per call (one-question prompts cap at 64)")
     requests_per_minute: float = Field(500, gt=0, description="Client-side request rate limit")
     tokens_per_minute: float = Field(200_000, gt=0, description="Client-side token rate limit (prompt + completion)")
     max_concurrency: int = Field(16, ge=1, description="Requests in flight at once")
+    max_cost_usd: float | None = Field(
+        None, ge=0, description="Refuse to start a run whose plan (`domain-embed plan`) costs more than this in USD"
+    )
     timeout_s: float = Field(60, gt=0, description="Per-request timeout")
     max_attempts: int = Field(6, ge=1, description="Attempts per request on transient faults")
     concurrency_limit: str | None = Field(
         None, description="Prefect global concurrency limit (rate_limit) shared by all runs using this provider"
     )
-    backoff_base_s: float = Field(
-        0.5, gt=0, description="First wait before a retry; doubles each attempt, with jitter"
-    )
-    max_backoff_s: float = Field(
-        60, gt=0, description="Longest wait between attempts, a server's Retry-After included"
-    )
+    backoff_base_s: float = Field(0.5, gt=0, description="First retry wait; doubles each attempt, with jitter")
+    max_backoff_s: float = Field(60, gt=0, description="Longest wait between attempts, Retry-After included")
     max_consecutive_failures: int = Field(
         10,
         ge=1,
@@ -115,7 +109,7 @@ class FilterSettings(Settings):
     max_chars: int = Field(300, ge=10, description="Drop questions longer than this many characters")
     max_copied_words: int = Field(12, ge=3, description="Drop questions copying this many consecutive chunk words")
     near_duplicate_jaccard: float = Field(
-        0.8, gt=0, le=1, description="Word-set Jaccard above which two questions are duplicates"
+        0.8, gt=0, le=1, description="Word Jaccard over which questions are duplicates"
     )
     roundtrip_top_k: int = Field(
         20, ge=0, description="Keep a question only if its chunk ranks in the base model's top k (0 = off)"
@@ -244,10 +238,7 @@ class TrainSettings(Settings):
         "orthogonal layer: full-dimension scores unchanged) so that truncated Matryoshka embeddings keep the directions "
         "along which the passages differ most",
     )
-    group_by_length: bool = Field(
-        True,
-        description="Batch examples of similar token length together (less padding), still without duplicate texts in a batch",
-    )
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding)")
     compile: bool = Field(
         False,
         description="torch.compile the transformer (dynamic shapes). Compiling costs about a minute up front, so it can "
@@ -292,7 +283,9 @@ class PipelineConfig(Settings):
     model_name: str = Field(
         "default", description="Name of this model line: the run store keeps one `current` (promoted) model per name"
     )
-    base_model: str = Field("all-MiniLM-L6-v2", description="SentenceTransformer folder or packaged model name")
+    base_model: str = Field(
+        "all-MiniLM-L6-v2", description="Model folder, packaged model name, or Hugging Face id ORG/NAME[@revision]"
+    )
     eval_dataset: str | None = Field(None, description="BEIR-layout folder of your own labelled queries")
     parse: ParseSettings = Field(ParseSettings(), description="How documents are found and parsed")
     chunk: ChunkSettings = Field(ChunkSettings(), description="How documents are cut into chunks")

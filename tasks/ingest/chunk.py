@@ -141,20 +141,25 @@ class ChunkBatch(BaseModel):
     cached: int = 0
 
 
+def chunk_cache_key(job: ChunkJob, settings: ChunkSettings, model_sha: str, max_tokens: int) -> str:
+    """A document's key in chunk-cache: its parsed elements, its content hash, the settings, the tokenizer, this code."""
+    return item_key(
+        __name__,
+        elements=job.elements.sha256,
+        doc=job.doc_sha,
+        settings=settings,
+        model=model_sha,
+        max_tokens=max_tokens,
+    )
+
+
 def chunk_documents(
     jobs: list[ChunkJob], settings: ChunkSettings, model_dir: str, model_sha: str, max_tokens: int, store: RunStore
 ) -> ChunkBatch:
     """Chunk each document unless cached under its parsed content, the chunk settings, the tokenizer and this code."""
     results, cached = [], 0
     for job in jobs:
-        key = item_key(
-            __name__,
-            elements=job.elements.sha256,
-            doc=job.doc_sha,
-            settings=settings,
-            model=model_sha,
-            max_tokens=max_tokens,
-        )
+        key = chunk_cache_key(job, settings, model_sha, max_tokens)
         chunked = load_item(store, "chunk-cache", key, ChunkedDoc)
         if chunked is None:
             chunked = chunk_document(job.elements, job.doc_sha, settings, model_dir, max_tokens, store)

@@ -24,24 +24,25 @@ class Corpus(BaseModel):
     dropped: dict[str, int]
 
 
-def assemble_corpus(chunked: list[ChunkedDoc], store: RunStore) -> Corpus:
-    """Concatenate documents' chunks in a stable order, streamed into the store; a passage seen in an earlier document is dropped.
+def corpus_rows(chunked: list[ChunkedDoc], dropped: Counter) -> Iterator[dict]:
+    """Documents' chunks in a stable order; a passage seen in an earlier document is counted in `dropped`, not yielded.
 
     Memory holds one document's rows and a 16-byte digest per kept passage, not the corpus."""
     seen: set[bytes] = set()
+    for doc in sorted(chunked, key=lambda d: d.sha256):
+        for row in iter_jsonl(doc.ref):
+            key = hashlib.blake2b(normalize(row["text"], "lowercase").encode(), digest_size=16).digest()
+            if key in seen:
+                dropped["same passage in another document"] += 1
+                continue
+            seen.add(key)
+            yield row
+
+
+def assemble_corpus(chunked: list[ChunkedDoc], store: RunStore) -> Corpus:
+    """The corpus's rows (corpus_rows), streamed into the store."""
     dropped: Counter = Counter()
-
-    def kept_rows() -> Iterator[dict]:
-        for doc in sorted(chunked, key=lambda d: d.sha256):
-            for row in iter_jsonl(doc.ref):
-                key = hashlib.blake2b(normalize(row["text"], "lowercase").encode(), digest_size=16).digest()
-                if key in seen:
-                    dropped["same passage in another document"] += 1
-                    continue
-                seen.add(key)
-                yield row
-
-    ref = store.put_jsonl("corpus", kept_rows())
+    ref = store.put_jsonl("corpus", corpus_rows(chunked, dropped))
     return Corpus(ref=ref, chunks=ref.count, documents=len(chunked), dropped=dict(dropped))
 
 

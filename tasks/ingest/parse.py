@@ -132,11 +132,16 @@ class ParseBatch(BaseModel):
     cached: int = 0
 
 
+def parse_cache_key(doc: DocFile, settings: ParseSettings) -> str:
+    """A document's key in parse-cache: its content hash, its type, the parser settings and this code."""
+    return item_key(__name__, sha256=doc.sha256, ext=doc.ext, settings=settings)
+
+
 def parse_documents(docs: list[DocFile], settings: ParseSettings, store: RunStore) -> ParseBatch:
     """Parse each document unless its result is cached under its content hash, the parser settings and this code."""
     results, cached = [], 0
     for doc in docs:
-        key = item_key(__name__, sha256=doc.sha256, ext=doc.ext, settings=settings)
+        key = parse_cache_key(doc, settings)
         parsed = load_item(store, "parse-cache", key, ParsedDoc)
         if parsed is not None:
             cached += 1

@@ -43,6 +43,7 @@ class EmbeddedModel:
     license: str
     gguf: Callable[[], str]
     context: int
+    seconds_per_call: float  # one chunk's questions on 2 CPU cores, measured (for `domain-embed plan`)
 
 
 def embedded_gguf_path() -> str:
@@ -115,6 +116,7 @@ EMBEDDED_MODELS = {
         "Apache-2.0",
         embedded_gguf_path,
         2048,
+        1.07,  # benchmarks.quality: 1,708 calls in 30 min 27 s
     ),
     EMBEDDED_LARGE_LLM: EmbeddedModel(
         EMBEDDED_LARGE_LLM,
@@ -123,6 +125,7 @@ EMBEDDED_MODELS = {
         "Apache-2.0",
         large_gguf_path,
         4096,
+        3.6,  # 2-3 queries per chunk at ~20 generated tokens/s (llama-cpp-python's server, 2 cores)
     ),
 }
 

@@ -163,3 +163,18 @@ def test_every_option_of_every_command_says_what_it_does(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == "domain-embed 0.1.0"
+
+
+def test_max_cost_refuses_a_run_that_the_plan_prices_higher_before_any_llm_call(docs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DOMAIN_EMBED_TEST_KEY", "sk-test")
+    hosted = ["--llm", "openai/gpt-4o-mini", "--api-key-env", "DOMAIN_EMBED_TEST_KEY"]
+    with DeadEndpoint() as dead:
+        common = [docs, "--out", tmp_path / "out", "--store", tmp_path / "store", *hosted, "--api-base", dead.api_base]
+        code, err = run_cli([*common, "--max-cost", "0.0000001"], capsys)
+        assert dead.connections == 0
+    assert code == 2 and err.count("\n") == 0
+    assert "over llm.max_cost_usd (--max-cost) $1e-07" in err and "LLM calls" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["plan", *map(str, common), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["llm_calls"] > 0 and 0 < plan["cost_usd"] < 0.01  # gpt-4o-mini's price in litellm's map

@@ -10,8 +10,10 @@ from conftest import FIXTURES
 from llm_stub import LLMStub
 from sentence_transformers import SentenceTransformer
 
+from domain_embed.tasks.checks import check_config
 from domain_embed.tasks.core.objects import read_jsonl
 from domain_embed.tasks.embedding.models import resolve_model
+from domain_embed.tasks.plan import Plan, plan_run
 from domain_embed.tasks.settings import PipelineConfig
 
 FIXTURE_BASE = resolve_model("all-MiniLM-L6-v2")
@@ -95,10 +97,17 @@ def config_for(root, stub, monkeypatch) -> PipelineConfig:
     )
 
 
+def plan_for(config: PipelineConfig) -> Plan:
+    """What `domain-embed plan` prints for this config, as data."""
+    docs, model_dir, _, _ = check_config(config)
+    return plan_run(config, docs, model_dir)
+
+
 def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, prefect_harness, monkeypatch):
     from domain_embed.flows.pipeline import build_embedder
 
     config = config_for(run_dirs, stub, monkeypatch)
+    before = plan_for(config)  # a fresh store: chunks estimated from the files' sizes
     first = build_embedder(config)
     out = run_dirs / "out"
 
@@ -157,6 +166,16 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     corpus_texts = {r["text"] for r in read_jsonl(report["store"]["corpus"])}
     assert first_calls >= len(corpus_texts)
 
+    # the plan, against what the run did: estimated on a fresh store, exact once the store has chunked the documents
+    chunks_made = next(stage["kept"] for stage in report["stages"] if stage["stage"] == "chunk")
+    asked = first["llm_usage"]["llm_calls"]
+    assert before.documents == len(report["files"]) and before.documents_known == 0
+    assert chunks_made / 2 <= before.chunks <= chunks_made * 2 and asked / 2 <= before.llm_calls <= asked * 2
+    after = plan_for(config)
+    assert after.documents_known == before.documents - before.documents_skipped and after.chunks == chunks_made
+    assert after.llm_calls == 0 and after.chunks_answered == asked and after.cost_usd == 0.0
+    assert after.training_rows > 0 and "this store's last training" in after.device_basis
+
     # second run, nothing changed: zero LLM calls, training not run again
     stub.reset()
     second = build_embedder(config)
@@ -171,7 +190,12 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     # one new document: only its chunks reach the LLM
     (run_dirs / "docs" / "tablespaces.md").write_text(NEW_DOC)
     stub.reset()
+    one_more = plan_for(config)
     third = build_embedder(config)
+    assert (
+        one_more.documents_known == after.documents_known
+        and 1 <= one_more.llm_calls <= 2 * third["llm_usage"]["llm_calls"]
+    )
     new_corpus = read_jsonl(third["store"]["corpus"])
     new_doc_ids = {r["doc_id"] for r in new_corpus} - {r["doc_id"] for r in read_jsonl(report["store"]["corpus"])}
     assert len(new_doc_ids) == 1
