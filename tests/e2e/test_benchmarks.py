@@ -12,6 +12,7 @@ from conftest import ROOT
 
 TINY = {  # script -> (extra arguments, keys of its last JSON line)
     "collate": ([], {"same_tensors", "cached_ms_per_batch", "stock_ms_per_batch", "distinct_texts"}),
+    "embed_throughput": ([], {"backends", "passages", "cores", "torch_threads"}),
     "embedded_llm": ([], {"variant", "questions_per_s", "roundtrip", "kept_by_filters", "calls"}),
     "evaluate_large": ([], {"passages", "passages_per_s", "ndcg@10", "peak_rss_mb", "wall_s"}),
     "faq_domains": (["--out", "{tmp}"], {"sqlite"}),
