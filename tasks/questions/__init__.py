@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 from ..core.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .generate import GenerationResult, generate_pairs, generate_task
+    from .generate import generate_pairs, generate_task
+    from .report import GenerationResult
     from .split import SplitResult, split_task
     from .supervision import SupervisionResult, supervise_task
 
 EXPORTS = {
-    "GenerationResult": "generate",
+    "GenerationResult": "report",
     "SplitResult": "split",
     "SupervisionResult": "supervision",
     "generate_pairs": "generate",

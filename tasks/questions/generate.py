@@ -9,7 +9,6 @@ from collections import Counter
 import numpy as np
 from prefect import task
 from prefect.logging import get_run_logger
-from pydantic import BaseModel
 
 from ..core.caching import code_and_inputs
 from ..core.faults import retry_if_transient
@@ -24,61 +23,9 @@ from ..settings import FilterSettings, LLMSettings
 from .filters import filter_questions
 from .prompts import Example, ask, domain_examples, max_tokens, prompt_fingerprint, prompt_style, response_format_for
 from .qa_cache import cache_key, candidates_per_chunk, read_answer, sample_chunks
-from .report import publish_report, samples, shared_note
+from .report import GenerationResult, GenerationStats, publish_report, samples, shared_note
 
 FAILED_LIST_CAP = 50
-
-
-class GenerationStats(BaseModel):
-    """What generation did: chunks asked, answered and failed, questions kept and dropped (with reasons), LLM usage."""
-
-    model: str = ""
-    served_by: str = ""
-    prompt: str = ""
-    candidates_per_chunk: int = 0
-    chunks_in: int = 0
-    chunks_asked: int = 0
-    chunks_not_sampled: int = 0
-    chunks_answered: int = 0
-    chunks_failed: list[dict] = []
-    chunks_failed_count: int = 0
-    failed_reasons: dict[str, int] = {}
-    questions_raw: int = 0
-    questions_kept: int = 0
-    dropped: dict[str, int] = {}
-    cache_hits: int = 0
-    answered_by_other_run: int = 0
-    llm_calls: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    faults: dict[str, int] = {}
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    cost_usd_total: float = 0.0
-    response_format: str | None = None
-    elapsed_s: float = 0.0
-    samples: dict = {}
-    examples: list[str] = []  # the worked examples' queries (human-written headings of the corpus)
-
-    def as_reused(self) -> GenerationStats:
-        """These stats as seen by a run that reused this result from the task cache: no call, every chunk a cache hit."""
-        free = dict(
-            llm_calls=0,
-            prompt_tokens=0,
-            completion_tokens=0,
-            cost_usd=0.0,
-            cache_hits=self.chunks_asked,
-            answered_by_other_run=0,
-        )
-        return self.model_copy(update=free)
-
-
-class GenerationResult(BaseModel):
-    """Kept (query, chunk) pairs in the run store and what happened to every chunk and question."""
-
-    pairs: Ref
-    stats: GenerationStats
 
 
 async def collect_answers(

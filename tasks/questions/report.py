@@ -1,14 +1,65 @@
-"""The generate stage's account: the qa-report artifact (outcomes with counts and examples, tokens and cost)."""
+"""The generate stage's account: its stats, and the qa-report artifact (outcomes with counts and examples, tokens and cost)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
+from ..core.objects import Ref
 from ..core.reports import publish_table
 
-if TYPE_CHECKING:
-    from .generate import GenerationResult, GenerationStats
+
+class GenerationStats(BaseModel):
+    """What generation did: chunks asked, answered and failed, questions kept and dropped (with reasons), LLM usage."""
+
+    model: str = ""
+    served_by: str = ""
+    prompt: str = ""
+    candidates_per_chunk: int = 0
+    chunks_in: int = 0
+    chunks_asked: int = 0
+    chunks_not_sampled: int = 0
+    chunks_answered: int = 0
+    chunks_failed: list[dict] = []
+    chunks_failed_count: int = 0
+    failed_reasons: dict[str, int] = {}
+    questions_raw: int = 0
+    questions_kept: int = 0
+    dropped: dict[str, int] = {}
+    cache_hits: int = 0
+    answered_by_other_run: int = 0
+    llm_calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    faults: dict[str, int] = {}
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_usd_total: float = 0.0
+    response_format: str | None = None
+    elapsed_s: float = 0.0
+    samples: dict = {}
+    examples: list[str] = []  # the worked examples' queries (human-written headings of the corpus)
+
+    def as_reused(self) -> GenerationStats:
+        """These stats as seen by a run that reused this result from the task cache: no call, every chunk a cache hit."""
+        free = dict(
+            llm_calls=0,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost_usd=0.0,
+            cache_hits=self.chunks_asked,
+            answered_by_other_run=0,
+        )
+        return self.model_copy(update=free)
+
+
+class GenerationResult(BaseModel):
+    """Kept (query, chunk) pairs in the run store and what happened to every chunk and question."""
+
+    pairs: Ref
+    stats: GenerationStats
 
 
 def samples(kept: list[dict], dropped: list[dict], texts: dict[str, str]) -> dict:
