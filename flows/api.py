@@ -21,10 +21,11 @@ def build_embedder(config: PipelineConfig) -> dict:
     set_offline_defaults()
     from .local_api import prepare_local_api
     from .pipeline import build_embedder as flow
-    from .pipeline import check_config
+    from .pipeline import check_config, check_cost
 
     config.store_url = use_store(config.store_url)
-    check_config(config)
+    docs, model_dir, _, _ = check_config(config)
+    check_cost(config, docs, model_dir)  # before the Prefect server starts; the flow checks again (UI runs)
     prepare_local_api()
     return flow(config)
 

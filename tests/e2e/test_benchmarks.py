@@ -24,6 +24,7 @@ TINY = {  # script -> (extra arguments, keys of its last JSON line)
         ["--steps", "4", "--batch-size", "16"],
         {"ours", "seed_defaults", "speedup_real_tokens_per_s", "device"},
     ),
+    "plan_speed": ([], {"documents", "fresh_store_s", "chunked_store_s", "chunks_estimated", "chunks_exact"}),
     "quality": (
         ["--work", "{tmp}"],
         {"ndcg@10", "mrr@10", "recall@10", "dev", "domains", "queries", "llm_calls", "wall_s"},
@@ -62,6 +63,7 @@ def run_benchmark(*args: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.extended  # a benchmark's own run: `make test-all`
 def test_train_throughput_compares_our_batches_with_the_seed_defaults_on_a_tiny_model():
     record = run_benchmark("benchmarks/train_throughput.py", "--tiny", "--steps", "4", "--batch-size", "16")
@@ -90,6 +92,7 @@ def test_loss_parity_trains_both_configurations_on_the_same_rows():
     assert record["noise_2se"] is not None and isinstance(record["within_noise"], bool)
 
 
+@pytest.mark.slow
 @pytest.mark.extended  # a benchmark's own run: `make test-all`
 def test_collate_benchmark_checks_the_cache_gives_the_stock_collators_tensors():
     record = run_benchmark("-m", "benchmarks.collate", "--batch-size", "16", "--batches", "2")

@@ -110,6 +110,8 @@ def test_a_hosted_llm_without_its_key_stops_before_any_cost(docs, tmp_path, caps
         run_cli([docs, "--out", tmp_path / "out", "--llm", "gpt-4o-mini"], capsys)
 
 
+@pytest.mark.slow
+@pytest.mark.extended  # the stop itself is tested in tests/unit/questions/test_generate.py
 def test_a_dead_llm_endpoint_stops_the_run_after_10_requests(docs, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DOMAIN_EMBED_TEST_KEY", "sk-test")
     quick = (

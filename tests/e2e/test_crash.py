@@ -224,6 +224,7 @@ def uninterrupted(tmp_path_factory, base_model_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # two trainings; resuming is also tested in tests/unit/training/test_train.py
 def test_kill_during_training_resumes_from_the_last_checkpoint(tmp_path, base_model_dir, uninterrupted):
     from domain_embed.tasks.training.fit import train_model
 
@@ -253,6 +254,7 @@ class CrashAfterFirstCheckpoint(TrainerCallback):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # two trainings: `make test-all`
 def test_a_half_written_checkpoint_is_not_resumed_from(tmp_path, base_model_dir, uninterrupted):
     from domain_embed.tasks.training.fit import train_model
 

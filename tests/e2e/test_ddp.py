@@ -55,6 +55,7 @@ def test_processes_zero_means_one_per_gpu():
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # two training processes: `make test-all`
 def test_two_gloo_ranks_train_like_one_process_on_the_same_global_batch(store, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the ranks share 2 cores; also inherited by the ranks
     base = tiny_model(tmp_path)

@@ -45,6 +45,7 @@ class OutputReader:
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # minutes with both cores kept busy: `make test-all`
 def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_succeed_and_call_no_one(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -96,6 +96,7 @@ def test_runs_share_one_embedded_server_which_stops_when_its_last_run_is_gone(tm
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # a minute and a half of llama.cpp: `make test-all`
 def test_a_killed_embedded_server_is_restarted_and_generation_goes_on(store, base_model_dir, tmp_path, monkeypatch):
     import json
     import threading

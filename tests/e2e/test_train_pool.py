@@ -112,6 +112,7 @@ def tiny_dataset(store):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # a worker and a deployment run; test_parent_run.py runs one too
 def test_run_training_runs_the_deployment_on_the_gpu_pool_as_a_linked_subflow(
     gpu_worker, prefect_server_api, store, tmp_path
 ):
