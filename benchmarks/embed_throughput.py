@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passages", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    args = parse_args(parser, {"passages": 16, "backends": "torch,torch-bf16"}, argv)
+    args = parse_args(parser, {"passages": 8, "backends": "torch"}, argv)
     texts = passages(args.passages)
     results, reference = {}, None
     with tempfile.TemporaryDirectory() as tmp:

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--work", help="Working folder (default: a temporary one)")
-    args = parse_args(parser, {"documents": 20}, argv)
+    args = parse_args(parser, {"documents": 5}, argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         docs, store = work / "docs", work / "store"

@@ -176,7 +176,7 @@ def test_max_cost_refuses_a_run_that_the_plan_prices_higher_before_any_llm_call(
         assert dead.connections == 0
     assert code == 2 and err.count("\n") == 0
     assert "over llm.max_cost_usd (--max-cost) $1e-07" in err and "LLM calls" in err
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out" / "report.json").exists() and not (tmp_path / "store" / "qa-cache").exists()
     assert main(["plan", *map(str, common), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["llm_calls"] > 0 and 0 < plan["cost_usd"] < 0.01  # gpt-4o-mini's price in litellm's map
