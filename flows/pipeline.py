@@ -126,6 +126,35 @@ def evaluate_all(
     return evaluations
 
 
+def promote_and_publish(
+    config: PipelineConfig,
+    evaluations: dict[str, EvalReport],
+    current,
+    trained: TrainResult,
+    models: dict[str, str],
+    corpus,
+    split: SplitResult,
+    docs: list,
+) -> tuple:
+    """Promote the tuned model if it beat the current one, then publish the winner (else the current or base model)
+    with the corpus's index, each chunk named by its document's file (`docs`: the parsed documents)."""
+    synthetic = evaluations.get("synthetic")
+    promotion = promote_task(
+        config.store_url,
+        config.model_name,
+        current,
+        synthetic and synthetic.results,
+        synthetic and synthetic.intervals,
+        trained.model,
+        trained.model_sha,
+        corpus.ref.sha256,
+        split.eval.sha256,
+    )
+    published = models["tuned"] if promotion.promoted else models.get("current", models["base"])
+    names = {d.doc_id: d.rel_path for d in docs}
+    return promotion, publish_task(published, corpus.ref, names, config.out_dir, config.store_url)
+
+
 @flow(name="build-embedder", log_prints=False)
 def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> dict:
     """Parse, chunk, generate questions, split by document, mine negatives, train, evaluate, promote, publish.
@@ -162,21 +191,8 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
         models, shas = compared_models(model_dir, model_sha, trained.model, trained.model_sha, current)
         evaluations = evaluate_all(config, models, shas, split, corpus.ref, trained.dims)
     with clock.stage("publish"):
-        synthetic = evaluations.get("synthetic")
-        promotion = promote_task(
-            store,
-            config.model_name,
-            current,
-            synthetic and synthetic.results,
-            synthetic and synthetic.intervals,
-            trained.model,
-            trained.model_sha,
-            corpus.ref.sha256,
-            split.eval.sha256,
-        )
-        published = models["tuned"] if promotion.promoted else models.get("current", model_dir)
-        index_meta = publish_task(
-            published, corpus.ref, {d.doc_id: d.rel_path for d in ok_docs}, config.out_dir, store
+        promotion, index_meta = promote_and_publish(
+            config, evaluations, current, trained, models, corpus, split, ok_docs
         )
     report = build_report(
         config=config,
