@@ -1,6 +1,6 @@
-"""How long `domain-embed plan` takes, as a user runs it: on N real-text documents (benchmarks/scale_corpus.py) with a
-fresh run store (every count estimated from the files), then after those documents were parsed and chunked into the
-store (every count exact). Prints one JSON line: documents, seconds per plan (the process's whole life, imports
+"""How long `domain-embed plan` takes, as a user runs it: on N real-text documents (benchmarks/scale_corpus.py; --tiny:
+five files of the demo corpus) with a fresh run store (every count estimated from the files), then after those
+documents were parsed and chunked into the store (every count exact). Prints one JSON line: documents, seconds per plan (the process's whole life, imports
 included), and the chunks each plan counted.
 
     python -m benchmarks.plan_speed [--documents 1000] [--work DIR] [--tiny]
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,18 @@ set_offline_defaults()
 
 from benchmarks import scale_corpus  # noqa: E402
 from benchmarks.tiny import parse_args  # noqa: E402
+
+
+def write_documents(n: int, docs: Path, tiny: bool) -> int:
+    """n documents in `docs`, their bytes: the scale benchmark's real text, or (tiny) the demo corpus's first files."""
+    if not tiny:
+        scale_corpus.ensure_package()
+        return scale_corpus.write_documents(n, docs)
+    docs.mkdir(parents=True)
+    demo = sorted(p for p in (ROOT / "examples" / "postgresql").rglob("*") if p.suffix in (".html", ".md", ".txt"))
+    for source in demo[:n]:
+        shutil.copy(source, docs)
+    return scale_corpus.total_bytes(docs)
 
 
 def plan(docs: Path, store: Path, out: Path) -> tuple[dict, float]:
@@ -61,8 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         docs, store = work / "docs", work / "store"
-        scale_corpus.ensure_package()
-        size = scale_corpus.write_documents(args.documents, docs)
+        size = write_documents(args.documents, docs, args.tiny)
         fresh, fresh_s = plan(docs, store, work / "out")
         chunk_into_store(docs, store)
         known, known_s = plan(docs, store, work / "out")
