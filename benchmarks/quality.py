@@ -269,6 +269,7 @@ def main() -> None:
     }
     for name, figures_ in record["domains"].items():
         figures_.update(counts[name])
+    print(json.dumps(record), file=sys.stderr, flush=True)  # the main row, kept should a longer extra row be cut short
     if args.oracle:
         record["oracle"] = oracle_row(work, names, fraction, config, scorer)
     if args.seed:
