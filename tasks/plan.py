@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -30,9 +29,8 @@ from .training.trainer import planned_steps
 
 CHARS_PER_TOKEN = 4.0  # English prose, base model's and LLM's tokens alike, where the text is not at hand
 CHUNK_FILL = 0.67  # chunks end at paragraphs and sentences: 9,868 chunks where full ones would make 6,568 (plan_speed)
-TEXT_PER_BYTE = {".pdf": 0.25, ".docx": 0.3}  # text a parse gets per byte, for the formats not read here; others 1.0
-TEXT_FORMATS = (".txt", ".text", ".md", ".markdown", ".rst", ".html", ".htm")  # read and decoded for the estimate
-TAG = re.compile(r"<script.*?</script>|<style.*?</style>|<[^>]*>", re.S | re.I)
+TEXT_PER_BYTE = {".pdf": 0.25, ".docx": 0.3, ".html": 0.35, ".htm": 0.35}  # text a parse keeps per byte
+TEXT_FORMATS = (".txt", ".text", ".md", ".markdown", ".rst")  # decoded for the estimate: their text is what is chunked
 KEEP_RATE = 0.92  # generated questions the filters keep: 1,566 of 1,700 in benchmarks.quality's run
 SUPERVISED_PER_CHUNK = 1.5  # heading and inverse-cloze pairs per training chunk there (5,980 of ~4,000 chunks)
 COMPLETION_TOKENS_PER_QUESTION = 24
@@ -72,15 +70,15 @@ def known_chunks(doc: DocFile, config: PipelineConfig, store: RunStore, model_sh
 
 
 def estimated_chunks(doc: DocFile, config: PipelineConfig, max_len: int) -> int:
-    """Chunks a document not seen before will make: from its text where reading it is cheap (plain text, Markdown,
-    HTML without its tags; none for binary data), else from its size."""
+    """Chunks a document not seen before will make: from its text for plain text and Markdown (none for binary data),
+    else from its size (HTML, PDF and DOCX keep a share of their bytes as text)."""
     chars = doc.size * TEXT_PER_BYTE.get(doc.ext, 1.0)
     if doc.ext in TEXT_FORMATS:
         try:
             text = decode_text(Path(doc.os_path).read_bytes())
         except (OSError, ParseError):
             return 0
-        chars = len(TAG.sub(" ", text) if doc.ext in (".html", ".htm") else text)
+        chars = len(text)
     tokens = chars / CHARS_PER_TOKEN
     stride = max(1.0, (min(config.chunk.chunk_tokens, max_len) - config.chunk.overlap_tokens) * CHUNK_FILL)
     return max(1, math.ceil(tokens / stride)) if tokens >= config.chunk.min_tokens else 0
