@@ -3,7 +3,6 @@ before are counted exactly (their chunks, the chunks already answered); the othe
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -12,7 +11,7 @@ import fsspec
 from pydantic import BaseModel
 
 from .core.item_cache import load_item
-from .core.store import RunStore
+from .core.store import RunStore, read_record
 from .embedding.models import max_seq_length, model_fingerprint
 from .ingest.chunk import ChunkedDoc, ChunkJob, chunk_cache_key
 from .ingest.corpus import corpus_rows
@@ -115,7 +114,7 @@ def last_training(store: RunStore) -> dict | None:
     fs, root = fsspec.core.url_to_fs(store.uri("train-results"))
     paths = sorted(fs.glob(f"{root}/*/*.json") if fs.exists(root) else [], key=fs.modified, reverse=True)
     for path in paths:
-        result = json.loads(fs.cat(path))
+        result = read_record(fs.unstrip_protocol(path)) or {}  # sealed: a corrupt one is dropped, never trusted
         if result.get("steps") and not result.get("cached") and result.get("samples_per_second"):
             batch = result["samples_per_second"] * result["seconds"] / result["steps"]
             return {**result, "batch_size": max(1.0, batch)}
