@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..core.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .corpus import corpus_embeddings, embed_corpus_task
+    from .corpus import corpus_embeddings, embed_corpus_task, keep_corpus_embeddings, stored_corpus_embeddings
     from .hub import hub_revision
     from .models import (
         ModelNotFound,
@@ -31,12 +31,14 @@ EXPORTS = {
     "default_matryoshka_dims": "models",
     "embed_corpus_task": "corpus",
     "embed_texts": "models",
+    "keep_corpus_embeddings": "corpus",
     "load_model": "models",
     "max_seq_length": "models",
     "model_dimension": "models",
     "model_fingerprint": "models",
     "model_source": "models",
     "resolve_model": "models",
+    "stored_corpus_embeddings": "corpus",
 }
 __all__ = [
     "hub_revision",
@@ -45,11 +47,13 @@ __all__ = [
     "default_matryoshka_dims",
     "embed_corpus_task",
     "embed_texts",
+    "keep_corpus_embeddings",
     "load_model",
     "max_seq_length",
     "model_dimension",
     "model_fingerprint",
     "model_source",
     "resolve_model",
+    "stored_corpus_embeddings",
 ]
 __getattr__ = lazy_exports(__name__, EXPORTS)

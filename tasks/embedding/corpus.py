@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import closing
 
+import numpy as np
 from prefect import task
 
 from ..core.caching import source_hash
@@ -13,19 +14,38 @@ from ..core.store import RunStore, put_record, read_record
 from .models import embed_stream, model_dimension, model_fingerprint, resolve_model
 
 
+def _pointer(corpus: Ref, fingerprint: str, store: RunStore) -> str:
+    """Where the record of the corpus's embeddings under the model with this fingerprint lives."""
+    key = stable_hash({"model": fingerprint, "corpus": corpus.sha256, "code": source_hash(__name__)})
+    return store.key_path("corpus-embeddings", key, ".json")
+
+
+def stored_corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore) -> Ref | None:
+    """The corpus's embeddings under this model if the store holds them intact, else None (nothing is computed)."""
+    record = read_record(_pointer(corpus, model_fingerprint(model_dir), store))
+    ref = Ref.model_validate(record) if record is not None else None
+    return ref if ref is not None and intact(ref) else None
+
+
 def corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore, batch_size: int = 64) -> Ref:
     """Embeddings of every chunk text in the corpus (float32 .npy), cached by (model fingerprint, corpus sha)."""
-    key = stable_hash({"model": model_fingerprint(model_dir), "corpus": corpus.sha256, "code": source_hash(__name__)})
-    pointer = store.key_path("corpus-embeddings", key, ".json")
-    record = read_record(pointer)
-    if record is not None:
-        ref = Ref.model_validate(record)
-        if intact(ref):
-            return ref
+    stored = stored_corpus_embeddings(corpus, model_dir, store)
+    if stored is not None:
+        return stored
     with closing(iter_jsonl(corpus)) as rows:
         vectors = embed_stream(model_dir, (row["text"] for row in rows), batch_size=batch_size)
         ref = store.put_npy_stream("embeddings", corpus.count, vectors, empty_dim=model_dimension(model_dir))
-    put_record(pointer, ref.model_dump(mode="json"))
+    put_record(_pointer(corpus, model_fingerprint(model_dir), store), ref.model_dump(mode="json"))
+    return ref
+
+
+def keep_corpus_embeddings(corpus: Ref, fingerprint: str, vectors: np.ndarray, store: RunStore) -> Ref:
+    """Store embeddings of the corpus computed elsewhere (the rotation's, after training) as the model's, so later
+    stages read them instead of embedding the corpus again."""
+    if len(vectors) != corpus.count:
+        raise ValueError(f"{len(vectors)} embeddings for a corpus of {corpus.count} chunks")
+    ref = store.put_npy("embeddings", np.ascontiguousarray(vectors, dtype=np.float32))
+    put_record(_pointer(corpus, fingerprint, store), ref.model_dump(mode="json"))
     return ref
 
 

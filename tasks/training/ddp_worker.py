@@ -31,7 +31,7 @@ def main(job_path: str) -> None:
     """Train the job at job_path as this rank; rank 0 rotates, saves the model and writes result.json beside the job."""
     from ..core.store import RunStore
     from .ddp import RESULT, DistributedJob
-    from .fit import corpus_texts, finish, fit, validation_set
+    from .fit import finish, fit, validation_set
     from .ranks import is_main
 
     logging.basicConfig(level=logging.INFO if is_main() else logging.WARNING, format="%(message)s")
@@ -39,9 +39,18 @@ def main(job_path: str) -> None:
     join_group()
     store = RunStore(job.store_url)
     validation = validation_set(job.validation, job.corpus)
-    fitted = fit(job.tuples, job.pairs, job.base_model_dir, job.settings, store, job.run_key, validation=validation)
+    fitted = fit(
+        job.tuples,
+        job.pairs,
+        job.base_model_dir,
+        job.settings,
+        store,
+        job.run_key,
+        validation=validation,
+        corpus=job.corpus,
+    )
     if is_main():
-        result = finish(fitted, job.settings, store, job.run_key, corpus_texts(job.corpus))
+        result = finish(fitted, job.settings, store, job.run_key, job.corpus)
         Path(job_path).with_name(RESULT).write_text(result.model_dump_json())
     import torch.distributed as dist
 

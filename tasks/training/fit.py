@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 
 from ..core.model_ref import ModelRef, put_model
-from ..core.objects import Ref, modified_at, read_jsonl, stable_hash
+from ..core.objects import Ref, modified_at, read_jsonl, read_npy, stable_hash
 from ..core.store import RunStore, put_record, read_record
-from ..embedding.models import resolve_model
+from ..embedding.corpus import keep_corpus_embeddings, stored_corpus_embeddings
+from ..embedding.models import max_seq_length, resolve_model
 from ..settings import TrainSettings
 from .checkpoints import clear_checkpoints, restore_checkpoints, scratch_dir, store_sync
 from .ranks import world_size
@@ -97,9 +99,22 @@ def validation_set(pairs: Ref | None, corpus: Ref | None) -> dict | None:
     }
 
 
-def corpus_texts(corpus: Ref | None) -> list[str] | None:
+def corpus_texts(corpus: Ref) -> list[str]:
     """The corpus's chunk texts, which the rotation after training is fitted on."""
-    return [row["text"] for row in read_jsonl(corpus)] if corpus is not None else None
+    return [row["text"] for row in read_jsonl(corpus)]
+
+
+def stored_base_embeddings(
+    base_model_dir: str, settings: TrainSettings, store: RunStore, validation: dict | None, corpus: Ref | None
+) -> np.ndarray | None:
+    """The base model's embeddings of the validation corpus as prepare stored them, when they are what the evaluator
+    would compute (every chunk of the corpus, at the base model's own length); else None."""
+    if validation is None or corpus is None or len(validation["corpus"]) != corpus.count:
+        return None
+    if settings.max_seq_length not in (None, max_seq_length(base_model_dir)):
+        return None
+    stored = stored_corpus_embeddings(corpus, base_model_dir, store)
+    return read_npy(stored) if stored is not None else None
 
 
 def validation_curve(trainer, base_score: float | None) -> list[tuple[int, float]]:
@@ -131,6 +146,7 @@ def fit(
     run_key: str,
     callbacks: list | None = None,
     validation: dict | None = None,
+    corpus: Ref | None = None,
 ) -> Fitted:
     """Fine-tune the base model, keeping the checkpoint that scores best on `validation` (if given); resume from this
     run's last checkpoint, local or in the store (checkpoints are mirrored there as written). Every rank calls this."""
@@ -145,7 +161,11 @@ def fit(
     trainer = build_trainer(
         model, rows, settings, str(work_dir), callbacks, validation=validation if settings.evaluations else None
     )
-    base_score = trainer.evaluator(model)[BEST_METRIC.removeprefix("eval_")] if trainer.evaluator else None
+    base_score = None
+    if trainer.evaluator:  # the base model's score: on its stored corpus embeddings, not embedding the corpus again
+        stored = stored_base_embeddings(base_model_dir, settings, store, validation, corpus)
+        extra = {"corpus_embeddings": torch.from_numpy(stored)} if stored is not None else {}
+        base_score = trainer.evaluator(model, **extra)[BEST_METRIC.removeprefix("eval_")]
     resume = restore_checkpoints(store, run_key, work_dir)
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
@@ -154,20 +174,23 @@ def fit(
 
 
 def finish(
-    fitted: Fitted, settings: TrainSettings, store: RunStore, run_key: str, corpus_texts: list[str] | None = None
+    fitted: Fitted, settings: TrainSettings, store: RunStore, run_key: str, corpus: Ref | None = None
 ) -> TrainResult:
-    """Rotate the model onto the principal axes of `corpus_texts` (if given and settings.rotate), upload it to the run
-    store and describe the training (rank 0 only in a distributed run)."""
+    """Rotate the model onto the principal axes of the corpus's embeddings (if given and settings.rotate), upload it to
+    the run store with those embeddings as its corpus embeddings, and describe the training (rank 0 only in DDP)."""
     import torch
 
     model, trainer, seconds, processes = fitted.model, fitted.trainer, fitted.seconds, world_size()
     cuda = model.device.type == "cuda"
-    if settings.rotate and corpus_texts:
-        model = with_rotation(model, corpus_texts)
+    embeddings = None
+    if settings.rotate and corpus is not None and corpus.count >= 2:
+        model, embeddings = with_rotation(model, corpus_texts(corpus))
     final_dir = fitted.work_dir / "final"
     shutil.rmtree(final_dir, ignore_errors=True)
     model.save(str(final_dir))
     model_ref = put_model(store, final_dir)
+    if embeddings is not None:  # evaluate and publish read them instead of embedding the corpus again
+        keep_corpus_embeddings(corpus, model_ref.sha256, embeddings, store)  # sha256: the fingerprint
     clear_checkpoints(store, run_key)
     shutil.rmtree(fitted.work_dir, ignore_errors=True)
     curve = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
@@ -205,11 +228,11 @@ def train_model(
     run_key: str,
     callbacks: list | None = None,
     validation: dict | None = None,
-    corpus_texts: list[str] | None = None,
+    corpus: Ref | None = None,
 ) -> TrainResult:
     """Fine-tune in this process (fit), then rotate, save and describe the model (finish)."""
-    fitted = fit(tuples, pairs, base_model_dir, settings, store, run_key, callbacks, validation)
-    return finish(fitted, settings, store, run_key, corpus_texts)
+    fitted = fit(tuples, pairs, base_model_dir, settings, store, run_key, callbacks, validation, corpus)
+    return finish(fitted, settings, store, run_key, corpus)
 
 
 def result_uri(store: RunStore, run_key: str) -> str:

@@ -20,16 +20,19 @@ def principal_axes(embeddings: np.ndarray) -> np.ndarray:
 
 
 def with_rotation(model, texts: list[str], batch_size: int = 64):
-    """A model with the principal-axes rotation of its embeddings of `texts` inserted before its Normalize module."""
+    """A model with the principal-axes rotation of its embeddings of `texts` inserted before its Normalize module, and
+    the rotated model's unit embeddings of `texts` (the same vectors it gives them, without embedding them again)."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
-    axes = principal_axes(model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False))
+    vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    axes = principal_axes(vectors)
     dim = axes.shape[0]
     modules = list(model)
     cut = next((i for i, m in enumerate(modules) if isinstance(m, Normalize)), len(modules))
     rotation = Dense(dim, dim, bias=False, activation_function=torch.nn.Identity(), init_weight=torch.from_numpy(axes))
     rotated = SentenceTransformer(modules=[*modules[:cut], rotation, *modules[cut:]], device=str(model.device))
     rotated.max_seq_length = model.max_seq_length
-    return rotated
+    return rotated, np.ascontiguousarray(vectors @ axes.T, dtype=np.float32)

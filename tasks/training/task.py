@@ -17,7 +17,6 @@ from ..settings import TrainSettings
 from .ddp import DistributedJob, requested_processes, train_distributed
 from .fit import (
     TrainResult,
-    corpus_texts,
     read_train_result,
     result_saved_since,
     run_key,
@@ -111,7 +110,7 @@ def train_here(
         store,
         key,
         validation=validation_set(validation, corpus),
-        corpus_texts=corpus_texts(corpus),
+        corpus=corpus,
     )
 
 

@@ -179,9 +179,11 @@ def test_rotation_keeps_full_dim_scores_and_puts_the_corpus_variance_first(base_
         for topic in ("vacuum", "replication", "planner", "index")
     ]
     base = SentenceTransformer(base_model_dir, device="cpu")
-    rotated = with_rotation(base, texts)
+    rotated, embeddings = with_rotation(base, texts)
     rotated.save(str(tmp_path / "rotated"))
     reloaded = SentenceTransformer(str(tmp_path / "rotated"), device="cpu", local_files_only=True)
+    # the embeddings it returns are the saved model's own (what later stages read from the store instead)
+    np.testing.assert_allclose(embeddings, reloaded.encode(texts, normalize_embeddings=True), atol=1e-5)
     before, after = base.encode(texts[:8]), reloaded.encode(texts[:8])
     np.testing.assert_allclose(before @ before.T, after @ after.T, atol=1e-5)  # an orthogonal rotation: same cosines
     variance = reloaded.encode(texts).var(axis=0)

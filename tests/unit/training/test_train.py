@@ -231,3 +231,42 @@ def test_cached_mnrl_gives_the_same_loss_and_gradients_as_mnrl(base_model_dir):
     assert grads[None][0] == pytest.approx(grads[3][0], rel=1e-4)
     assert grads[None][1].abs().sum() > 0
     assert torch.allclose(grads[None][1], grads[3][1], atol=1e-6, rtol=1e-3)
+
+
+def test_training_embeds_the_corpus_once_reading_and_leaving_embeddings_in_the_store(store, base_model_dir):
+    from domain_embed.tasks.core.objects import read_npy
+    from domain_embed.tasks.embedding.corpus import corpus_embeddings, keep_corpus_embeddings, stored_corpus_embeddings
+    from domain_embed.tasks.embedding.models import embed_texts, model_fingerprint
+    from domain_embed.tasks.training.fit import validation_set
+    from domain_embed.tasks.training.trainer import validation_evaluator
+
+    tuples, pairs = dataset(store, n=16)
+    texts = [f"The {t} feature, note {i}, keeps {t} state in its own catalog." for i in range(3) for t in TOPICS]
+    corpus = store.put_jsonl("corpus", [{"chunk_id": f"c{i}", "text": t} for i, t in enumerate(texts)])
+    val = store.put_jsonl(
+        "pairs", [{"query": f"where is {t} state kept", "chunk_id": f"c{i}"} for i, t in enumerate(TOPICS)]
+    )
+    validation = validation_set(val, corpus)
+    base = SentenceTransformer(base_model_dir, device="cpu")
+    evaluator = validation_evaluator(validation)
+    stored = read_npy(corpus_embeddings(corpus, base_model_dir, store))  # what prepare leaves in the store
+    fresh = evaluator(base)["validation_cosine_ndcg@10"]
+    assert evaluator(base, corpus_embeddings=torch.from_numpy(stored))["validation_cosine_ndcg@10"] == pytest.approx(
+        fresh, abs=1e-4
+    )
+    # the base score is taken on the stored embeddings: rows given in reverse order score differently, and are used
+    keep_corpus_embeddings(corpus, model_fingerprint(base_model_dir), stored[::-1], store)
+    reversed_score = evaluator(base, corpus_embeddings=torch.from_numpy(stored[::-1].copy()))[
+        "validation_cosine_ndcg@10"
+    ]
+    assert reversed_score < fresh - 0.2
+    settings = TrainSettings(epochs=1, batch_size=8, teacher=None, evaluations=1, rotate=True)
+    result = train_model(
+        tuples, pairs, base_model_dir, settings, store, "unit-embed-once", validation=validation, corpus=corpus
+    )
+    assert result.validation_curve[0] == (0, pytest.approx(reversed_score, abs=1e-6))
+    # the rotation's embeddings of the corpus are stored as the tuned model's: evaluate and publish read them
+    tuned = local_model(result.model)
+    kept = stored_corpus_embeddings(corpus, tuned, store)
+    assert kept is not None and kept.count == len(texts)
+    np.testing.assert_allclose(read_npy(kept), embed_texts(tuned, texts), atol=1e-5)
