@@ -4,7 +4,7 @@ word, a 5 MB line, names that are not UTF-8 or hold a newline, ...) beside a few
 `domain-embed run` with the embedded LLM. Prints one JSON line: the exit code, how many files report.json accounts for
 and which ones it does not (none, when every entry is listed as used, skipped or failed with its reason).
 
-    python -m benchmarks.hostile_folder [--work DIR] [--chunk-fraction 0.2]
+    python -m benchmarks.hostile_folder [--work DIR] [--chunk-fraction 0.2] [--one-pass]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ PROSE = (
     "The planner estimates how many rows each step of a query returns, from the statistics that ANALYZE gathers, "
     "and picks the join order and the access paths with the lowest estimated cost. "
 )
-TINY = {"chunk_fraction": 0.05}  # --tiny: what CI runs
+TINY = {"chunk_fraction": 0.05, "one_pass": True}  # --tiny: what CI runs
 
 
 def zip_bomb(path: Path) -> None:
@@ -110,9 +110,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=None, help="Working folder (default: a new temporary folder)")
     parser.add_argument("--chunk-fraction", type=float, default=0.2, help="Share of chunks sent to the embedded LLM")
+    parser.add_argument(
+        "--one-pass", action="store_true", help="Train one pass over the rows, 64 tokens, no validation (--tiny)"
+    )
     args = parse_args(parser, TINY)
     work = Path(args.work or tempfile.mkdtemp(prefix="hostile-"))
     entries = build(work / "docs")
+    config = work / "config.json"
+    one_pass = {"epochs": 1, "evaluations": 0, "max_seq_length": 64}
+    config.write_text(json.dumps({"train": one_pass if args.one_pass else {}}))
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect")}
     started = time.monotonic()
     run = subprocess.run(
@@ -128,6 +134,8 @@ def main() -> None:
             str(work / "store"),
             "--chunk-fraction",
             str(args.chunk_fraction),
+            "--config",
+            str(config),
         ],
         cwd=ROOT,
         env=env,

@@ -92,21 +92,35 @@ def run_pipeline(
 
 
 class Scorer:
-    """Per-query scores of a model folder on every domain's dev and test queries (each corpus embedded once per model)."""
+    """Per-query scores of a model folder on every domain's dev and test queries (each corpus embedded once per model),
+    kept in the work folder by model fingerprint and benchmark content, so a later row scores only its own model."""
 
     def __init__(self, work: Path, domains: list[str]) -> None:
+        from domain_embed.tasks.core.objects import sha256_file, stable_hash
         from domain_embed.tasks.evaluation.beir import load_beir
 
         self.data = {
             name: {split: load_beir(str(work / name / f"beir-{split}")) for split in SPLITS} for name in domains
         }
-        self.cache: dict[str, dict] = {}
+        files = sorted(p for name in domains for p in (work / name).glob("beir-*/**/*") if p.is_file())
+        self.content = stable_hash({str(p.relative_to(work)): sha256_file(p) for p in files})
+        self.folder = work / "scores"
 
     def scores(self, model_dir: str) -> dict:
-        """{domain: {split: {dim: {metric: [per query]}}}}, remembered per model folder."""
-        if model_dir not in self.cache:
-            self.cache[model_dir] = {name: self._domain(model_dir, splits) for name, splits in self.data.items()}
-        return self.cache[model_dir]
+        """{domain: {split: {dim: {metric: [per query]}}}}, from the work folder when this model was scored before."""
+        from domain_embed.tasks.embedding.models import model_fingerprint
+
+        path = self.folder / f"{model_fingerprint(model_dir)[:24]}-{self.content[:16]}.json"
+        if not path.exists():
+            scored = {name: self._domain(model_dir, splits) for name, splits in self.data.items()}
+            self.folder.mkdir(exist_ok=True)
+            path.with_suffix(".tmp").write_text(json.dumps(scored))
+            path.with_suffix(".tmp").replace(path)  # whole or absent: a cut run leaves nothing half-written
+        stored = json.loads(path.read_text())
+        return {
+            name: {split: {int(dim): metrics for dim, metrics in dims.items()} for split, dims in splits.items()}
+            for name, splits in stored.items()
+        }
 
     @staticmethod
     def _domain(model_dir: str, splits: dict) -> dict:

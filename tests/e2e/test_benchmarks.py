@@ -35,7 +35,12 @@ SLOW = {
     "hostile_folder",
     "quality",
     "scale",
-}  # minutes even when tiny (a whole pipeline run, two corpus runs): `make test-all`
+}  # minutes even when tiny (a whole pipeline run, two corpus runs: 300, 206 and 208 s on 2 cores): `make test-all`
+CHECKS = {  # script -> what its tiny run must show beyond the keys
+    "hostile_folder": lambda r: r["exit_code"] == 0 and r["unaccounted"] == [] and r["accounted"] == r["entries"],
+    "quality": lambda r: r["queries"] > 0 and set(r["domains"]) == {"git"} and r["llm_calls"] > 0,
+    "scale": lambda r: r["documents_ratio"] == 2.0,
+}
 
 
 def benchmark_scripts() -> set[str]:
@@ -54,6 +59,7 @@ def test_a_benchmarks_tiny_mode_prints_its_keys(script, tmp_path):
     extra, keys = TINY[script]
     record = run_benchmark("-m", f"benchmarks.{script}", "--tiny", *(a.format(tmp=tmp_path) for a in extra))
     assert keys <= set(record), sorted(record)
+    assert CHECKS.get(script, lambda r: True)(record), record
 
 
 def run_benchmark(*args: str) -> dict:
