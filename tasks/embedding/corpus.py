@@ -20,22 +20,28 @@ def _pointer(corpus: Ref, fingerprint: str, store: RunStore) -> str:
     return store.key_path("corpus-embeddings", key, ".json")
 
 
-def stored_corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore) -> Ref | None:
-    """The corpus's embeddings under this model if the store holds them intact, else None (nothing is computed)."""
-    record = read_record(_pointer(corpus, model_fingerprint(model_dir), store))
+def _intact_at(pointer: str) -> Ref | None:
+    """The embeddings a record points to, if the record and the embeddings are intact."""
+    record = read_record(pointer)
     ref = Ref.model_validate(record) if record is not None else None
     return ref if ref is not None and intact(ref) else None
 
 
+def stored_corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore) -> Ref | None:
+    """The corpus's embeddings under this model if the store holds them intact, else None (nothing is computed)."""
+    return _intact_at(_pointer(corpus, model_fingerprint(model_dir), store))
+
+
 def corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore, batch_size: int = 64) -> Ref:
     """Embeddings of every chunk text in the corpus (float32 .npy), cached by (model fingerprint, corpus sha)."""
-    stored = stored_corpus_embeddings(corpus, model_dir, store)
+    pointer = _pointer(corpus, model_fingerprint(model_dir), store)
+    stored = _intact_at(pointer)
     if stored is not None:
         return stored
     with closing(iter_jsonl(corpus)) as rows:
         vectors = embed_stream(model_dir, (row["text"] for row in rows), batch_size=batch_size)
         ref = store.put_npy_stream("embeddings", corpus.count, vectors, empty_dim=model_dimension(model_dir))
-    put_record(_pointer(corpus, model_fingerprint(model_dir), store), ref.model_dump(mode="json"))
+    put_record(pointer, ref.model_dump(mode="json"))
     return ref
 
 
