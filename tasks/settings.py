@@ -222,6 +222,12 @@ class TrainSettings(Settings):
         ge=0,
         description="Times the validation split is scored during training; the best checkpoint is kept (0: the last)",
     )
+    validation_pool: int | None = Field(
+        2000,
+        ge=1,
+        description="Chunks a validation pass ranks its queries among: their relevant chunks and a seeded sample of the "
+        "rest (None: every chunk; each pass embeds the pool with the current weights)",
+    )
     deployment: str | None = Field(
         None, description="Run training as this deployment (e.g. 'train-embedder/gpu'); in-process when empty"
     )

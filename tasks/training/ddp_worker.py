@@ -38,7 +38,7 @@ def main(job_path: str) -> None:
     job = DistributedJob.model_validate_json(Path(job_path).read_text())
     join_group()
     store = RunStore(job.store_url)
-    validation = validation_set(job.validation, job.corpus)
+    validation = validation_set(job.validation, job.corpus, job.settings.validation_pool, job.settings.seed)
     fitted = fit(
         job.tuples,
         job.pairs,

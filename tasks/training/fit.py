@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -85,18 +86,31 @@ def training_rows(
     return rows
 
 
-def validation_set(pairs: Ref | None, corpus: Ref | None) -> dict | None:
-    """Validation queries (their own chunk relevant) against every chunk, as the IR evaluator takes them."""
+def validation_set(pairs: Ref | None, corpus: Ref | None, pool: int | None = None, seed: int = 0) -> dict | None:
+    """Validation queries (their own chunk relevant) against the corpus, as the IR evaluator takes them: every chunk, or
+    at most `pool` (the relevant ones and a seeded sample of the rest); `rows` are the kept chunks' corpus rows."""
     if pairs is None or corpus is None or not pairs.count:
         return None
     from ..evaluation.beir import pairs_to_queries
 
     queries, relevant = pairs_to_queries(read_jsonl(pairs))
+    chunks = list(read_jsonl(corpus))
+    rows = pool_rows([row["chunk_id"] for row in chunks], set().union(*relevant.values()), pool, seed)
     return {
         "queries": queries,
         "relevant": relevant,
-        "corpus": {row["chunk_id"]: row["text"] for row in read_jsonl(corpus)},
+        "corpus": {chunks[i]["chunk_id"]: chunks[i]["text"] for i in rows},
+        "rows": rows,
     }
+
+
+def pool_rows(chunk_ids: list[str], relevant: set[str], pool: int | None, seed: int) -> list[int]:
+    """Row numbers of the chunks a validation pass ranks: all, or every relevant one plus a seeded sample up to `pool`."""
+    if pool is None or len(chunk_ids) <= pool:
+        return list(range(len(chunk_ids)))
+    needed = [i for i, chunk_id in enumerate(chunk_ids) if chunk_id in relevant]
+    others = [i for i, chunk_id in enumerate(chunk_ids) if chunk_id not in relevant]
+    return sorted(needed + random.Random(seed).sample(others, max(0, pool - len(needed))))
 
 
 def corpus_texts(corpus: Ref) -> list[str]:
@@ -107,14 +121,14 @@ def corpus_texts(corpus: Ref) -> list[str]:
 def stored_base_embeddings(
     base_model_dir: str, settings: TrainSettings, store: RunStore, validation: dict | None, corpus: Ref | None
 ) -> np.ndarray | None:
-    """The base model's embeddings of the validation corpus as prepare stored them, when they are what the evaluator
-    would compute (every chunk of the corpus, at the base model's own length); else None."""
-    if validation is None or corpus is None or len(validation["corpus"]) != corpus.count:
+    """The base model's embeddings of the validation pool's chunks as prepare stored them, when they are what the
+    evaluator would compute (the base model's own length); else None."""
+    if validation is None or corpus is None:
         return None
     if settings.max_seq_length not in (None, max_seq_length(base_model_dir)):
         return None
     stored = stored_corpus_embeddings(corpus, base_model_dir, store)
-    return read_npy(stored) if stored is not None else None
+    return read_npy(stored)[validation["rows"]] if stored is not None else None
 
 
 def validation_curve(trainer, base_score: float | None) -> list[tuple[int, float]]:

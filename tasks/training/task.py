@@ -109,7 +109,7 @@ def train_here(
         settings,
         store,
         key,
-        validation=validation_set(validation, corpus),
+        validation=validation_set(validation, corpus, settings.validation_pool, settings.seed),
         corpus=corpus,
     )
 

@@ -270,3 +270,28 @@ def test_training_embeds_the_corpus_once_reading_and_leaving_embeddings_in_the_s
     kept = stored_corpus_embeddings(corpus, tuned, store)
     assert kept is not None and kept.count == len(texts)
     np.testing.assert_allclose(read_npy(kept), embed_texts(tuned, texts), atol=1e-5)
+
+
+def test_a_validation_pool_ranks_every_relevant_chunk_among_a_seeded_sample_and_reuses_their_stored_rows(
+    store, base_model_dir
+):
+    from domain_embed.tasks.core.objects import read_npy
+    from domain_embed.tasks.embedding.corpus import corpus_embeddings
+    from domain_embed.tasks.training.fit import stored_base_embeddings, validation_set
+
+    texts = [f"Note {i}: the {t} feature keeps its state in catalog {i}." for i in range(10) for t in TOPICS]
+    corpus = store.put_jsonl("corpus", [{"chunk_id": f"c{i}", "text": t} for i, t in enumerate(texts)])
+    val = store.put_jsonl(
+        "pairs", [{"query": f"where is {t} kept", "chunk_id": f"c{7 * i}"} for i, t in enumerate(TOPICS)]
+    )
+    relevant = {f"c{7 * i}" for i in range(len(TOPICS))}
+    pooled = validation_set(val, corpus, pool=12, seed=1)
+    assert len(pooled["corpus"]) == 12 and relevant <= set(pooled["corpus"])
+    assert [f"c{i}" for i in pooled["rows"]] == list(pooled["corpus"])  # rows name the kept chunks, in corpus order
+    assert pooled["corpus"] == validation_set(val, corpus, pool=12, seed=1)["corpus"]
+    assert pooled["corpus"] != validation_set(val, corpus, pool=12, seed=2)["corpus"]
+    assert len(validation_set(val, corpus, pool=len(texts))["corpus"]) == len(texts)
+    assert len(validation_set(val, corpus)["corpus"]) == len(texts)
+    stored = read_npy(corpus_embeddings(corpus, base_model_dir, store))
+    picked = stored_base_embeddings(base_model_dir, TrainSettings(), store, pooled, corpus)
+    np.testing.assert_array_equal(picked, stored[pooled["rows"]])
