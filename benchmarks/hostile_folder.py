@@ -1,10 +1,10 @@
 """A hostile docs folder, run as a new user would: 30 entries that break parsers (a zip bomb, a corrupt or empty PDF,
 NUL bytes, a FIFO, broken and escaping symlinks, a folder named x.md, 40-deep nesting, HTML 50,000 levels deep, a 200 kB
-word, a 5 MB line, names that are not UTF-8 or hold a newline, ...) beside a few good documents, through
+word, a 5 MB line (--line-kb), names that are not UTF-8 or hold a newline, ...) beside a few good documents, through
 `domain-embed run` with the embedded LLM. Prints one JSON line: the exit code, how many files report.json accounts for
 and which ones it does not (none, when every entry is listed as used, skipped or failed with its reason).
 
-    python -m benchmarks.hostile_folder [--work DIR] [--chunk-fraction 0.2] [--one-pass]
+    python -m benchmarks.hostile_folder [--work DIR] [--chunk-fraction 0.2] [--one-pass] [--line-kb 5120] [--tiny]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ PROSE = (
     "The planner estimates how many rows each step of a query returns, from the statistics that ANALYZE gathers, "
     "and picks the join order and the access paths with the lowest estimated cost. "
 )
-TINY = {"chunk_fraction": 0.05, "one_pass": True}  # --tiny: what CI runs
+TINY = {"chunk_fraction": 0.05, "one_pass": True, "line_kb": 20}  # --tiny: what CI runs (a 200 kB line alone takes 16 s to parse)
 
 
 def zip_bomb(path: Path) -> None:
@@ -45,8 +45,9 @@ def zip_bomb(path: Path) -> None:
             out.writestr(entry.filename, data)
 
 
-def build(docs: Path) -> list[str]:
-    """Write the hostile folder; returns the files a run should account for (relative, as written)."""
+def build(docs: Path, line_kb: int = 5120) -> list[str]:
+    """Write the hostile folder (its one-line file `line_kb` long); returns the files a run should account for (relative,
+    as written)."""
     docs.mkdir(parents=True)
     entries: dict[bytes, bytes | None] = {
         b"good.md": ("# Query planning\n\n" + PROSE * 4).encode(),
@@ -55,7 +56,7 @@ def build(docs: Path) -> list[str]:
         b"nul-bytes.txt": b"text\x00with\x00nuls " * 200,
         b"emoji.md": "\U0001f600\U0001f389\U0001f680 ".encode() * 300,
         b"one-word.txt": b"a" * 200_000,
-        b"one-line.txt": (PROSE.replace(".", ",") * 27_000).encode()[: 5 * 2**20],
+        b"one-line.txt": (PROSE.replace(".", ",") * (line_kb * 6)).encode()[: line_kb * 2**10],
         "中文.md".encode(): (
             "# 查询规划\n\n" + "查询规划器根据统计信息估计每一步返回的行数，并选择代价最低的连接顺序。" * 20
         ).encode(),
@@ -113,9 +114,10 @@ def main() -> None:
     parser.add_argument(
         "--one-pass", action="store_true", help="Train one pass over the rows, 64 tokens, no validation (--tiny)"
     )
+    parser.add_argument("--line-kb", type=int, default=5120, help="Size of the file that is one line (kB)")
     args = parse_args(parser, TINY)
     work = Path(args.work or tempfile.mkdtemp(prefix="hostile-"))
-    entries = build(work / "docs")
+    entries = build(work / "docs", args.line_kb)
     config = work / "config.json"
     one_pass = {"epochs": 1, "evaluations": 0, "max_seq_length": 64}
     config.write_text(json.dumps({"train": one_pass if args.one_pass else {}}))
