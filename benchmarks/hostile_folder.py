@@ -28,7 +28,11 @@ PROSE = (
     "The planner estimates how many rows each step of a query returns, from the statistics that ANALYZE gathers, "
     "and picks the join order and the access paths with the lowest estimated cost. "
 )
-TINY = {"chunk_fraction": 0.05, "one_pass": True, "line_kb": 20}  # --tiny: what CI runs (a 200 kB line alone takes 16 s to parse)
+TINY = {
+    "chunk_fraction": 0.05,
+    "one_pass": True,
+    "line_kb": 20,
+}  # --tiny: what CI runs (a 200 kB line alone takes 16 s to parse)
 
 
 def zip_bomb(path: Path) -> None:

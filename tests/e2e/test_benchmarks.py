@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -31,11 +32,11 @@ TINY = {  # script -> (extra arguments, keys of its last JSON line)
     ),
     "scale": (["--work", "{tmp}"], {"documents_ratio", "seconds_ratio"}),
 }
-SLOW = {
+SLOW = (  # a whole pipeline run each (70, 120 and 140 s alone on 2 cores; 270 s started together)
     "hostile_folder",
     "quality",
     "scale",
-}  # minutes even when tiny (a whole pipeline run, two corpus runs: 300, 206 and 208 s on 2 cores): `make test-all`
+)
 CHECKS = {  # script -> what its tiny run must show beyond the keys
     "hostile_folder": lambda r: r["exit_code"] == 0 and r["unaccounted"] == [] and r["accounted"] == r["entries"],
     "quality": lambda r: r["queries"] > 0 and set(r["domains"]) == {"git"} and r["llm_calls"] > 0,
@@ -52,13 +53,41 @@ def test_every_benchmark_script_has_a_tiny_run_here():
     assert benchmark_scripts() == set(TINY)
 
 
-@pytest.mark.parametrize(
-    "script", [pytest.param(s, marks=pytest.mark.extended) if s in SLOW else s for s in sorted(TINY)]
-)
+@pytest.fixture(scope="module")
+def slow_runs(tmp_path_factory) -> dict[str, tuple[subprocess.Popen, Path]]:
+    """The slow tiny runs, started at once, each in its own folder with its output in files; each test waits for its own."""
+    runs = {script: start_tiny(script, tmp_path_factory.mktemp(script)) for script in SLOW}
+    yield runs
+    for run, _ in runs.values():
+        run.kill()
+        run.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SLOW)
+def test_a_whole_pipeline_benchmarks_tiny_mode_prints_its_keys(script, slow_runs):
+    run, work = slow_runs[script]
+    assert run.wait(timeout=900) == 0, (work / "stderr").read_text()[-3000:]
+    check_record(script, json.loads((work / "stdout").read_text().strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("script", sorted(set(TINY) - set(SLOW)))
 def test_a_benchmarks_tiny_mode_prints_its_keys(script, tmp_path):
-    extra, keys = TINY[script]
-    record = run_benchmark("-m", f"benchmarks.{script}", "--tiny", *(a.format(tmp=tmp_path) for a in extra))
-    assert keys <= set(record), sorted(record)
+    extra = (a.format(tmp=tmp_path) for a in TINY[script][0])
+    check_record(script, run_benchmark("-m", f"benchmarks.{script}", "--tiny", *extra))
+
+
+def start_tiny(script: str, work: Path) -> tuple[subprocess.Popen, Path]:
+    """A benchmark's tiny run in the background, writing stdout and stderr to files in `work`."""
+    extra = [a.format(tmp=work / "run") for a in TINY[script][0]]
+    with open(work / "stdout", "w") as out, open(work / "stderr", "w") as err:
+        command = [sys.executable, "-m", f"benchmarks.{script}", "--tiny", *extra]
+        return subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err, text=True), work
+
+
+def check_record(script: str, record: dict) -> None:
+    """The JSON line holds the keys the closing notes quote, and passes the script's own check."""
+    assert TINY[script][1] <= set(record), sorted(record)
     assert CHECKS.get(script, lambda r: True)(record), record
 
 
