@@ -205,6 +205,22 @@ def summary(report: dict, seconds: float) -> dict:
     }
 
 
+def oracle_llm_settings(config: dict, api_base: str) -> dict:
+    """The run's `llm` settings for the oracle server: JSON answers, every refusal tolerated, and no client-side rate
+    limit (500 requests/min would make asking every chunk of a local server take 17 min)."""
+    return {
+        **config.get("llm", {}),
+        "model": "openai/oracle",
+        "api_base": api_base,
+        "api_key_env": ORACLE_KEY,
+        "prompt_style": "json",
+        "questions_per_chunk": 4,
+        "max_consecutive_failures": 1_000_000,
+        "requests_per_minute": 1_000_000,
+        "tokens_per_minute": 1_000_000_000,
+    }
+
+
 def oracle_row(work: Path, names: list[str], chunk_fraction: float, config: dict, scorer: Scorer) -> dict:
     """The same recipe on the train split's human questions in place of the LLM's (every chunk asked)."""
     from benchmarks.oracle_llm import OracleLLM
@@ -218,15 +234,7 @@ def oracle_row(work: Path, names: list[str], chunk_fraction: float, config: dict
         passages.update({f"{name}/{p}": t for p, t in data.texts.items()})
     os.environ[ORACLE_KEY] = "sk-oracle"
     with OracleLLM(queries, relevant, passages) as oracle:
-        llm = {
-            **config.get("llm", {}),
-            "model": "openai/oracle",
-            "api_base": oracle.api_base,
-            "api_key_env": ORACLE_KEY,
-            "prompt_style": "json",
-            "questions_per_chunk": 4,
-            "max_consecutive_failures": 1_000_000,
-        }
+        llm = oracle_llm_settings(config, oracle.api_base)
         report, seconds = run_pipeline(
             work / "docs", work / "out-oracle", work / "store", 1.0, {**config, "llm": llm}, None
         )

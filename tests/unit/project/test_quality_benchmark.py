@@ -102,3 +102,37 @@ def test_the_pooled_interval_is_a_paired_bootstrap_over_every_pooled_query():
         round(expected.high, 4),
     )
     assert figures(tuned["perl"]["test"], base["perl"]["test"])["ndcg@10"]["384"]["delta"] == round(1 / 3, 4)
+
+
+def test_the_oracle_answers_a_chunk_with_the_human_questions_about_it_and_refuses_the_rest():
+    import urllib.error
+    import urllib.request
+
+    from benchmarks.oracle_llm import OracleLLM
+    from benchmarks.quality import oracle_llm_settings
+    from domain_embed.tasks.settings import LLMSettings
+
+    passage = "Give the package a priority in the preferences file of APT and it stays at that version."
+    queries = {"q1": "How do I pin a package?", "q2": "Which distribution is better for me?"}
+    relevant = {"q1": ["p1"], "q2": ["p2"]}
+    passages = {"p1": passage, "p2": "It depends on what you intend to do with the machine and how much you accept."}
+
+    def ask(api_base: str, chunk: str) -> tuple[int, dict]:
+        prompt = f"Write 2 different questions about this passage.\n<passage>\nIntro words. {chunk}\n</passage>"
+        body = json.dumps({"model": "oracle", "messages": [{"role": "user", "content": prompt}]}).encode()
+        request = urllib.request.Request(f"{api_base}/chat/completions", body, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    with OracleLLM(queries, relevant, passages) as oracle:
+        status, answer = ask(oracle.api_base, passage)
+        assert status == 200
+        assert json.loads(answer["choices"][0]["message"]["content"]) == {"questions": ["How do I pin a package?"]}
+        assert ask(oracle.api_base, "Nothing in this chunk was ever asked about by anyone at all.")[0] == 400
+        settings = LLMSettings(**oracle_llm_settings({"llm": {"temperature": 0.2}}, oracle.api_base))
+    assert (oracle.answered, oracle.refused) == (1, 1)
+    assert settings.temperature == 0.2 and settings.api_base == oracle.api_base
+    assert settings.requests_per_minute >= 100_000  # a local server: no client-side rate limit
