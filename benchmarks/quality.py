@@ -1,6 +1,6 @@
 """Does the tuned model beat the base model on questions people wrote? Six Debian FAQs, end to end.
 
-Builds the benchmark from Debian packages (benchmarks/faq_domains.py: each FAQ's questions are the queries, their
+Builds the benchmark from Debian packages (benchmarks/faq/domains.py: each FAQ's questions are the queries, their
 answers the relevant passages, with the domain's other documentation as distractors; each domain's corpus as training
 documents with no query text in them; questions split into train, dev and test by FAQ section). Runs `domain-embed run`
 once on all domains' documents, as a user would, then scores the base and the tuned model on each domain's own corpus
@@ -32,7 +32,7 @@ from domain_embed.flows.env import set_offline_defaults  # noqa: E402
 
 set_offline_defaults()
 
-from benchmarks import faq_domains  # noqa: E402
+from benchmarks.faq import domains as faq_domains  # noqa: E402
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10")
 DIMS = [384, 256, 128, 64]
@@ -63,21 +63,8 @@ def run_pipeline(
     docs: Path, out: Path, store: Path, chunk_fraction: float, config: dict, llm: str | None
 ) -> tuple[dict, float]:
     """`domain-embed run` as a user runs it; returns its report.json and wall seconds."""
-    args = [
-        sys.executable,
-        "-m",
-        "domain_embed.flows.cli",
-        "run",
-        str(docs),
-        "--out",
-        str(out),
-        "--store",
-        str(store),
-        "--chunk-fraction",
-        str(chunk_fraction),
-    ]
-    if llm:
-        args += ["--llm", llm]
+    args = [sys.executable, "-m", "domain_embed.flows.cli", "run", str(docs), "--out", str(out), "--store", str(store)]
+    args += ["--chunk-fraction", str(chunk_fraction)] + (["--llm", llm] if llm else [])
     if config:
         path = out.parent / f"{out.name}-config.json"
         path.write_text(json.dumps(config))
@@ -223,7 +210,7 @@ def oracle_llm_settings(config: dict, api_base: str) -> dict:
 
 def oracle_row(work: Path, names: list[str], chunk_fraction: float, config: dict, scorer: Scorer) -> dict:
     """The same recipe on the train split's human questions in place of the LLM's (every chunk asked)."""
-    from benchmarks.oracle_llm import OracleLLM
+    from benchmarks.faq.oracle import OracleLLM
     from domain_embed.tasks.evaluation.beir import load_beir
 
     queries, relevant, passages = {}, {}, {}

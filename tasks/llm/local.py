@@ -139,7 +139,7 @@ def free_port() -> int:
 
 SERVER_OPTIONS = {
     "logits_all": "false"
-}  # no logits for every prompt token: +14% questions/s, same questions (benchmarks/embedded_llm.py)
+}  # no logits for every prompt token: +14% questions/s, same questions (benchmarks/stages/embedded_llm.py)
 
 
 def embedded_model(name: str) -> EmbeddedModel:

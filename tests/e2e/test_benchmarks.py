@@ -12,16 +12,16 @@ import pytest
 from conftest import ROOT
 
 TINY = {  # script -> (extra arguments, keys of its last JSON line)
-    "collate": ([], {"same_tensors", "cached_ms_per_batch", "stock_ms_per_batch", "distinct_texts"}),
-    "embed_throughput": ([], {"backends", "passages", "cores", "torch_threads"}),
-    "embedded_llm": ([], {"variant", "questions_per_s", "roundtrip", "kept_by_filters", "calls"}),
-    "evaluate_large": ([], {"passages", "passages_per_s", "ndcg@10", "peak_rss_mb", "wall_s"}),
-    "faq_domains": (["--out", "{tmp}"], {"sqlite"}),
+    "stages.collate": ([], {"same_tensors", "cached_ms_per_batch", "stock_ms_per_batch", "distinct_texts"}),
+    "stages.embed_throughput": ([], {"backends", "passages", "cores", "torch_threads"}),
+    "stages.embedded_llm": ([], {"variant", "questions_per_s", "roundtrip", "kept_by_filters", "calls"}),
+    "stages.evaluate_large": ([], {"passages", "passages_per_s", "ndcg@10", "peak_rss_mb", "wall_s"}),
+    "faq.domains": (["--out", "{tmp}"], {"sqlite"}),
     "hostile_folder": (["--work", "{tmp}"], {"entries", "exit_code", "accounted", "unaccounted"}),
-    "llm_throughput": ([], {"rpm_ratio", "chunks_lost", "speedup", "client_at_2x_limit", "limits_matched"}),
-    "loss_parity": ([], {"ours", "seed_defaults", "heldout_difference", "noise_2se", "within_noise"}),
-    "mining": ([], {"ours_s", "theirs_s", "ratio_ours_over_theirs", "overlap"}),
-    "train_throughput": (
+    "stages.llm_throughput": ([], {"rpm_ratio", "chunks_lost", "speedup", "client_at_2x_limit", "limits_matched"}),
+    "stages.loss_parity": ([], {"ours", "seed_defaults", "heldout_difference", "noise_2se", "within_noise"}),
+    "stages.mining": ([], {"ours_s", "theirs_s", "ratio_ours_over_theirs", "overlap"}),
+    "stages.train_throughput": (
         ["--steps", "4", "--batch-size", "16"],
         {"ours", "seed_defaults", "speedup_real_tokens_per_s", "device"},
     ),
@@ -49,8 +49,10 @@ CHECKS = {  # script -> what its tiny run must show beyond the keys
 
 
 def benchmark_scripts() -> set[str]:
-    """The scripts of benchmarks/ that run on their own (the rest are modules they share)."""
-    return {p.stem for p in (ROOT / "benchmarks").glob("*.py") if '__name__ == "__main__"' in p.read_text()}
+    """The scripts of benchmarks/ and its folders that run on their own, as module names below benchmarks."""
+    folder = ROOT / "benchmarks"
+    scripts = (p for p in folder.rglob("*.py") if '__name__ == "__main__"' in p.read_text())
+    return {".".join(p.relative_to(folder).with_suffix("").parts) for p in scripts}
 
 
 def test_every_benchmark_script_has_a_tiny_run_here():
@@ -105,7 +107,7 @@ def run_benchmark(*args: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.extended  # a benchmark's own run: `make test-all`
 def test_train_throughput_compares_our_batches_with_the_seed_defaults_on_a_tiny_model():
-    record = run_benchmark("benchmarks/train_throughput.py", "--tiny", "--steps", "4", "--batch-size", "16")
+    record = run_benchmark("benchmarks/stages/train_throughput.py", "--tiny", "--steps", "4", "--batch-size", "16")
     ours, seed = record["ours"], record["seed_defaults"]
     assert (ours["batch_size"], seed["batch_size"], record["peak_bf16_flops"], record["device"]) == (
         16,
@@ -121,7 +123,7 @@ def test_train_throughput_compares_our_batches_with_the_seed_defaults_on_a_tiny_
 @pytest.mark.extended
 def test_loss_parity_trains_both_configurations_on_the_same_rows():
     record = run_benchmark(
-        "-m", "benchmarks.loss_parity", "--steps", "6", "--seeds", "2", "--every", "3", "--heldout", "32"
+        "-m", "benchmarks.stages.loss_parity", "--steps", "6", "--seeds", "2", "--every", "3", "--heldout", "32"
     )
     for name in ("ours", "seed_defaults"):
         curve = record[name]["heldout_curve"]
@@ -134,7 +136,7 @@ def test_loss_parity_trains_both_configurations_on_the_same_rows():
 @pytest.mark.slow
 @pytest.mark.extended  # a benchmark's own run: `make test-all`
 def test_collate_benchmark_checks_the_cache_gives_the_stock_collators_tensors():
-    record = run_benchmark("-m", "benchmarks.collate", "--batch-size", "16", "--batches", "2")
+    record = run_benchmark("-m", "benchmarks.stages.collate", "--batch-size", "16", "--batches", "2")
     assert record["same_tensors"] is True
     assert record["distinct_texts"] == 16 * 3 * 3  # 3 batches of 16 rows, 3 random texts each
 

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from benchmarks import faq_common, faq_domains
-from benchmarks.debian_faq import Benchmark, leaked_queries, normalize
+from benchmarks.faq import common as faq_common
+from benchmarks.faq import domains as faq_domains
+from benchmarks.faq.debian import Benchmark, leaked_queries, normalize
 
 POD = """=head1 NAME
 

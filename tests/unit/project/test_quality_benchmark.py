@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import debian_faq
+from benchmarks.faq import debian as debian_faq
 
 PAGE = """<html><body><div class="chapter"><div class="titlepage"><h1><a id="ch"></a>Chapter 3. Choosing</h1></div>
 <div class="section"><div class="titlepage"><h2><a id="s3.1"></a>3.1. Which distribution is better for me?</h2></div>
@@ -108,7 +108,7 @@ def test_the_oracle_answers_a_chunk_with_the_human_questions_about_it_and_refuse
     import urllib.error
     import urllib.request
 
-    from benchmarks.oracle_llm import OracleLLM
+    from benchmarks.faq.oracle import OracleLLM
     from benchmarks.quality import oracle_llm_settings
     from domain_embed.tasks.settings import LLMSettings
 

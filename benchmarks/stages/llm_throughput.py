@@ -9,7 +9,7 @@ pass 1 by the client's half-second burst over the run's length; http_429 = 0 sho
 limit); `chunks_lost` counts chunks still without questions after a second pass that, like the next run, asks again
 only for the chunks that failed (a failed chunk is always listed with its reason, never silently lost).
 
-    python benchmarks/llm_throughput.py [--chunks 600 --rpm 1200 --tpm 600000 --latency 0.25 --sequential 40]
+    python benchmarks/stages/llm_throughput.py [--chunks 600 --rpm 1200 --tpm 600000 --latency 0.25 --sequential 40]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import litellm  # noqa: E402
 from llm_stub import LLMStub  # noqa: E402

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from benchmarks.tiny import parse_args  # noqa: E402
 from domain_embed.tasks.embedding.models import resolve_model  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
 WORDS_PER_PASSAGE = 150
 

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from benchmarks.debian_faq import Section, clean
-from benchmarks.faq_common import SED_GROUP, ZSH_TAIL, FaqPage, Reference, asks, link_sections
+from benchmarks.faq.common import SED_GROUP, ZSH_TAIL, FaqPage, Reference, asks, link_sections
+from benchmarks.faq.debian import Section, clean
 
 
 def asciidoc_parts(text: str) -> list[tuple[str, list[str]]]:

@@ -7,8 +7,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.debian_faq import Section, clean
-from benchmarks.faq_common import FaqPage, Reference, link_sections
+from benchmarks.faq.common import FaqPage, Reference, link_sections
+from benchmarks.faq.debian import Section, clean
 
 POD_ENTITIES = {"lt": "<", "gt": ">", "verbar": "|", "sol": "/"}
 POD_CODE = re.compile(r"([A-Z])(<+)")

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from benchmarks.debian_faq import Benchmark, Section, clean, leaked_queries, normalize
+from benchmarks.faq.debian import Benchmark, Section, clean, leaked_queries, normalize
 
 WORD_LIMIT = 250  # words per passage at most (a longer answer becomes several passages, all relevant)
 SCRUBBED = "another question"  # what a question title quoted in an answer becomes

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from benchmarks.debian_faq import Section, clean
-from benchmarks.faq_common import FaqPage, Reference, link_sections, strip_number
+from benchmarks.faq.common import FaqPage, Reference, link_sections, strip_number
+from benchmarks.faq.debian import Section, clean
 
 SKIP_TAGS = {"script", "style", "form", "head", "title", "noscript"}
 SKIP_CLASSES = {

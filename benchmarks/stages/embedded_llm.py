@@ -6,7 +6,7 @@ for questions about the same chunks. Question quality is checked beside speed: t
 chunk ranks first, and in the top 5, among the sampled chunks under the base model (the round-trip rule), and
 the share kept by the pipeline's filters. Prints one JSON line per variant.
 
-    python -m benchmarks.embedded_llm [--chunks 40] [--variant NAME ...]
+    python -m benchmarks.stages.embedded_llm [--chunks 40] [--variant NAME ...]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from benchmarks.tiny import parse_args  # noqa: E402
 from domain_embed.flows.env import set_offline_defaults  # noqa: E402

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator  # noqa: E402
 
-from benchmarks.train_throughput import MAX_SEQ_LENGTH, random_rows  # noqa: E402
+from benchmarks.stages.train_throughput import MAX_SEQ_LENGTH, random_rows  # noqa: E402
 from domain_embed.tasks.embedding.models import resolve_model  # noqa: E402
 from domain_embed.tasks.training.token_cache import TokenCache  # noqa: E402
 

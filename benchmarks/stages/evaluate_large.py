@@ -16,7 +16,7 @@ from benchmarks.tiny import parse_args
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from domain_embed.tasks.embedding.models import load_model, resolve_model  # noqa: E402
 from domain_embed.tasks.evaluation.evaluate import evaluate_retrieval  # noqa: E402

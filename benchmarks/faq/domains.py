@@ -6,7 +6,7 @@ documentation of the same software as distractors. The training documents are th
 the answers without their questions (titles of other questions scrubbed from them), the distractor documents as
 they ship or as extracted text. A query whose text still occurs in a training document is dropped, with the reason.
 
-    python -m benchmarks.faq_domains --out DIR [--domains perl r ...]
+    python -m benchmarks.faq.domains --out DIR [--domains perl r ...]
 
 writes DIR/docs/<domain>/ (training documents) and DIR/<domain>/beir-{train,dev,test}/ (BEIR layout) per domain;
 whole FAQ sections go to one split (split_by_section).
@@ -23,12 +23,12 @@ import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from benchmarks import debian_faq
-from benchmarks.debian_faq import Benchmark, leaked_queries
-from benchmarks.faq_common import asks, assemble
-from benchmarks.faq_html import html_reference, r_faq, sqlite_faq
-from benchmarks.faq_plain import git_faq, git_reference, info_reference, sed_faq, zsh_faq
-from benchmarks.faq_pod import perl_faq, pod_reference
+from benchmarks.faq import debian as debian_faq
+from benchmarks.faq.common import asks, assemble
+from benchmarks.faq.debian import Benchmark, leaked_queries
+from benchmarks.faq.html_faqs import html_reference, r_faq, sqlite_faq
+from benchmarks.faq.plain import git_faq, git_reference, info_reference, sed_faq, zsh_faq
+from benchmarks.faq.pod import perl_faq, pod_reference
 from benchmarks.tiny import parse_args
 
 PERL_POD_GLOB = "/usr/share/perl/5.*/pod"

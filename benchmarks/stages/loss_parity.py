@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
-from benchmarks.train_throughput import SEED_BATCH, build_model, ours, release, seed_defaults  # noqa: E402
+from benchmarks.stages.train_throughput import SEED_BATCH, build_model, ours, release, seed_defaults  # noqa: E402
 
 TINY = {"steps": 2, "seeds": 2, "every": 1, "heldout": 8, "size": "tiny"}  # --tiny: what CI runs
 
