@@ -108,9 +108,7 @@ class FilterSettings(Settings):
     min_chars: int = Field(12, ge=1, description="Drop questions shorter than this many characters")
     max_chars: int = Field(300, ge=10, description="Drop questions longer than this many characters")
     max_copied_words: int = Field(12, ge=3, description="Drop questions copying this many consecutive chunk words")
-    near_duplicate_jaccard: float = Field(
-        0.8, gt=0, le=1, description="Word Jaccard over which questions are duplicates"
-    )
+    near_duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="Word Jaccard marking questions as duplicates")
     roundtrip_top_k: int = Field(
         20, ge=0, description="Keep a question only if its chunk ranks in the base model's top k (0 = off)"
     )
@@ -133,9 +131,7 @@ class SplitSettings(Settings):
 class SupervisionSettings(Settings):
     """Training pairs that cost no LLM call, taken from the training documents themselves."""
 
-    headings: bool = Field(
-        True, description="Section headings (human-written) as queries for the text of their sections"
-    )
+    headings: bool = Field(True, description="Section headings (human-written) as queries for their sections' text")
     inverse_cloze: bool = Field(True, description="One sentence of each chunk as a query for the rest of the chunk")
     seed: int = Field(13, description="Seed of the inverse-cloze sentence choice")
 
@@ -150,9 +146,7 @@ class MineSettings(Settings):
     range_min: int = Field(0, ge=0, description="Skip this many top-ranked candidates")
     range_max: int = Field(50, ge=1, description="Consider candidates up to this rank")
     exclude_same_document: bool = Field(False, description="Never take a negative from the positive's document")
-    exact_search_max: int = Field(
-        200_000, ge=1, description="Exact inner-product index up to this many chunks, HNSW above"
-    )
+    exact_search_max: int = Field(200_000, ge=1, description="Exact index up to this many chunks, approximate above")
     seed: int = Field(13, description="Seed of the IVF training sample and of the recall-check query sample")
     near_duplicate_cosine: float = Field(
         0.98,
@@ -192,9 +186,7 @@ class TrainSettings(Settings):
     learning_rate: float = Field(
         3e-5, gt=0, description="Peak learning rate (AdamW, cosine decay); low, to keep what the base model knows"
     )
-    warmup_ratio: float = Field(
-        0.1, ge=0, lt=1, description="Share of the steps spent warming the learning rate up from 0"
-    )
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps warming the learning rate up from 0")
     teacher: str | None = Field(
         None,
         description="A stronger embedder whose in-batch scores the model learns to match (score distillation over "
@@ -248,7 +240,7 @@ class TrainSettings(Settings):
     compile: bool = Field(
         False,
         description="torch.compile the transformer (dynamic shapes). Compiling costs about a minute up front, so it can "
-        "only pay on a GPU for long runs; check with benchmarks/train_throughput.py --compile. Leave off on CPU",
+        "only pay on a GPU for long runs; check with benchmarks/stages/train_throughput.py --compile. Leave off on CPU",
     )
 
 
