@@ -8,7 +8,8 @@ and pools the per-query scores: per domain, and pooled with a 95% paired-bootstr
 Recipe choices are judged on dev; test gives the reported figures. Optional rows: the oracle (the same recipe trained on
 the train split's human questions in place of the LLM's: what a perfect generator would reach) and the seed recipe.
 Prints one JSON line: `ndcg@10`, `mrr@10`, `recall@10` per dim (base, tuned, delta, delta_low, delta_high, verdict) on
-the pooled test queries, `dev` the same on dev, `domains` per domain, and one block per extra row.
+the pooled test queries, `dev` the same on dev, `domains` per domain, and one block per extra row
+(its `minus_main`: its tuned model minus the LLM row's, paired on the same queries).
 
     python -m benchmarks.quality [--work DIR] [--domains debian,perl] [--chunk-fraction 0.3] [--llm embedded-large]
                                  [--config FILE] [--oracle] [--seed] [--only-extra-rows] [--tiny]
@@ -177,6 +178,12 @@ def compare(scorer: Scorer, report: dict) -> dict:
     }
 
 
+def paired_gap(ours: dict, theirs: dict) -> dict:
+    """One row's tuned model minus another row's, paired on the same pooled queries: {split: figures}, where "base"
+    is the other row's model. Rows whose intervals overlap can still differ: this says whether they do."""
+    return {split: figures(pooled(ours, split), pooled(theirs, split)) for split in SPLITS}
+
+
 def summary(report: dict, seconds: float) -> dict:
     """The run's own facts: LLM calls, training steps and pairs, stage seconds."""
     training = report["training"]
@@ -208,8 +215,8 @@ def oracle_llm_settings(config: dict, api_base: str) -> dict:
     }
 
 
-def oracle_row(work: Path, names: list[str], chunk_fraction: float, config: dict, scorer: Scorer) -> dict:
-    """The same recipe on the train split's human questions in place of the LLM's (every chunk asked)."""
+def oracle_row(work: Path, names: list[str], config: dict, scorer: Scorer) -> tuple[dict, dict]:
+    """The same recipe on the train split's human questions in place of the LLM's (every chunk asked); its report."""
     from benchmarks.faq.oracle import OracleLLM
     from domain_embed.tasks.evaluation.beir import load_beir
 
@@ -225,22 +232,20 @@ def oracle_row(work: Path, names: list[str], chunk_fraction: float, config: dict
         report, seconds = run_pipeline(
             work / "docs", work / "out-oracle", work / "store", 1.0, {**config, "llm": llm}, None
         )
-    return {
-        **compare(scorer, report),
-        **summary(report, seconds),
-        "train_queries": len(queries),
-        "chunks_with_a_human_question": oracle.answered,
-    }
+    row = {**compare(scorer, report), **summary(report, seconds), "train_queries": len(queries)}
+    return {**row, "chunks_with_a_human_question": oracle.answered}, report
 
 
-def main_row(work: Path, counts: dict, chunk_fraction: float, config: dict, llm: str | None, scorer: Scorer) -> dict:
-    """The row of the LLM as configured: its figures, each domain's with that domain's counts."""
+def main_row(
+    work: Path, counts: dict, chunk_fraction: float, config: dict, llm: str | None, scorer: Scorer
+) -> tuple[dict, dict]:
+    """The row of the LLM as configured: its figures, each domain's with that domain's counts; its report."""
     label = "out-ours" if not llm else f"out-{llm.replace('/', '_')}"
     report, seconds = run_pipeline(work / "docs", work / label, work / "store", chunk_fraction, config, llm)
     row = {**compare(scorer, report), **summary(report, seconds)}
     for name, figures_ in row["domains"].items():
         figures_.update(counts[name])
-    return row
+    return row, report
 
 
 def main() -> None:
@@ -270,16 +275,21 @@ def main() -> None:
         for key in ("passages", "documents", "queries_dropped", "train_queries", "dev_queries", "test_queries")
     }
     record = {"benchmark": "debian-faqs", "reported_split": "test", **totals, "queries": totals["test_queries"]}
+    reports = {}
     if not args.only_extra_rows:
-        record.update(main_row(work, counts, fraction, config, args.llm, scorer))
-        print(json.dumps(record), file=sys.stderr, flush=True)  # kept should a longer extra row be cut short
+        row, reports["main"] = main_row(work, counts, fraction, config, args.llm, scorer)
+        print(json.dumps({**record, **row}), file=sys.stderr, flush=True)  # kept should a longer row be cut short
+        record.update(row)
     if args.oracle:
-        record["oracle"] = oracle_row(work, names, fraction, config, scorer)
+        record["oracle"], reports["oracle"] = oracle_row(work, names, config, scorer)
     if args.seed:
         seed, seed_s = run_pipeline(
             work / "docs", work / "out-seed", work / "store", fraction, {**config, **SEED_RECIPE}, args.llm
         )
-        record["seed_recipe"] = {**compare(scorer, seed), **summary(seed, seed_s)}
+        record["seed_recipe"], reports["seed_recipe"] = {**compare(scorer, seed), **summary(seed, seed_s)}, seed
+    for key in sorted(set(reports) - {"main"}) if "main" in reports else ():
+        ours, theirs = (scorer.scores(tuned_folder(reports[k])) for k in (key, "main"))
+        record[key]["minus_main"] = paired_gap(ours, theirs)
     print(json.dumps(record))
 
 

@@ -104,6 +104,20 @@ def test_the_pooled_interval_is_a_paired_bootstrap_over_every_pooled_query():
     assert figures(tuned["perl"]["test"], base["perl"]["test"])["ndcg@10"]["384"]["delta"] == round(1 / 3, 4)
 
 
+def test_a_rows_gap_to_the_main_row_is_paired_per_query_on_each_split():
+    from benchmarks.quality import DIMS, METRICS, paired_gap
+
+    def scores(test: list[float], dev: list[float]) -> dict:
+        return {split: {dim: {m: v for m in METRICS} for dim in DIMS} for split, v in (("test", test), ("dev", dev))}
+
+    oracle = {"perl": scores([1.0, 0.5, 0.5], [0.5]), "git": scores([1.0], [0.0, 1.0])}
+    main = {"perl": scores([0.5, 0.5, 0.5], [0.5]), "git": scores([0.0], [1.0, 1.0])}
+    gap = paired_gap(oracle, main)
+    assert gap["test"]["ndcg@10"]["384"]["delta"] == 0.375  # (0.5 + 1.0) / 4 pooled test queries
+    assert gap["dev"]["ndcg@10"]["64"]["delta"] == round(-1 / 3, 4)
+    assert gap["test"]["ndcg@10"]["384"]["base"] == 0.375  # "base" is the other row's model
+
+
 def test_the_oracle_answers_a_chunk_with_the_human_questions_about_it_and_refuses_the_rest():
     import urllib.error
     import urllib.request
