@@ -6,17 +6,21 @@ for questions about the same chunks. Question quality is checked beside speed: t
 chunk ranks first, and in the top 5, among the sampled chunks under the base model (the round-trip rule), and
 the share kept by the pipeline's filters. Prints one JSON line per variant.
 
-    python -m benchmarks.stages.embedded_llm [--chunks 40] [--variant NAME ...]
+    python -m benchmarks.stages.embedded_llm [--chunks 40] [--variant NAME ...] [--llama-server PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +48,12 @@ VARIANTS: dict[str, dict] = {
         "server": {},
         "llm": {"model": "embedded-large", "prompt_style": "single", "few_shot": 8},
     },
+    # llama.cpp's own llama-server (--llama-server PATH): N parallel slots with continuous batching, N in flight
+    "llama-server-np1": {"server": {}, "llm": {}, "slots": 1},
+    "llama-server-np2": {"server": {}, "llm": {"max_concurrency": 2}, "slots": 2},
+    "llama-server-np4": {"server": {}, "llm": {"max_concurrency": 4}, "slots": 4},
+    "large-llama-server-np1": {"server": {}, "llm": {"model": "embedded-large"}, "slots": 1},
+    "large-llama-server-np4": {"server": {}, "llm": {"model": "embedded-large", "max_concurrency": 4}, "slots": 4},
 }
 
 
@@ -86,7 +96,24 @@ def roundtrip(questions: list[tuple[str, int]], texts: list[str]) -> dict:
     return {"top1": round(float((ranks < 1).mean()), 3), "top5": round(float((ranks < 5).mean()), 3)}
 
 
-def run_variant(name: str, spec: dict, corpus: list[dict], n: int) -> dict:
+@contextlib.contextmanager
+def llama_server(binary: str, slots: int, model: str) -> Iterator:
+    """llama.cpp's llama-server for an embedded model on 127.0.0.1: `slots` parallel slots, continuous batching."""
+    from domain_embed.tasks.llm.local import embedded_model, endpoint_for, free_port, stop_process, wait_until_ready
+
+    spec, port = embedded_model(model), free_port()
+    command = [binary, "-m", spec.gguf(), "--alias", spec.alias, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["-t", str(os.cpu_count() or 1), "-np", str(slots), "-c", str(spec.context * slots)]
+    with open(os.devnull, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until_ready(port, lambda: process.poll() is None, 120)
+            yield endpoint_for(port, model)
+        finally:
+            stop_process(process)
+
+
+def run_variant(name: str, spec: dict, corpus: list[dict], n: int, binary: str | None = None) -> dict:
     """Start the server with the variant's options, ask for 2 questions about each of n sampled chunks (worked
     examples, if any, from the whole corpus), time it, check the questions."""
     from domain_embed.tasks.core.store import RunStore
@@ -99,7 +126,14 @@ def run_variant(name: str, spec: dict, corpus: list[dict], n: int) -> dict:
     llm = LLMSettings(**{"max_concurrency": 1, **spec["llm"]})
     chunks, examples = sample_chunks(corpus, 0.5)[:n], domain_examples(corpus, llm.few_shot)
     store = RunStore(tempfile.mkdtemp(prefix="llm-bench-"))
-    with embedded_llm_server(threads=spec.get("threads"), options=spec["server"], model=llm.model) as endpoint:
+    if "slots" in spec and not binary:
+        raise SystemExit(f"variant {name} runs llama.cpp's llama-server: give its path with --llama-server")
+    server = (
+        llama_server(binary, spec["slots"], llm.model)
+        if "slots" in spec
+        else embedded_llm_server(threads=spec.get("threads"), options=spec["server"], model=llm.model)
+    )
+    with server as endpoint:
         started = time.monotonic()
         answers, failures, stats = asyncio.run(collect_answers(chunks, llm, endpoint, store, examples))
         seconds = time.monotonic() - started
@@ -113,6 +147,7 @@ def run_variant(name: str, spec: dict, corpus: list[dict], n: int) -> dict:
         "server": spec["server"],
         "llm": spec["llm"],
         "threads": spec.get("threads"),
+        "slots": spec.get("slots"),
         "chunks": len(chunks),
         "questions": len(asked),
         "questions_per_s": round(len(asked) / seconds, 3),
@@ -133,10 +168,12 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=40)
     parser.add_argument("--documents", type=int, default=None, help="Pages of the demo corpus to chunk (default: all)")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
+    parser.add_argument("--llama-server", default=None, help="llama.cpp's llama-server binary, for its variants")
     args = parse_args(parser, TINY)
     corpus = demo_chunks(args.documents)
-    for name in args.variant or list(VARIANTS):
-        print(json.dumps(run_variant(name, VARIANTS[name], corpus, args.chunks)), flush=True)
+    names = args.variant or [name for name, spec in VARIANTS.items() if "slots" not in spec or args.llama_server]
+    for name in names:
+        print(json.dumps(run_variant(name, VARIANTS[name], corpus, args.chunks, args.llama_server)), flush=True)
 
 
 if __name__ == "__main__":
