@@ -7,6 +7,10 @@ chunk ranks first, and in the top 5, among the sampled chunks under the base mod
 the share kept by the pipeline's filters. Prints one JSON line per variant.
 
     python -m benchmarks.stages.embedded_llm [--chunks 40] [--variant NAME ...] [--llama-server PATH]
+
+The llama-server variants need llama.cpp's own server, built from the llama-cpp-python sdist's vendor/llama.cpp:
+    cmake -S vendor/llama.cpp -B build -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DLLAMA_CURL=OFF
+    cmake --build build --target llama-server -j 2          # then --llama-server build/bin/llama-server
 """
 
 from __future__ import annotations
