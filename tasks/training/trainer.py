@@ -158,7 +158,7 @@ def training_arguments(
     from .batching import LengthGroupedBatchSampler, TokenLengths
 
     cuda = model.device.type == "cuda"
-    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    bf16 = settings.bf16 if settings.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -181,7 +181,7 @@ def training_arguments(
         lr_scheduler_type="cosine",
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         bf16=bf16,
-        tf32=bf16,
+        tf32=bf16 and cuda,
         batch_sampler=sampler,
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
         logging_steps=max(1, steps // 50),

@@ -295,3 +295,22 @@ def test_a_validation_pool_ranks_every_relevant_chunk_among_a_seeded_sample_and_
     stored = read_npy(corpus_embeddings(corpus, base_model_dir, store))
     picked = stored_base_embeddings(base_model_dir, TrainSettings(), store, pooled, corpus)
     np.testing.assert_array_equal(picked, stored[pooled["rows"]])
+
+
+def test_train_bf16_trains_under_bfloat16_autocast_on_cpu_and_stays_off_by_default(base_model_dir, tmp_path):
+    rows = varied_rows(32, seed=1)
+    base = retrieval_loss(SentenceTransformer(base_model_dir, device="cpu"), rows)
+    args = {}
+    for bf16 in (None, True):
+        settings = TrainSettings(
+            epochs=1, batch_size=8, learning_rate=2e-4, max_seq_length=32, teacher=None, bf16=bf16
+        )
+        model = load_for_training(base_model_dir, settings)
+        trainer = build_trainer(
+            model, {"with_negatives": rows}, settings, str(tmp_path / str(bf16)), checkpoints=False
+        )
+        args[bf16] = (trainer.args.bf16, trainer.args.tf32)
+        trainer.train()
+        assert next(model.parameters()).dtype == torch.float32  # autocast: the weights stay fp32
+    assert args == {None: (False, False), True: (True, False)}
+    assert retrieval_loss(model, rows) < base - 0.1, base
