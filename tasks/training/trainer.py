@@ -175,7 +175,7 @@ def training_arguments(
         max_steps=steps,
         per_device_train_batch_size=batch_size,  # with several processes: the global batch, split between them
         accelerator_config={"split_batches": world_size() > 1},
-        use_cpu=not cuda and world_size() > 1,  # without it, ranks on CPUs would not join as data-parallel (gloo)
+        use_cpu=not cuda and (world_size() > 1 or bf16),  # CPU ranks join as data-parallel (gloo); bf16 on a CPU
         learning_rate=settings.learning_rate,
         warmup_steps=int(steps * settings.warmup_ratio),
         lr_scheduler_type="cosine",
