@@ -6,13 +6,15 @@ documents with no query text in them; questions split into train, dev and test b
 once on all domains' documents, as a user would, then scores the base and the tuned model on each domain's own corpus
 and pools the per-query scores: per domain, and pooled with a 95% paired-bootstrap interval over every pooled query.
 Recipe choices are judged on dev; test gives the reported figures. Optional rows: the oracle (the same recipe trained on
-the train split's human questions in place of the LLM's: what a perfect generator would reach) and the seed recipe.
+the train split's human questions in place of the LLM's: what a perfect generator would reach), the seed recipe, and
+a variant (--variant: PipelineConfig fields over --config, the way to judge a recipe change on dev).
 Prints one JSON line: `ndcg@10`, `mrr@10`, `recall@10` per dim (base, tuned, delta, delta_low, delta_high, verdict) on
 the pooled test queries, `dev` the same on dev, `domains` per domain, and one block per extra row
 (its `minus_main`: its tuned model minus the LLM row's, paired on the same queries).
 
     python -m benchmarks.quality [--work DIR] [--domains debian,perl] [--chunk-fraction 0.3] [--llm embedded-large]
-                                 [--config FILE] [--oracle] [--seed] [--only-extra-rows] [--tiny]
+                                 [--config FILE] [--oracle] [--seed] [--variant FILE]
+                                 [--only-extra-rows] [--tiny]
 """
 
 from __future__ import annotations
@@ -34,10 +36,8 @@ from domain_embed.flows.env import set_offline_defaults  # noqa: E402
 set_offline_defaults()
 
 from benchmarks.faq import domains as faq_domains  # noqa: E402
+from benchmarks.faq.scores import SPLITS, Scorer, figures, paired_gap, pooled  # noqa: E402
 
-METRICS = ("ndcg@10", "mrr@10", "recall@10")
-DIMS = [384, 256, 128, 64]
-SPLITS = ("dev", "test")
 BASE = "all-MiniLM-L6-v2"
 SEED_RECIPE = {
     "train": {
@@ -79,85 +79,6 @@ def run_pipeline(
     return json.loads((out / "report.json").read_text()), time.monotonic() - started
 
 
-class Scorer:
-    """Per-query scores of a model folder on every domain's dev and test queries (each corpus embedded once per model),
-    kept in the work folder by model fingerprint and benchmark content, so a later row scores only its own model."""
-
-    def __init__(self, work: Path, domains: list[str]) -> None:
-        from domain_embed.tasks.core.objects import sha256_file, stable_hash
-        from domain_embed.tasks.evaluation.beir import load_beir
-
-        self.data = {
-            name: {split: load_beir(str(work / name / f"beir-{split}")) for split in SPLITS} for name in domains
-        }
-        files = sorted(p for name in domains for p in (work / name).glob("beir-*/**/*") if p.is_file())
-        self.content = stable_hash({str(p.relative_to(work)): sha256_file(p) for p in files})
-        self.folder = work / "scores"
-
-    def scores(self, model_dir: str) -> dict:
-        """{domain: {split: {dim: {metric: [per query]}}}}, from the work folder when this model was scored before."""
-        from domain_embed.tasks.embedding.models import model_fingerprint
-
-        path = self.folder / f"{model_fingerprint(model_dir)[:24]}-{self.content[:16]}.json"
-        if not path.exists():
-            scored = {name: self._domain(model_dir, splits) for name, splits in self.data.items()}
-            self.folder.mkdir(exist_ok=True)
-            path.with_suffix(".tmp").write_text(json.dumps(scored))
-            path.with_suffix(".tmp").replace(path)  # whole or absent: a cut run leaves nothing half-written
-        stored = json.loads(path.read_text())
-        return {
-            name: {split: {int(dim): metrics for dim, metrics in dims.items()} for split, dims in splits.items()}
-            for name, splits in stored.items()
-        }
-
-    @staticmethod
-    def _domain(model_dir: str, splits: dict) -> dict:
-        from domain_embed.tasks.evaluation.retrieval import ir_evaluator, score_retrieval
-
-        queries = {f"{s}/{q}": text for s, data in splits.items() for q, text in data.queries.items()}
-        relevant = {f"{s}/{q}": ids for s, data in splits.items() for q, ids in data.relevant.items()}
-        corpus = splits["test"].corpus
-        order = ir_evaluator(corpus, queries, relevant).queries_ids
-        _, per_query = score_retrieval(model_dir, corpus, queries, relevant, DIMS)
-        return {
-            split: {
-                dim: {
-                    m: [v for qid, v in zip(order, values) if qid.startswith(f"{split}/")]
-                    for m, values in metrics.items()
-                }
-                for dim, metrics in per_query.items()
-            }
-            for split in SPLITS
-        }
-
-
-def figures(tuned: dict, base: dict) -> dict:
-    """{metric: {dim: {base, tuned, delta, delta_low, delta_high, verdict}}} from paired per-query scores."""
-    from domain_embed.tasks.evaluation.uncertainty import paired_bootstrap
-
-    out: dict = {}
-    for metric in METRICS:
-        out[metric] = {}
-        for dim in DIMS:
-            t, b = tuned[dim][metric], base[dim][metric]
-            iv = paired_bootstrap(t, b)
-            out[metric][str(dim)] = {
-                "base": round(sum(b) / len(b), 4),
-                "tuned": round(sum(t) / len(t), 4),
-                "delta": round(iv.delta, 4),
-                "delta_low": round(iv.low, 4),
-                "delta_high": round(iv.high, 4),
-                "verdict": iv.verdict,
-            }
-    return out
-
-
-def pooled(per_domain: dict, split: str) -> dict:
-    """{dim: {metric: [scores of every domain's queries, domain after domain]}} for one split."""
-    names = list(per_domain)
-    return {dim: {m: [v for name in names for v in per_domain[name][split][dim][m]] for m in METRICS} for dim in DIMS}
-
-
 def tuned_folder(report: dict) -> str:
     """A local folder holding a run's tuned model, fetched from the run store by its reference."""
     from domain_embed.tasks.core import ModelRef, local_model
@@ -176,12 +97,6 @@ def compare(scorer: Scorer, report: dict) -> dict:
         "dev": figures(pooled(tuned, "dev"), pooled(base, "dev")),
         "domains": domains,
     }
-
-
-def paired_gap(ours: dict, theirs: dict) -> dict:
-    """One row's tuned model minus another row's, paired on the same pooled queries: {split: figures}, where "base"
-    is the other row's model. Rows whose intervals overlap can still differ: this says whether they do."""
-    return {split: figures(pooled(ours, split), pooled(theirs, split)) for split in SPLITS}
 
 
 def summary(report: dict, seconds: float) -> dict:
@@ -236,16 +151,17 @@ def oracle_row(work: Path, names: list[str], config: dict, scorer: Scorer) -> tu
     return {**row, "chunks_with_a_human_question": oracle.answered}, report
 
 
-def main_row(
-    work: Path, counts: dict, chunk_fraction: float, config: dict, llm: str | None, scorer: Scorer
+def row(
+    work: Path, label: str, chunk_fraction: float, config: dict, llm: str | None, scorer: Scorer
 ) -> tuple[dict, dict]:
-    """The row of the LLM as configured: its figures, each domain's with that domain's counts; its report."""
-    label = "out-ours" if not llm else f"out-{llm.replace('/', '_')}"
-    report, seconds = run_pipeline(work / "docs", work / label, work / "store", chunk_fraction, config, llm)
-    row = {**compare(scorer, report), **summary(report, seconds)}
-    for name, figures_ in row["domains"].items():
-        figures_.update(counts[name])
-    return row, report
+    """One run of the pipeline with this config, written to out-<label>: its figures and facts; its report."""
+    report, seconds = run_pipeline(work / "docs", work / f"out-{label}", work / "store", chunk_fraction, config, llm)
+    return {**compare(scorer, report), **summary(report, seconds)}, report
+
+
+def merged(config: dict, fields: dict) -> dict:
+    """PipelineConfig fields over a config, group by group (`{"train": {"bf16": true}}` keeps the other train fields)."""
+    return {**config, **{k: {**config.get(k, {}), **v} if isinstance(v, dict) else v for k, v in fields.items()}}
 
 
 def main() -> None:
@@ -259,6 +175,7 @@ def main() -> None:
         "--oracle", action="store_true", help="Add the oracle row (human train questions for the LLM's)"
     )
     parser.add_argument("--seed", action="store_true", help="Add the seed recipe's row")
+    parser.add_argument("--variant", default=None, help="JSON file of fields over --config: adds that row")
     parser.add_argument("--only-extra-rows", action="store_true", help="Leave the LLM's row out: run only the others")
     parser.add_argument("--tiny", action="store_true", help="Seconds-scale check: one small domain, a few steps")
     args = parser.parse_args()
@@ -277,16 +194,24 @@ def main() -> None:
     record = {"benchmark": "debian-faqs", "reported_split": "test", **totals, "queries": totals["test_queries"]}
     reports = {}
     if not args.only_extra_rows:
-        row, reports["main"] = main_row(work, counts, fraction, config, args.llm, scorer)
-        print(json.dumps({**record, **row}), file=sys.stderr, flush=True)  # kept should a longer row be cut short
-        record.update(row)
+        label = "ours" if not args.llm else args.llm.replace("/", "_")
+        main, reports["main"] = row(work, label, fraction, config, args.llm, scorer)
+        for name, figures_ in main["domains"].items():
+            figures_.update(counts[name])
+        print(json.dumps({**record, **main}), file=sys.stderr, flush=True)  # kept should a longer row be cut short
+        record.update(main)
     if args.oracle:
         record["oracle"], reports["oracle"] = oracle_row(work, names, config, scorer)
     if args.seed:
-        seed, seed_s = run_pipeline(
-            work / "docs", work / "out-seed", work / "store", fraction, {**config, **SEED_RECIPE}, args.llm
+        record["seed_recipe"], reports["seed_recipe"] = row(
+            work, "seed", fraction, {**config, **SEED_RECIPE}, args.llm, scorer
         )
-        record["seed_recipe"], reports["seed_recipe"] = {**compare(scorer, seed), **summary(seed, seed_s)}, seed
+    if args.variant:
+        fields = json.loads(Path(args.variant).read_text())
+        record["variant"], reports["variant"] = row(
+            work, "variant", fraction, merged(config, fields), args.llm, scorer
+        )
+        record["variant"]["fields"] = fields
     for key in sorted(set(reports) - {"main"}) if "main" in reports else ():
         ours, theirs = (scorer.scores(tuned_folder(reports[k])) for k in (key, "main"))
         record[key]["minus_main"] = paired_gap(ours, theirs)

@@ -77,7 +77,7 @@ def test_write_lays_out_beir_folders_and_training_documents(built, tmp_path):
 
 
 def test_the_pooled_interval_is_a_paired_bootstrap_over_every_pooled_query():
-    from benchmarks.quality import DIMS, METRICS, figures, pooled
+    from benchmarks.faq.scores import DIMS, METRICS, figures, pooled
     from domain_embed.tasks.evaluation.uncertainty import paired_bootstrap
 
     def scores(per_query: list[float]) -> dict:
@@ -105,7 +105,7 @@ def test_the_pooled_interval_is_a_paired_bootstrap_over_every_pooled_query():
 
 
 def test_a_rows_gap_to_the_main_row_is_paired_per_query_on_each_split():
-    from benchmarks.quality import DIMS, METRICS, paired_gap
+    from benchmarks.faq.scores import DIMS, METRICS, paired_gap
 
     def scores(test: list[float], dev: list[float]) -> dict:
         return {split: {dim: {m: v for m in METRICS} for dim in DIMS} for split, v in (("test", test), ("dev", dev))}
@@ -150,3 +150,16 @@ def test_the_oracle_answers_a_chunk_with_the_human_questions_about_it_and_refuse
     assert (oracle.answered, oracle.refused) == (1, 1)
     assert settings.temperature == 0.2 and settings.api_base == oracle.api_base
     assert settings.requests_per_minute >= 100_000  # a local server: no client-side rate limit
+
+
+def test_a_variant_sets_its_fields_over_the_config_group_by_group():
+    from benchmarks.quality import merged
+
+    config = {"mine": {"negatives_per_query": 0}, "train": {"epochs": 0.29, "seed": 1}}
+    variant = merged(config, {"train": {"bf16": True, "seed": 2}, "base_model": "x"})
+    assert variant == {
+        "mine": {"negatives_per_query": 0},
+        "train": {"epochs": 0.29, "seed": 2, "bf16": True},
+        "base_model": "x",
+    }
+    assert config["train"] == {"epochs": 0.29, "seed": 1}  # the main row's config is left as it was
