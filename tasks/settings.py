@@ -237,7 +237,7 @@ class TrainSettings(Settings):
         "along which the passages differ most",
     )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding)")
-    bf16: bool | None = Field(None, description="Train under bfloat16 autocast; empty: on GPUs that support it")
+    bf16: bool | None = Field(None, description="bf16 autocast in training; empty: where the chip has bf16 natively")
     compile: bool = Field(
         False,
         description="torch.compile the transformer (dynamic shapes). Compiling costs about a minute up front, so it can "

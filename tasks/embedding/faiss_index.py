@@ -8,6 +8,7 @@ import faiss
 import numpy as np
 
 from ..settings import MineSettings
+from .models import bf16_native
 
 SEARCH_BATCH = 16384
 BF16_MIN_WORK = 5e7  # queries x vectors from which the bf16 pre-selection pays off
@@ -109,14 +110,6 @@ def _search_faiss(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.n
         return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
     parts = [index.search(queries[i : i + SEARCH_BATCH], k) for i in range(0, len(queries), SEARCH_BATCH)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def bf16_native() -> bool:
-    """Whether torch multiplies bf16 matrices in hardware on this CPU (AMX or AVX512-BF16)."""
-    import torch
-
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return torch.backends.mkldnn.is_available() and any(getattr(torch.cpu, p, lambda: False)() for p in probes)
 
 
 def _search_bf16(index: faiss.IndexFlatIP, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

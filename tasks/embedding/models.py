@@ -111,3 +111,11 @@ def embed_stream(model_dir: str, texts: Iterable[str], batch_size: int = 64) -> 
     texts = iter(texts)
     while piece := list(itertools.islice(texts, EMBED_SLICE)):
         yield embed_texts(model_dir, piece, batch_size=batch_size)
+
+
+def bf16_native() -> bool:
+    """Whether torch multiplies bf16 matrices in hardware on this CPU (AMX or AVX512-BF16)."""
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return torch.backends.mkldnn.is_available() and any(getattr(torch.cpu, p, lambda: False)() for p in probes)

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..embedding.models import default_matryoshka_dims
+from ..embedding.models import bf16_native, default_matryoshka_dims
 from ..settings import TrainSettings
 from .ranks import is_main, world_size
 
@@ -143,7 +143,8 @@ def training_arguments(
     measure: Callable[[list[str]], np.ndarray] | None = None,
     validate: bool = False,
 ) -> SentenceTransformerTrainingArguments:
-    """Our SentenceTransformerTrainingArguments: length-grouped no-duplicate batches, fused AdamW, bf16 + tf32 on GPUs that have them.
+    """Our SentenceTransformerTrainingArguments: length-grouped no-duplicate batches, fused AdamW, bf16 autocast where the
+    GPU or CPU multiplies bf16 natively (unless train.bf16 says otherwise), tf32 on GPUs.
 
     `measure` gives the token lengths the batches are grouped by (default: tokenize). With `validate`, the
     validation split is scored `evaluations` times and the best checkpoint is loaded at the end; checkpoints
@@ -158,7 +159,8 @@ def training_arguments(
     from .batching import LengthGroupedBatchSampler, TokenLengths
 
     cuda = model.device.type == "cuda"
-    bf16 = settings.bf16 if settings.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
+    native = torch.cuda.is_bf16_supported() if cuda else model.device.type == "cpu" and bf16_native()
+    bf16 = settings.bf16 if settings.bf16 is not None else bool(native)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

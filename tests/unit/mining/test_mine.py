@@ -24,8 +24,8 @@ import domain_embed.tasks.mining.mine as mine  # noqa: E402
 from domain_embed.tasks.core.objects import read_jsonl, read_npy  # noqa: E402
 from domain_embed.tasks.core.store import RunStore  # noqa: E402
 from domain_embed.tasks.core.text import normalize  # noqa: E402
-from domain_embed.tasks.embedding.faiss_index import bf16_native, build_index, search  # noqa: E402
-from domain_embed.tasks.embedding.models import model_fingerprint, resolve_model  # noqa: E402
+from domain_embed.tasks.embedding.faiss_index import build_index, search  # noqa: E402
+from domain_embed.tasks.embedding.models import bf16_native, model_fingerprint, resolve_model  # noqa: E402
 from domain_embed.tasks.mining.mine import mine_hard_negatives, mine_task  # noqa: E402
 from domain_embed.tasks.mining.negatives import select_negatives  # noqa: E402
 from domain_embed.tasks.settings import MineSettings  # noqa: E402

@@ -14,6 +14,7 @@ from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 from transformers import TrainerCallback
 
 from domain_embed.tasks.core.model_ref import local_model
+from domain_embed.tasks.embedding.models import bf16_native
 from domain_embed.tasks.settings import TrainSettings
 from domain_embed.tasks.training.batching import LengthGroupedBatchSampler, TokenLengths, padding_fraction
 from domain_embed.tasks.training.checkpoints import scratch_dir, stored_checkpoints
@@ -297,7 +298,9 @@ def test_a_validation_pool_ranks_every_relevant_chunk_among_a_seeded_sample_and_
     np.testing.assert_array_equal(picked, stored[pooled["rows"]])
 
 
-def test_train_bf16_trains_under_bfloat16_autocast_on_cpu_and_stays_off_by_default(base_model_dir, tmp_path):
+def test_train_bf16_trains_under_bfloat16_autocast_on_cpu_and_is_off_when_unset_without_native_bf16(
+    base_model_dir, tmp_path
+):
     rows = varied_rows(32, seed=1)
     base = retrieval_loss(SentenceTransformer(base_model_dir, device="cpu"), rows)
     args = {}
@@ -312,5 +315,5 @@ def test_train_bf16_trains_under_bfloat16_autocast_on_cpu_and_stays_off_by_defau
         args[bf16] = (trainer.args.bf16, trainer.args.tf32)
         trainer.train()
         assert next(model.parameters()).dtype == torch.float32  # autocast: the weights stay fp32
-    assert args == {None: (False, False), True: (True, False)}
+    assert args == {None: (bf16_native(), False), True: (True, False)}  # unset: where the CPU has bf16 natively
     assert retrieval_loss(model, rows) < base - 0.1, base
