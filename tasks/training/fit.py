@@ -184,6 +184,7 @@ def fit(
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
+    model = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # bf16 autocast ends with training
     return Fitted(model, trainer, output, seconds, sum(len(r) for r in rows.values()), resume, base_score, work_dir)
 
 
