@@ -187,18 +187,19 @@ def retrieval_loss(model, rows: list[dict]) -> float:
     return float(-np.mean(log_softmax[np.arange(len(rows)), np.arange(len(rows))]))
 
 
+def small_trainer(base_model_dir, rows: list[dict], out, **settings):
+    """A model and its trainer for one quick epoch over rows (batch 8, 32 tokens), checkpoints off."""
+    train = TrainSettings(epochs=1, batch_size=8, learning_rate=2e-4, max_seq_length=32, teacher=None, **settings)
+    model = load_for_training(base_model_dir, train)
+    return model, build_trainer(model, {"with_negatives": rows}, train, str(out), checkpoints=False)
+
+
 def test_length_grouping_trains_as_well_as_the_default_sampler(base_model_dir, tmp_path):
     rows = varied_rows(32, seed=1)
     base = retrieval_loss(SentenceTransformer(base_model_dir, device="cpu"), rows)
     tuned, seen = {}, {}
     for grouped in (True, False):
-        settings = TrainSettings(
-            epochs=1, batch_size=8, learning_rate=2e-4, max_seq_length=32, group_by_length=grouped, teacher=None
-        )
-        model = load_for_training(base_model_dir, settings)
-        trainer = build_trainer(
-            model, {"with_negatives": rows}, settings, str(tmp_path / str(grouped)), checkpoints=False
-        )
+        model, trainer = small_trainer(base_model_dir, rows, tmp_path / str(grouped), group_by_length=grouped)
         trainer.train()
         tuned[grouped], seen[grouped] = retrieval_loss(model, rows), sum(trainer.data_collator.examples)
     assert seen == {True: 32, False: 32}
@@ -305,13 +306,7 @@ def test_train_bf16_trains_under_bfloat16_autocast_on_cpu_and_is_off_when_unset_
     base = retrieval_loss(SentenceTransformer(base_model_dir, device="cpu"), rows)
     args = {}
     for bf16 in (None, True):
-        settings = TrainSettings(
-            epochs=1, batch_size=8, learning_rate=2e-4, max_seq_length=32, teacher=None, bf16=bf16
-        )
-        model = load_for_training(base_model_dir, settings)
-        trainer = build_trainer(
-            model, {"with_negatives": rows}, settings, str(tmp_path / str(bf16)), checkpoints=False
-        )
+        model, trainer = small_trainer(base_model_dir, rows, tmp_path / str(bf16), bf16=bf16)
         args[bf16] = (trainer.args.bf16, trainer.args.tf32)
         trainer.train()
         assert next(model.parameters()).dtype == torch.float32  # autocast: the weights stay fp32
