@@ -69,7 +69,8 @@ class LLMSettings(Settings):
         ge=0,
         le=16,
         description="Worked examples in the prompt, taken from the corpus: section headings people wrote "
-        "over the start of their section (0: the json prompt shows one fixed example, the single one none)",
+        "over the start of their section (0: the json prompt shows one fixed example, the single one none; off by "
+        "default: both embedded generators then wrote titles, not questions)",
     )
     candidates_per_chunk: int | None = Field(
         None,
