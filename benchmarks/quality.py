@@ -7,13 +7,14 @@ once on all domains' documents, as a user would, then scores the base and the tu
 and pools the per-query scores: per domain, and pooled with a 95% paired-bootstrap interval over every pooled query.
 Recipe choices are judged on dev; test gives the reported figures. Optional rows: the oracle (the same recipe trained on
 the train split's human questions in place of the LLM's: what a perfect generator would reach), the seed recipe, and
-a variant (--variant: PipelineConfig fields over --config, the way to judge a recipe change on dev).
+variants (--variant, repeatable: PipelineConfig fields over --config, the way to judge a recipe change on dev).
 Prints one JSON line: `ndcg@10`, `mrr@10`, `recall@10` per dim (base, tuned, delta, delta_low, delta_high, verdict) on
 the pooled test queries, `dev` the same on dev, `domains` per domain, and one block per extra row
-(its `minus_main`: its tuned model minus the LLM row's, paired on the same queries).
+(`oracle`, `seed_recipe`, `variant:<file stem>`; its `minus_main`: its tuned model minus the LLM row's, paired on
+the same queries).
 
     python -m benchmarks.quality [--work DIR] [--domains debian,perl] [--chunk-fraction 0.3] [--llm embedded-large]
-                                 [--config FILE] [--oracle] [--seed] [--variant FILE]
+                                 [--config FILE] [--oracle] [--seed] [--variant FILE ...]
                                  [--only-extra-rows] [--tiny]
 """
 
@@ -175,7 +176,12 @@ def main() -> None:
         "--oracle", action="store_true", help="Add the oracle row (human train questions for the LLM's)"
     )
     parser.add_argument("--seed", action="store_true", help="Add the seed recipe's row")
-    parser.add_argument("--variant", default=None, help="JSON file of fields over --config: adds that row")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="JSON file of fields over --config: adds a row named by its stem",
+    )
     parser.add_argument("--only-extra-rows", action="store_true", help="Leave the LLM's row out: run only the others")
     parser.add_argument("--tiny", action="store_true", help="Seconds-scale check: one small domain, a few steps")
     args = parser.parse_args()
@@ -206,12 +212,13 @@ def main() -> None:
         record["seed_recipe"], reports["seed_recipe"] = row(
             work, "seed", fraction, {**config, **SEED_RECIPE}, args.llm, scorer
         )
-    if args.variant:
-        fields = json.loads(Path(args.variant).read_text())
-        record["variant"], reports["variant"] = row(
-            work, "variant", fraction, merged(config, fields), args.llm, scorer
+    for path in map(Path, args.variant):
+        key, fields = f"variant:{path.stem}", json.loads(path.read_text())
+        record[key], reports[key] = row(
+            work, f"variant-{path.stem}", fraction, merged(config, fields), args.llm, scorer
         )
-        record["variant"]["fields"] = fields
+        record[key]["fields"] = fields
+        print(json.dumps({key: record[key]}), file=sys.stderr, flush=True)
     for key in sorted(set(reports) - {"main"}) if "main" in reports else ():
         ours, theirs = (scorer.scores(tuned_folder(reports[k])) for k in (key, "main"))
         record[key]["minus_main"] = paired_gap(ours, theirs)

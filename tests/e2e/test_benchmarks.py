@@ -27,7 +27,7 @@ TINY = {  # script -> (extra arguments, keys of its last JSON line)
     ),
     "plan_speed": ([], {"documents", "fresh_store_s", "chunked_store_s", "chunks_estimated", "chunks_exact"}),
     "quality": (
-        ["--work", "{tmp}", "--oracle"],
+        ["--work", "{tmp}", "--oracle", "--variant", "benchmarks/variants/no-rotate.json"],
         {"ndcg@10", "mrr@10", "recall@10", "dev", "domains", "queries", "llm_calls", "wall_s"},
     ),
     "scale": (["--work", "{tmp}"], {"documents_ratio", "seconds_ratio"}),
@@ -44,7 +44,9 @@ CHECKS = {  # script -> what its tiny run must show beyond the keys
     and r["llm_calls"] > 0
     and r["oracle"]["chunks_with_a_human_question"] > 0
     and "384" in r["oracle"]["ndcg@10"]
-    and "384" in r["oracle"]["minus_main"]["dev"]["ndcg@10"],
+    and "384" in r["oracle"]["minus_main"]["dev"]["ndcg@10"]
+    and r["variant:no-rotate"]["fields"] == {"train": {"rotate": False}}
+    and "384" in r["variant:no-rotate"]["minus_main"]["test"]["ndcg@10"],
     "scale": lambda r: r["documents_ratio"] == 2.0,
 }
 
