@@ -60,8 +60,8 @@ class LLMSettings(Settings):
     )
     prompt_style: Literal["auto", "json", "single"] = Field(
         "auto",
-        description="'json': n questions per call as JSON; 'single': one plain question per call (tiny local "
-        "models follow it far better); 'auto': single for the embedded model, json otherwise",
+        description="'json': n questions per call as JSON; 'single': one plain question per call (small local "
+        "models follow it far better); 'auto': single for both embedded models, json otherwise",
     )
     questions_per_chunk: int = Field(2, ge=1, le=10, description="Questions kept per chunk")
     few_shot: int = Field(

@@ -11,7 +11,7 @@ from ..core.objects import stable_hash
 from ..llm.client import LLMClient
 from ..llm.endpoint import LLMEndpoint
 from ..llm.errors import MALFORMED, MalformedAnswer
-from ..settings import EMBEDDED_LLM, LLMSettings
+from ..settings import EMBEDDED_LLMS, LLMSettings
 
 with import_defaults("LITELLM_LOCAL_MODEL_COST_MAP"):  # never fetch the price list at import
     import litellm
@@ -49,10 +49,10 @@ FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 
 
 def prompt_style(llm: LLMSettings) -> str:
-    """'single' (one plain question per call: tiny local models do far better) or 'json' (n questions per call)."""
+    """'single' (one plain question per call: both embedded models do far better) or 'json' (n questions per call)."""
     if llm.prompt_style != "auto":
         return llm.prompt_style
-    return "single" if llm.model == EMBEDDED_LLM else "json"
+    return "single" if llm.model in EMBEDDED_LLMS else "json"
 
 
 def prompt_fingerprint(llm: LLMSettings) -> str:

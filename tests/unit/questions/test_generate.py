@@ -347,6 +347,7 @@ def test_prompt_style_and_version_follow_the_model():
 
     embedded, hosted = LLMSettings(), LLMSettings(model="openai/gpt-4o-mini")
     assert prompt_style(embedded) == "single" and prompt_style(hosted) == "json"
+    assert prompt_style(LLMSettings(model="embedded-large")) == "single"
     assert prompt_style(LLMSettings(prompt_style="json")) == "json"
     assert cache_key("text", embedded) != cache_key("text", LLMSettings(prompt_style="json"))
 
