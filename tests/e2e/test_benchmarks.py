@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT
 
 TINY = {  # script -> (extra arguments, keys of its last JSON line)
+    "stages.backend_parity": (["--work", "{tmp}"], {"backends", "queries", "passages", "domains"}),
     "stages.collate": ([], {"same_tensors", "cached_ms_per_batch", "stock_ms_per_batch", "distinct_texts"}),
     "stages.embed_throughput": ([], {"backends", "passages", "cores", "torch_threads"}),
     "stages.embedded_llm": ([], {"variant", "questions_per_s", "roundtrip", "kept_by_filters", "calls"}),
@@ -48,6 +49,9 @@ CHECKS = {  # script -> what its tiny run must show beyond the keys
     and r["variant:no-rotate"]["fields"] == {"train": {"rotate": False}}
     and "384" in r["variant:no-rotate"]["minus_main"]["test"]["ndcg@10"],
     "scale": lambda r: r["documents_ratio"] == 2.0,
+    "stages.backend_parity": lambda r: r["backends"]["torch"]["unchanged"]
+    and r["backends"]["torch"]["same_top10"]["384"] == 1.0
+    and set(r["backends"]["onnx"]["minus_torch"]) == {"384", "256", "128", "64"},
 }
 
 
