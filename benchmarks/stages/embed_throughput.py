@@ -78,8 +78,9 @@ def load(backend: str, model_dir: str):
     return load_onnx_model(model_dir, quantize_int8(onnx) if backend == "onnx-int8" else onnx)
 
 
-def measure(backend: str, model, texts: list[str], batch: int) -> tuple[np.ndarray, dict]:
-    """Embeddings of `texts` and the timing figures, after one warm-up batch."""
+def measure(backend: str, model, texts: list[str], batch: int, counted) -> tuple[np.ndarray, dict]:
+    """Embeddings of `texts` and the timing figures, after one warm-up batch; FLOPs are counted on `counted`, the
+    PyTorch model (an ONNX stand-in has no parameters to count)."""
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=backend == "torch-bf16")
     with torch.inference_mode(), autocast:
         model.encode(texts[:batch], batch_size=batch)
@@ -91,7 +92,7 @@ def measure(backend: str, model, texts: list[str], batch: int) -> tuple[np.ndarr
     lengths = [len(ids) for ids in encoded]
     order = sorted(lengths, reverse=True)  # encode sorts by length, then pads each batch to its longest
     padded = sum(max(order[i : i + batch]) * len(order[i : i + batch]) for i in range(0, len(order), batch))
-    flops = flops_per_token(model, int(np.mean(lengths))) * padded
+    flops = flops_per_token(counted, int(np.mean(lengths))) * padded
     return vectors.astype(np.float32), {
         "passages_per_s": round(len(texts) / seconds, 1),
         "tokens_per_s": round(sum(lengths) / seconds, 1),
@@ -111,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(shutil.copytree(resolve_model(args.model), Path(tmp) / "model"))
         for backend in args.backends.split(","):
-            vectors, figures = measure(backend, load(backend, model_dir), texts, args.batch_size)
+            vectors, figures = measure(
+                backend, load(backend, model_dir), texts, args.batch_size, load("torch", model_dir)
+            )
             reference = vectors if reference is None else reference
             dtype = {"torch-bf16": "bf16", "onnx-int8": "int8"}.get(backend, "fp32")
             peak = cpu_peak_gflops(dtype)
