@@ -78,8 +78,10 @@ def model_dimension(model_dir: str) -> int:
     pooling = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
     if pooling and not any(k.endswith(("Dense", "LayerNorm")) for k in kinds):
         config = root / pooling.get("path", "") / "config.json"
-        if config.exists():
-            return int(json.loads(config.read_text())["word_embedding_dimension"])
+        settings = json.loads(config.read_text()) if config.exists() else {}
+        for key in ("embedding_dimension", "word_embedding_dimension"):  # as sentence-transformers 6 and 2-5 save it
+            if key in settings:
+                return int(settings[key])
     return int(load_model(model_dir).get_embedding_dimension())
 
 
