@@ -89,9 +89,7 @@ class LLMSettings(Settings):
     )
     timeout_s: float = Field(60, gt=0, description="Per-request timeout")
     max_attempts: int = Field(6, ge=1, description="Attempts per request on transient faults")
-    concurrency_limit: str | None = Field(
-        None, description="Prefect global concurrency limit (rate_limit) shared by all runs using this provider"
-    )
+    concurrency_limit: str | None = Field(None, description="Prefect global concurrency limit of this provider's runs")
     backoff_base_s: float = Field(0.5, gt=0, description="First retry wait; doubles each attempt, with jitter")
     max_backoff_s: float = Field(60, gt=0, description="Longest wait between attempts, Retry-After included")
     max_consecutive_failures: int = Field(
@@ -111,7 +109,10 @@ class FilterSettings(Settings):
     max_copied_words: int = Field(12, ge=3, description="Drop questions copying this many consecutive chunk words")
     near_duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="Word Jaccard marking questions as duplicates")
     roundtrip_top_k: int = Field(
-        20, ge=0, description="Keep a question only if its chunk ranks in the base model's top k (0 = off)"
+        0,
+        ge=0,
+        description="Keep a question only if its chunk ranks in the base model's top k (0 = off; off by default: on the "
+        "FAQ dev queries the 40% of questions it dropped were worth +0.022 NDCG@10)",
     )
 
 
