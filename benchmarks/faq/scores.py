@@ -46,9 +46,7 @@ class Scorer:
     def _domain(model_dir: str, splits: dict) -> dict:
         from domain_embed.tasks.evaluation.retrieval import ir_evaluator, score_retrieval
 
-        queries = {f"{s}/{q}": text for s, data in splits.items() for q, text in data.queries.items()}
-        relevant = {f"{s}/{q}": ids for s, data in splits.items() for q, ids in data.relevant.items()}
-        corpus = splits["test"].corpus
+        corpus, queries, relevant = split_queries(splits)
         order = ir_evaluator(corpus, queries, relevant).queries_ids
         _, per_query = score_retrieval(model_dir, corpus, queries, relevant, DIMS)
         return {
@@ -61,6 +59,13 @@ class Scorer:
             }
             for split in SPLITS
         }
+
+
+def split_queries(splits: dict) -> tuple[dict, dict, dict]:
+    """One domain's corpus, its dev and test queries (ids prefixed by split) and their relevant passages."""
+    queries = {f"{s}/{q}": text for s, data in splits.items() for q, text in data.queries.items()}
+    relevant = {f"{s}/{q}": ids for s, data in splits.items() for q, ids in data.relevant.items()}
+    return splits["test"].corpus, queries, relevant
 
 
 def figures(tuned: dict, base: dict) -> dict:

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.faq import domains as faq_domains  # noqa: E402
-from benchmarks.faq.scores import DIMS, SPLITS  # noqa: E402
+from benchmarks.faq.scores import DIMS, Scorer, split_queries  # noqa: E402
 from benchmarks.stages.embed_throughput import BACKENDS, load  # noqa: E402
 from benchmarks.tiny import parse_args  # noqa: E402
 from domain_embed.tasks.embedding.models import resolve_model  # noqa: E402
@@ -34,16 +34,6 @@ from domain_embed.tasks.embedding.models import resolve_model  # noqa: E402
 NDCG_TOLERANCE = 0.001
 SAME_TOP10_SHARE = 0.995
 BATCH = 32
-
-
-def domain_texts(work: Path, name: str) -> tuple[dict, dict, dict]:
-    """A domain's corpus, its dev and test queries (ids prefixed by split) and their relevant passages."""
-    from domain_embed.tasks.evaluation.beir import load_beir
-
-    splits = {split: load_beir(str(work / name / f"beir-{split}")) for split in SPLITS}
-    queries = {f"{s}/{q}": text for s, data in splits.items() for q, text in data.queries.items()}
-    relevant = {f"{s}/{q}": ids for s, data in splits.items() for q, ids in data.relevant.items()}
-    return splits["test"].corpus, queries, relevant
 
 
 def run_backend(backend: str, model, domains: dict) -> tuple[dict, dict, float]:
@@ -102,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="parity-"))
     names = args.domains.split(",")
     faq_domains.build_all(names, work)
-    domains = {name: domain_texts(work, name) for name in names}
+    domains = {name: split_queries(splits) for name, splits in Scorer(work, names).data.items()}
     results, reference = {}, None
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(shutil.copytree(resolve_model(args.model), Path(tmp) / "model"))

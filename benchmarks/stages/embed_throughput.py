@@ -111,10 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     results, reference = {}, None
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(shutil.copytree(resolve_model(args.model), Path(tmp) / "model"))
+        counted = load("torch", model_dir)
         for backend in args.backends.split(","):
-            vectors, figures = measure(
-                backend, load(backend, model_dir), texts, args.batch_size, load("torch", model_dir)
-            )
+            vectors, figures = measure(backend, load(backend, model_dir), texts, args.batch_size, counted)
             reference = vectors if reference is None else reference
             dtype = {"torch-bf16": "bf16", "onnx-int8": "int8"}.get(backend, "fp32")
             peak = cpu_peak_gflops(dtype)
