@@ -59,6 +59,11 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--dims", help="Matryoshka dims, e.g. 384,256,128,64")
     run.add_argument("--eval-dataset", help="BEIR-layout folder of your own labelled queries")
     run.add_argument("--train-deployment", help="Train as this deployment, e.g. train-embedder/gpu")
+    run.add_argument(
+        "--embed-backend",
+        choices=("auto", "torch", "onnx"),
+        help="Inference backend outside training (default auto: the faster of the two on this CPU, timed once)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -85,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         ("train", "batch_size"): ("--batch-size", args.batch_size),
         ("train", "matryoshka_dims"): ("--dims", [int(d) for d in args.dims.split(",")] if args.dims else None),
         ("train", "deployment"): ("--train-deployment", args.train_deployment),
+        ("embed", "backend"): ("--embed-backend", args.embed_backend),
     }
     given = {path: option for path, (option, value) in overrides.items() if value is not None}
     for path, (_, value) in overrides.items():

@@ -91,14 +91,21 @@ def sub_flow_failure(deployment: str, state: State | None) -> str:
 
 
 def generate_questions(
-    config: PipelineConfig, corpus: Ref, store_url: str, embeddings: Ref | None = None
+    config: PipelineConfig, corpus: Ref, store_url: str, embeddings: Ref | None = None, backend: str = "torch"
 ) -> GenerationResult:
     """Questions for the corpus from the run's LLM; a result reused from the task cache reports no LLM use of its own.
 
-    embeddings: the corpus embeddings under the base model, for the round-trip filter."""
+    embeddings: the corpus embeddings under the base model, for the round-trip filter; backend: embed.backend resolved."""
     with llm_endpoint(config.llm) as endpoint:
         future = generate_task.submit(
-            corpus, run_settings(config.llm), config.filter, config.base_model, store_url, endpoint, embeddings
+            corpus,
+            run_settings(config.llm),
+            config.filter,
+            config.base_model,
+            store_url,
+            endpoint,
+            embeddings,
+            backend,
         )
         generation = future.result()
     if future.state.name == "Cached":  # the stats describe the run that paid; this one paid nothing
@@ -107,20 +114,20 @@ def generate_questions(
 
 
 def evaluate_all(
-    config: PipelineConfig, models: dict, shas: dict, split: SplitResult, corpus: Ref, dims: list[int]
+    config: PipelineConfig, models: dict, shas: dict, split: SplitResult, corpus: Ref, dims: list[int], backend: str
 ) -> dict[str, EvalReport]:
     """The compared models on the synthetic eval split and on the user's own dataset, by label."""
     evaluations = {}
     if split.eval.count:
         evaluations["synthetic"] = evaluate_task(
-            models, shas, split.eval, corpus, dims, config.store_url, label="synthetic"
+            models, shas, split.eval, corpus, dims, config.store_url, label="synthetic", backend=backend
         )
     else:
         get_run_logger().warning("No eval split (a single document?): nothing to compare on")
     if config.eval_dataset:
         dataset_sha = beir_fingerprint(config.eval_dataset)
         user = evaluate_beir_task(
-            models, shas, config.eval_dataset, dataset_sha, dims, config.store_url, split.train, corpus
+            models, shas, config.eval_dataset, dataset_sha, dims, config.store_url, split.train, corpus, backend
         )
         evaluations[user.label] = user
     return evaluations
@@ -135,6 +142,7 @@ def promote_and_publish(
     corpus,
     split: SplitResult,
     docs: list,
+    backend: str,
 ) -> tuple:
     """Promote the tuned model if it beat the current one, then publish the winner (else the current or base model)
     with the corpus's index, each chunk named by its document's file (`docs`: the parsed documents)."""
@@ -152,7 +160,7 @@ def promote_and_publish(
     )
     published = models["tuned"] if promotion.promoted else models.get("current", models["base"])
     names = {d.doc_id: d.rel_path for d in docs}
-    return promotion, publish_task(published, corpus.ref, names, config.out_dir, config.store_url)
+    return promotion, publish_task(published, corpus.ref, names, config.out_dir, config.store_url, backend)
 
 
 @flow(name="build-embedder", log_prints=False)
@@ -171,7 +179,7 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
     prepared = prepare_corpus(config, docs, model_dir, model_sha, store, clock)
     corpus, ok_docs = prepared.corpus, prepared.parsed.ok_docs
     with clock.stage("generate"):
-        generation = generate_questions(config, corpus.ref, store, prepared.embeddings)
+        generation = generate_questions(config, corpus.ref, store, prepared.embeddings, prepared.backend)
     with clock.stage("split"):
         split = split_task(
             generation.pairs,
@@ -183,16 +191,18 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
         )
         supervised = supervise_task(split.train, corpus.ref, split.train_docs, config.supervision, store)
     with clock.stage("mine"):
-        mined = mine_task(supervised.pairs, corpus.ref, config.base_model, config.mine, store, model_sha=model_sha)
+        mined = mine_task(
+            supervised.pairs, corpus.ref, config.base_model, config.mine, store, model_sha, prepared.backend
+        )
     with clock.stage("train"):
         trained = run_training(config, mined.tuples, mined.pairs_without_negatives, store, split.val, corpus.ref)
     with clock.stage("evaluate"):
         current = read_current(RunStore(store), config.model_name)
         models, shas = compared_models(model_dir, model_sha, trained.model, trained.model_sha, current)
-        evaluations = evaluate_all(config, models, shas, split, corpus.ref, trained.dims)
+        evaluations = evaluate_all(config, models, shas, split, corpus.ref, trained.dims, prepared.backend)
     with clock.stage("publish"):
         promotion, index_meta = promote_and_publish(
-            config, evaluations, current, trained, models, corpus, split, ok_docs
+            config, evaluations, current, trained, models, corpus, split, ok_docs, prepared.backend
         )
     report = build_report(
         config=config,
@@ -213,6 +223,7 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
         new_documents=corpus_changed(RunStore(store), config.model_name, corpus.ref.sha256),
     )
     report.update(out_dir=config.out_dir, config=config.model_dump(mode="json"), config_source=source)
+    report.update(embed_backend=prepared.backend, peak_rss_mb=clock.peak_rss_mb)
     write_run_report_task(report, config.out_dir)
     record_run_task(store, config.model_name, corpus.ref.sha256)
     return report

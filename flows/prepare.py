@@ -6,7 +6,7 @@ from prefect.task_runners import TaskRunner
 from pydantic import BaseModel
 
 from ..tasks.core import Ref, Stopwatch, batches, label, task_runner
-from ..tasks.embedding import embed_corpus_task, max_seq_length
+from ..tasks.embedding import choose_backend_task, embed_corpus_task, max_seq_length
 from ..tasks.ingest import (
     ChunkedDoc,
     ChunkJob,
@@ -23,12 +23,14 @@ from ..tasks.settings import PipelineConfig
 
 
 class Prepared(BaseModel):
-    """The corpus stages' results: parsed documents, chunked ones in document order, the corpus and its embeddings."""
+    """The corpus stages' results: parsed documents, chunked ones in document order, the corpus, its embeddings and
+    the inference backend the run embeds with (embed.backend resolved)."""
 
     parsed: Parsed
     chunked: list[ChunkedDoc]
     corpus: Corpus
     embeddings: Ref
+    backend: str
 
 
 def parse_stage(runner: TaskRunner, docs: list[DocFile], config: PipelineConfig, store_url: str) -> Parsed:
@@ -87,11 +89,13 @@ def prepare_corpus(
             corpus = assemble_corpus_task(chunked, store_url)
             parsed = chunk_report_task(parsed, chunked, corpus)
         with clock.stage("embed"):
+            backend = choose_backend_task(config.embed.backend, config.base_model, corpus.ref, store_url)
             parameters = {
                 "corpus": corpus.ref,
                 "base_model": config.base_model,
                 "batch_size": config.mine.embed_batch_size,
                 "store_url": store_url,
+                "backend": backend,
             }
             embeddings = runner.submit(embed_corpus_task, parameters).result()
-    return Prepared(parsed=parsed, chunked=chunked, corpus=corpus, embeddings=embeddings)
+    return Prepared(parsed=parsed, chunked=chunked, corpus=corpus, embeddings=embeddings, backend=backend)

@@ -68,7 +68,7 @@ def flops_per_token(model, seq_len: int) -> float:
 def load(backend: str, model_dir: str):
     """The SentenceTransformer for a backend; ONNX files are exported into model_dir once."""
     from domain_embed.tasks.embedding.models import load_model
-    from domain_embed.tasks.publishing.onnx_export import export_onnx, load_onnx_model, quantize_int8
+    from domain_embed.tasks.embedding.onnx_export import export_onnx, load_onnx_model, quantize_int8
 
     if backend.startswith("torch"):
         return load_model(model_dir, "cpu")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -69,16 +70,28 @@ class Progress:
 
 
 class Stopwatch:
-    """Wall time per stage, in the order the stages ran."""
+    """Wall time per stage, in the order the stages ran, and the process's peak memory when each stage ended."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time the enclosed block as stage `name`."""
+        """Time the enclosed block as stage `name`; the stage whose peak is the first to reach the run's set it."""
         started = time.perf_counter()
         try:
             yield
         finally:
             self.seconds[name] = round(time.perf_counter() - started, 2)
+            self.peak_rss_mb[name] = peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)

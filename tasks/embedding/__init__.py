@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..core.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from .backend import choose_backend, choose_backend_task
     from .corpus import corpus_embeddings, embed_corpus_task, keep_corpus_embeddings, stored_corpus_embeddings
     from .hub import hub_revision
     from .models import (
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     )
 
 EXPORTS = {
+    "choose_backend": "backend",
+    "choose_backend_task": "backend",
     "hub_revision": "hub",
     "ModelNotFound": "models",
     "corpus_embeddings": "corpus",
@@ -41,6 +44,8 @@ EXPORTS = {
     "stored_corpus_embeddings": "corpus",
 }
 __all__ = [
+    "choose_backend",
+    "choose_backend_task",
     "hub_revision",
     "ModelNotFound",
     "corpus_embeddings",

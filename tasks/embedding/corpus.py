@@ -11,11 +11,13 @@ from prefect import task
 from ..core.caching import source_hash
 from ..core.objects import Ref, intact, iter_jsonl, stable_hash
 from ..core.store import RunStore, put_record, read_record
-from .models import embed_stream, model_dimension, model_fingerprint, resolve_model
+from .models import Backend, embed_stream, model_dimension, model_fingerprint, resolve_model
 
 
 def _pointer(corpus: Ref, fingerprint: str, store: RunStore) -> str:
-    """Where the record of the corpus's embeddings under the model with this fingerprint lives."""
+    """Where the record of the corpus's embeddings under the model with this fingerprint lives. The key holds no
+    backend: both offered (PyTorch and ONNX Runtime, fp32) give the same vectors (backend.SAME_COSINE), so either's
+    embeddings, and the rotation's, serve every stage."""
     key = stable_hash({"model": fingerprint, "corpus": corpus.sha256, "code": source_hash(__name__)})
     return store.key_path("corpus-embeddings", key, ".json")
 
@@ -32,14 +34,17 @@ def stored_corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore) -> Re
     return _intact_at(_pointer(corpus, model_fingerprint(model_dir), store))
 
 
-def corpus_embeddings(corpus: Ref, model_dir: str, store: RunStore, batch_size: int = 64) -> Ref:
+def corpus_embeddings(
+    corpus: Ref, model_dir: str, store: RunStore, batch_size: int = 64, backend: str = "torch"
+) -> Ref:
     """Embeddings of every chunk text in the corpus (float32 .npy), cached by (model fingerprint, corpus sha)."""
     pointer = _pointer(corpus, model_fingerprint(model_dir), store)
     stored = _intact_at(pointer)
     if stored is not None:
         return stored
     with closing(iter_jsonl(corpus)) as rows:
-        vectors = embed_stream(model_dir, (row["text"] for row in rows), batch_size=batch_size)
+        texts = (row["text"] for row in rows)
+        vectors = embed_stream(model_dir, texts, batch_size=batch_size, backend=Backend(backend, store.url))
         ref = store.put_npy_stream("embeddings", corpus.count, vectors, empty_dim=model_dimension(model_dir))
     put_record(pointer, ref.model_dump(mode="json"))
     return ref
@@ -56,6 +61,6 @@ def keep_corpus_embeddings(corpus: Ref, fingerprint: str, vectors: np.ndarray, s
 
 
 @task(name="embed-corpus", persist_result=False, retries=1)
-def embed_corpus_task(corpus: Ref, base_model: str, batch_size: int, store_url: str) -> Ref:
+def embed_corpus_task(corpus: Ref, base_model: str, batch_size: int, store_url: str, backend: str = "torch") -> Ref:
     """The corpus embedded with the base model (what mining searches), cached in the run store by corpus and model hash."""
-    return corpus_embeddings(corpus, resolve_model(base_model), RunStore(store_url), batch_size=batch_size)
+    return corpus_embeddings(corpus, resolve_model(base_model), RunStore(store_url), batch_size, backend)

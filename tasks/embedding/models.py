@@ -7,6 +7,7 @@ import itertools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,6 +18,16 @@ from .packaged import ModelNotFound, packaged_model_dir, packaged_names
 
 MATRYOSHKA_SIZES = (1024, 768, 512, 256, 128, 64)
 EMBED_SLICE = 4096  # texts per encode call when texts are streamed: memory stays bounded however many come
+
+
+class Backend(NamedTuple):
+    """An inference backend ('torch', or 'onnx': ONNX Runtime on the CPU) and the run store keeping ONNX exports."""
+
+    name: str = "torch"
+    store_url: str | None = None
+
+
+TORCH = Backend()
 
 
 def default_matryoshka_dims(full_dim: int) -> list[int]:
@@ -62,11 +73,23 @@ def best_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def load_model(model_dir: str, device: str | None = None, backend: Backend = TORCH):
+    """Load a SentenceTransformer from a folder, offline, cached per process; backend 'onnx' runs its transformer on
+    ONNX Runtime (CPU), from the export kept in the backend's run store."""
+    return _load(model_dir, device, backend)
+
+
 @functools.lru_cache(maxsize=4)
-def load_model(model_dir: str, device: str | None = None):
-    """Load a SentenceTransformer from a folder, offline, cached per process."""
+def _load(model_dir: str, device: str | None, backend: Backend):
     from sentence_transformers import SentenceTransformer
 
+    if backend.name == "onnx":
+        from ..core.store import RunStore
+        from .onnx_export import load_onnx_model, stored_onnx
+
+        return load_onnx_model(
+            model_dir, stored_onnx(model_dir, model_fingerprint(model_dir), RunStore(backend.store_url))
+        )
     return SentenceTransformer(model_dir, device=device or best_device(), local_files_only=True)
 
 
@@ -93,11 +116,17 @@ def max_seq_length(model_dir: str) -> int:
     return int(load_model(model_dir).max_seq_length)
 
 
-def embed_texts(model_dir: str, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """L2-normalised float32 embeddings, computed in batches on the best device."""
+def embed_texts(
+    model_dir: str,
+    texts: list[str],
+    batch_size: int = 64,
+    progress: bool = False,
+    backend: Backend = TORCH,
+) -> np.ndarray:
+    """L2-normalised float32 embeddings, computed in batches on the best device (or on ONNX Runtime: load_model)."""
     if not texts:
         return np.zeros((0, model_dimension(model_dir)), dtype=np.float32)
-    model = load_model(model_dir)
+    model = load_model(model_dir, None, backend)
     vectors = model.encode(
         texts,
         batch_size=batch_size,
@@ -108,11 +137,13 @@ def embed_texts(model_dir: str, texts: list[str], batch_size: int = 64, progress
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def embed_stream(model_dir: str, texts: Iterable[str], batch_size: int = 64) -> Iterator[np.ndarray]:
+def embed_stream(
+    model_dir: str, texts: Iterable[str], batch_size: int = 64, backend: Backend = TORCH
+) -> Iterator[np.ndarray]:
     """embed_texts over EMBED_SLICE texts at a time, in order: never holds more than one slice of texts or vectors."""
     texts = iter(texts)
     while piece := list(itertools.islice(texts, EMBED_SLICE)):
-        yield embed_texts(model_dir, piece, batch_size=batch_size)
+        yield embed_texts(model_dir, piece, batch_size=batch_size, backend=backend)
 
 
 def bf16_native() -> bool:

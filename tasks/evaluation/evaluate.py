@@ -16,6 +16,7 @@ from ..core.reports import publish_table
 from ..core.store import RunStore
 from ..core.text import normalize
 from ..embedding.corpus import corpus_embeddings
+from ..embedding.models import TORCH, Backend, load_model
 from .beir import BeirDataset, load_beir, pairs_to_queries
 from .retrieval import PerQuery, embed_blocks, score_bm25, score_hybrid, score_retrieval
 from .tables import REPORT_METRICS, Intervals, Results, table_rows
@@ -63,13 +64,22 @@ def evaluate_models(
     batch_size: int = 64,
     show_progress: bool = False,
     passages: dict[str, np.ndarray] | None = None,
+    backend: Backend = TORCH,
 ) -> tuple[Results, dict[str, PerQuery]]:
     """score_retrieval for each labelled model folder: {label: {dim: {metric: value}}} and the per-query values.
     `passages`: each label's corpus embeddings, where they exist already (row i = the i-th passage of `corpus`)."""
     passages = passages or {}
     scored = {
         label: score_retrieval(
-            model_dir, corpus, queries, relevant, dims, batch_size, show_progress, passages=passages.get(label)
+            model_dir,
+            corpus,
+            queries,
+            relevant,
+            dims,
+            batch_size,
+            show_progress,
+            load_model(model_dir, None, backend),
+            passages.get(label),
         )
         for label, model_dir in models.items()
     }
@@ -102,13 +112,14 @@ def evaluate_pairs(
     dims: list[int],
     label: str = "synthetic",
     passages: dict[str, np.ndarray] | None = None,
+    backend: Backend = TORCH,
 ) -> EvalReport:
     """Score models on (query, chunk) pairs against all chunks: a query's own chunk is its relevant passage.
     `passages`: each label's embeddings of the chunks, row for row, where they exist already."""
     corpus = {row["chunk_id"]: row["text"] for row in corpus_rows}
     queries, relevant = pairs_to_queries(eval_pair_rows)
-    passages = with_tuned_passages(models, corpus, passages or {})
-    results, per_query = evaluate_models(models, corpus, queries, relevant, dims, passages=passages)
+    passages = with_tuned_passages(models, corpus, passages or {}, backend)
+    results, per_query = evaluate_models(models, corpus, queries, relevant, dims, passages=passages, backend=backend)
     return EvalReport(
         label=label,
         dims=sorted(dims, reverse=True),
@@ -117,18 +128,18 @@ def evaluate_pairs(
         results=results,
         intervals=delta_intervals(per_query),
         bm25=score_bm25(corpus, queries, relevant),
-        hybrid=hybrid(models, corpus, queries, relevant, dims, passages),
+        hybrid=hybrid(models, corpus, queries, relevant, dims, passages, backend),
     )
 
 
-def with_tuned_passages(models: dict[str, str], corpus: dict[str, str], passages: dict[str, np.ndarray]) -> dict:
+def with_tuned_passages(
+    models: dict[str, str], corpus: dict[str, str], passages: dict[str, np.ndarray], backend: Backend = TORCH
+) -> dict:
     """`passages` with the tuned model's embeddings of the corpus, computed here when missing (scoring and the hybrid
     row both read them)."""
     if "tuned" not in models or "tuned" in passages:
         return passages
-    from ..embedding.models import load_model
-
-    return {**passages, "tuned": embed_blocks(load_model(models["tuned"]), list(corpus.values()), 64)}
+    return {**passages, "tuned": embed_blocks(load_model(models["tuned"], None, backend), list(corpus.values()), 64)}
 
 
 def hybrid(
@@ -138,20 +149,26 @@ def hybrid(
     relevant: dict[str, set[str]],
     dims: list[int],
     passages: dict[str, np.ndarray],
+    backend: Backend = TORCH,
 ) -> dict[int, dict[str, float]] | None:
     """The hybrid row: BM25 and the tuned model fused, at its full and its smallest dim; None without a tuned model."""
     if "tuned" not in models:
         return None
-    return score_hybrid(models["tuned"], corpus, queries, relevant, [max(dims), min(dims)], passages.get("tuned"))
+    ends = [max(dims), min(dims)]
+    return score_hybrid(models["tuned"], corpus, queries, relevant, ends, passages.get("tuned"), backend=backend)
 
 
 def evaluate_dataset(
-    models: dict[str, str], dataset: BeirDataset, dims: list[int], train_positives: set[str] | None = None
+    models: dict[str, str],
+    dataset: BeirDataset,
+    dims: list[int],
+    train_positives: set[str] | None = None,
+    backend: Backend = TORCH,
 ) -> EvalReport:
     """Score models on a user's BEIR dataset; counts its passages that were also training positives."""
-    passages = with_tuned_passages(models, dataset.corpus, {})
+    passages = with_tuned_passages(models, dataset.corpus, {}, backend)
     results, per_query = evaluate_models(
-        models, dataset.corpus, dataset.queries, dataset.relevant, dims, passages=passages
+        models, dataset.corpus, dataset.queries, dataset.relevant, dims, passages=passages, backend=backend
     )
     report = EvalReport(
         label=f"user:{dataset.name}",
@@ -162,7 +179,7 @@ def evaluate_dataset(
         intervals=delta_intervals(per_query),
         ignored_queries=dataset.ignored_queries,
         bm25=score_bm25(dataset.corpus, dataset.queries, dataset.relevant),
-        hybrid=hybrid(models, dataset.corpus, dataset.queries, dataset.relevant, dims, passages),
+        hybrid=hybrid(models, dataset.corpus, dataset.queries, dataset.relevant, dims, passages, backend),
     )
     if train_positives is not None:
         judged = {cid for cids in dataset.relevant.values() for cid in cids}
@@ -194,7 +211,7 @@ def _publish(report: EvalReport, store_url: str) -> EvalReport:
 
 @task(
     name="evaluate",
-    cache_policy=code_and_inputs(exclude=("models",)),
+    cache_policy=code_and_inputs(exclude=("models", "backend")),  # the backends offered give the same vectors
     persist_result=True,
     retries=1,
     retry_condition_fn=retry_if_transient,
@@ -207,18 +224,22 @@ def evaluate_task(
     dims: list[int],
     store_url: str,
     label: str = "synthetic",
+    backend: str = "torch",
 ) -> EvalReport:
     """Evaluate labelled models on the eval pairs; cached on model_shas (content), not on model paths. Each model's
     embeddings of the corpus come from the run store (computed once per corpus and model, then reused by publish)."""
     store = RunStore(store_url)
-    passages = {name: read_npy(corpus_embeddings(corpus, folder, store)) for name, folder in models.items()}
-    report = evaluate_pairs(models, read_jsonl(eval_pairs), read_jsonl(corpus), dims, label, passages)
+    passages = {
+        name: read_npy(corpus_embeddings(corpus, folder, store, backend=backend)) for name, folder in models.items()
+    }
+    rows = read_jsonl(eval_pairs), read_jsonl(corpus)
+    report = evaluate_pairs(models, *rows, dims, label, passages, Backend(backend, store.url))
     return _publish(report, store_url)
 
 
 @task(
     name="evaluate-beir",
-    cache_policy=code_and_inputs(exclude=("models", "dataset_dir")),
+    cache_policy=code_and_inputs(exclude=("models", "dataset_dir", "backend")),
     persist_result=True,
     retries=1,
     retry_condition_fn=retry_if_transient,
@@ -232,6 +253,7 @@ def evaluate_beir_task(
     store_url: str,
     train_pairs: Ref | None = None,
     corpus: Ref | None = None,
+    backend: str = "torch",
 ) -> EvalReport:
     """Evaluate on a BEIR folder (cached on its content hash, domain_embed.tasks.evaluation.beir.beir_fingerprint); the training
     positives are the corpus chunks named by train_pairs."""
@@ -239,5 +261,5 @@ def evaluate_beir_task(
     if train_pairs is not None and corpus is not None:
         chunk_ids = {row["chunk_id"] for row in read_jsonl(train_pairs)}
         positives = {row["text"] for row in read_jsonl(corpus) if row["chunk_id"] in chunk_ids}
-    report = evaluate_dataset(models, load_beir(dataset_dir), dims, positives)
+    report = evaluate_dataset(models, load_beir(dataset_dir), dims, positives, Backend(backend, store_url))
     return _publish(report, store_url)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..embedding.models import load_model
+from ..embedding.models import TORCH, Backend, load_model
 from .bm25 import bm25_rankings
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100")
@@ -193,10 +193,11 @@ def score_hybrid(
     dims: list[int],
     passages: np.ndarray | None = None,
     batch_size: int = 64,
+    backend: Backend = TORCH,
 ) -> dict[int, dict[str, float]]:
     """Metrics per dim of the retrieval many RAG systems run: BM25 and the model, fused by reciprocal rank.
     `passages`: the corpus's embeddings under this model, row i = the i-th passage of `corpus`, when they exist."""
-    model = load_model(model_dir)
+    model = load_model(model_dir, None, backend)
     evaluator = ir_evaluator(corpus, queries, relevant, batch_size)
     full = passages if passages is not None else embed_blocks(model, evaluator.corpus, batch_size)
     full_queries = embed_blocks(model, evaluator.queries, batch_size, query=True)

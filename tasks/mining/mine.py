@@ -16,7 +16,7 @@ from ..core.reports import publish_table
 from ..core.store import RunStore
 from ..core.text import normalize
 from ..embedding.corpus import corpus_embeddings
-from ..embedding.models import embed_texts, model_fingerprint, resolve_model
+from ..embedding.models import Backend, embed_texts, model_fingerprint, resolve_model
 from ..settings import MineSettings
 from .negatives import IndexInfo, NegativeStats, SelectionCounts, select_negatives
 
@@ -51,6 +51,7 @@ def mine_hard_negatives(
     settings: MineSettings,
     store: RunStore,
     progress: Callable[[str], None] = _no_progress,
+    backend: str = "torch",
 ) -> MiningResult:
     """Add k hard negatives from the whole corpus to each (query, chunk) pair; write n-tuples and leftover pairs.
 
@@ -59,10 +60,12 @@ def mine_hard_negatives(
     row_of = {chunk["chunk_id"]: i for i, chunk in enumerate(chunks)}
     kept = [pair for pair in pairs if pair["chunk_id"] in row_of]
     corpus = store.put_jsonl("corpus", chunks)
-    chunk_ref = corpus_embeddings(corpus, base_model_dir, store, batch_size=settings.embed_batch_size)
+    chunk_ref = corpus_embeddings(corpus, base_model_dir, store, settings.embed_batch_size, backend)
     progress(f"Corpus embeddings ready: {len(chunks)} chunks")
     queries = [pair["query"] for pair in kept]
-    query_emb = embed_texts(base_model_dir, queries, batch_size=settings.embed_batch_size)
+    query_emb = embed_texts(
+        base_model_dir, queries, batch_size=settings.embed_batch_size, backend=Backend(backend, store.url)
+    )
     query_ref = store.put_npy("query-embeddings", query_emb)
     progress(f"Embedded {len(kept)} queries ({len(pairs) - len(kept)} pairs name no corpus chunk)")
     positive_idx = [row_of[pair["chunk_id"]] for pair in kept]
@@ -126,13 +129,19 @@ def report_rows(result: MiningResult) -> list[dict]:
 
 @task(
     name="mine",
-    cache_policy=code_and_inputs(exclude=("base_model",)),
+    cache_policy=code_and_inputs(exclude=("base_model", "backend")),  # the backends offered give the same vectors
     persist_result=True,
     retries=1,
     retry_condition_fn=retry_if_transient,
 )
 def mine_task(
-    train_pairs: Ref, corpus: Ref, base_model: str, settings: MineSettings, store_url: str, model_sha: str
+    train_pairs: Ref,
+    corpus: Ref,
+    base_model: str,
+    settings: MineSettings,
+    store_url: str,
+    model_sha: str,
+    backend: str = "torch",
 ) -> MiningResult:
     """Mine hard negatives for the train pairs; model_sha (model_fingerprint of the base model) keys the cache."""
     logger = get_run_logger()
@@ -149,7 +158,7 @@ def mine_task(
     )
     store = RunStore(store_url)
     result = mine_hard_negatives(
-        read_jsonl(train_pairs), read_jsonl(corpus), model_dir, settings, store, progress=logger.info
+        read_jsonl(train_pairs), read_jsonl(corpus), model_dir, settings, store, logger.info, backend
     )
     if result.index:
         index = result.index

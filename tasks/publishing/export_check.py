@@ -72,7 +72,7 @@ def export_run(run_dir: str, int8: bool = False) -> dict:
     import torch
 
     from ..embedding.models import load_model
-    from .onnx_export import export_onnx, load_onnx_model, quantize_int8
+    from ..embedding.onnx_export import export_onnx, load_onnx_model, quantize_int8
 
     run = open_run(run_dir, model=True)
     corpus_rows, pair_rows = eval_split(run)

@@ -31,11 +31,13 @@ def copy_model(model_dir: str, out_dir: Path) -> Path:
     return target
 
 
-def write_index(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: Path, store: RunStore) -> dict:
+def write_index(
+    model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: Path, store: RunStore, backend: str = "torch"
+) -> dict:
     """Every chunk's embedding under the published model (from the run store, where evaluation left it) into
     OUT/index (index.faiss + chunks.jsonl, row i = vector i)."""
     rows = read_jsonl(corpus)
-    vectors = read_npy(corpus_embeddings(corpus, model_dir, store))
+    vectors = read_npy(corpus_embeddings(corpus, model_dir, store, backend=backend))
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     target = out_dir / "index"
@@ -61,20 +63,24 @@ def write_reports(out_dir: Path, report: dict, markdown: str) -> None:
     (out_dir / "report.md").write_text(markdown)
 
 
-def publish_outputs(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str, store_url: str) -> dict:
+def publish_outputs(
+    model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str, store_url: str, backend: str = "torch"
+) -> dict:
     """OUT/model and OUT/index from model_dir, and a link artifact to the model folder; returns the index's description."""
     out = Path(out_dir)
     copy_model(model_dir, out)
-    meta = write_index(model_dir, corpus, documents, out, RunStore(store_url))
+    meta = write_index(model_dir, corpus, documents, out, RunStore(store_url), backend)
     with contextlib.suppress(Exception):  # a link is a convenience: it never fails a finished run
         publish_link("tuned-model", (out / "model").resolve().as_uri(), "The published model folder")
     return meta
 
 
 @task(name="publish", cache_policy=NO_CACHE, persist_result=False)
-def publish_task(model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str, store_url: str) -> dict:
+def publish_task(
+    model_dir: str, corpus: Ref, documents: dict[str, str], out_dir: str, store_url: str, backend: str = "torch"
+) -> dict:
     """Write the model and its index into the output folder; never cached, since the folder is the point."""
-    return publish_outputs(model_dir, corpus, documents, out_dir, store_url)
+    return publish_outputs(model_dir, corpus, documents, out_dir, store_url, backend)
 
 
 def write_run_report(report: dict, out_dir: Path) -> Path:

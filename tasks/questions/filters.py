@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..core.text import normalize
+from ..embedding.models import TORCH, Backend, embed_texts
 from ..settings import FilterSettings
 
 TOO_SHORT, TOO_LONG, COPIED = "too short", "too long", "copies the passage"
@@ -82,6 +83,7 @@ def filter_questions(
     filters: FilterSettings,
     base_model_dir: str | None,
     chunk_vectors: np.ndarray | None = None,
+    backend: Backend = TORCH,
 ) -> tuple[list[dict], list[dict]]:
     """Split candidate pairs ({query, chunk_id, doc_id}, deterministically ordered) into kept and dropped (+ 'reason').
 
@@ -102,7 +104,9 @@ def filter_questions(
             dropped.append({**row, "reason": reason})
         else:
             survivors.append(row)
-    survivors = _with_base_ranks(survivors, chunk_texts, filters.roundtrip_top_k, base_model_dir, chunk_vectors)
+    survivors = _with_base_ranks(
+        survivors, chunk_texts, filters.roundtrip_top_k, base_model_dir, chunk_vectors, backend
+    )
     kept: list[dict] = []
     exact: set[str] = set()
     word_sets = [set(normalize(r["query"]).split()) for r in survivors]
@@ -127,17 +131,16 @@ def _with_base_ranks(
     top_k: int,
     base_model_dir: str | None,
     chunk_vectors: np.ndarray | None,
+    backend: Backend,
 ) -> list[dict]:
     if not rows or top_k <= 0 or top_k >= len(set(chunk_texts.values())) or base_model_dir is None:
         return rows
-    from ..embedding.models import embed_texts
-
     if chunk_vectors is None:
-        chunk_vectors = embed_texts(base_model_dir, list(chunk_texts.values()))
+        chunk_vectors = embed_texts(base_model_dir, list(chunk_texts.values()), backend=backend)
     elif len(chunk_vectors) != len(chunk_texts):
         raise ValueError(f"{len(chunk_vectors)} chunk embeddings for {len(chunk_texts)} chunks")
     position = {chunk_id: i for i, chunk_id in enumerate(chunk_texts)}
-    question_vecs = embed_texts(base_model_dir, [r["query"] for r in rows])
+    question_vecs = embed_texts(base_model_dir, [r["query"] for r in rows], backend=backend)
     own = np.array([position[r["chunk_id"]] for r in rows], dtype=np.int64)
     ranks = roundtrip_ranks(question_vecs, chunk_vectors, own)
     return [{**r, "base_rank": int(rank)} for r, rank in zip(rows, ranks)]

@@ -14,7 +14,7 @@ from ..core.caching import code_and_inputs
 from ..core.faults import retry_if_transient
 from ..core.objects import Ref, read_jsonl, read_npy
 from ..core.store import RunStore
-from ..embedding.models import resolve_model
+from ..embedding.models import Backend, resolve_model
 from ..llm.batch import AskPlan, Sharing, ask_all, run_sync
 from ..llm.client import LLMClient, Usage
 from ..llm.endpoint import LLMEndpoint, resolve_api_key
@@ -112,6 +112,7 @@ def generate_pairs(
     base_model_dir: str,
     store: RunStore,
     chunk_vectors: np.ndarray | None = None,
+    backend: str = "torch",
 ) -> GenerationResult:
     """Ask the LLM for questions about every chunk (paying only for uncached ones), filter them, store the pairs.
 
@@ -131,7 +132,9 @@ def generate_pairs(
         for i, q in enumerate(answers.get(k, []))
     ]
     texts = {c["chunk_id"]: c["text"] for c in corpus}
-    kept, dropped = filter_questions(candidates, texts, filters, base_model_dir, chunk_vectors)
+    kept, dropped = filter_questions(
+        candidates, texts, filters, base_model_dir, chunk_vectors, Backend(backend, store.url)
+    )
     rows = sorted(kept, key=lambda r: (r["doc_id"], r["chunk_id"], r["candidate"]))
     failed = [
         {"chunk_id": c["chunk_id"], "reason": failures[k][0], "detail": failures[k][1][:300]}
@@ -164,7 +167,7 @@ def generate_pairs(
 
 @task(
     name="generate",
-    cache_policy=code_and_inputs(exclude=("endpoint", "embeddings")),
+    cache_policy=code_and_inputs(exclude=("endpoint", "embeddings", "backend")),  # backends give the same vectors
     persist_result=True,
     retries=2,
     retry_delay_seconds=[30, 120],
@@ -178,11 +181,12 @@ def generate_task(
     store_url: str,
     endpoint: LLMEndpoint,
     embeddings: Ref | None = None,
+    backend: str = "torch",
 ) -> GenerationResult:
     """Questions for every chunk of the corpus; cached per chunk, so only new or failed chunks cost LLM calls.
 
-    embeddings: the corpus embeddings under base_model, which the round-trip filter then reuses instead of recomputing.
-    """
+    embeddings: the corpus embeddings under base_model, which the round-trip filter then reuses instead of recomputing;
+    backend: embed.backend as the run resolved it."""
     logger = get_run_logger()
     chunks = read_jsonl(corpus)
     asked = len(sample_chunks(chunks, llm.chunk_fraction))
@@ -199,7 +203,8 @@ def generate_task(
         prompt_fingerprint(llm),
     )
     vectors = read_npy(embeddings) if embeddings is not None and filters.roundtrip_top_k > 0 else None
-    result = generate_pairs(chunks, llm, filters, endpoint, resolve_model(base_model), RunStore(store_url), vectors)
+    model_dir, store = resolve_model(base_model), RunStore(store_url)
+    result = generate_pairs(chunks, llm, filters, endpoint, model_dir, store, vectors, backend)
     s = result.stats
     if chunks and not s.chunks_answered:
         reason = s.chunks_failed[0]["detail"] if s.chunks_failed else "no answer"

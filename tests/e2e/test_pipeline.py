@@ -12,6 +12,7 @@ from sentence_transformers import SentenceTransformer
 
 from domain_embed.tasks.checks import check_config
 from domain_embed.tasks.core.objects import read_jsonl
+from domain_embed.tasks.core.store import RunStore
 from domain_embed.tasks.embedding.models import resolve_model
 from domain_embed.tasks.plan import Plan, plan_run
 from domain_embed.tasks.settings import PipelineConfig
@@ -90,6 +91,7 @@ def config_for(root, stub, monkeypatch) -> PipelineConfig:
             },
             "chunk": {"chunk_tokens": 96, "overlap_tokens": 8, "min_tokens": 16},
             "filter": {"roundtrip_top_k": 10},
+            "embed": {"backend": "onnx"},  # every stage's inference on ONNX Runtime, from exports in the store
             "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 96},
             "split": {"eval_fraction": 0.4},
             "eval_dataset": str(root / "labelled"),
@@ -139,6 +141,11 @@ def test_pipeline_end_to_end_then_cached_then_one_new_document(run_dirs, stub, p
     card = (out / "model" / "README.md").read_text()
     assert "## Fine-tuned by domain-embed" in card and "Δ [95% CI]" in card and report["recipe"]["loss"] in card
     assert set(report["timings_s"]) >= {"parse", "chunk", "generate", "split", "mine", "train", "evaluate", "publish"}
+    assert report["embed_backend"] == "onnx"
+    peaks = [report["peak_rss_mb"][stage] for stage in report["timings_s"]]  # the flow process's peak as stages end
+    assert peaks == sorted(peaks) and peaks[0] > 100
+    store = RunStore(config.store_url)
+    assert len(store.fs.glob(f"{store.root}/onnx/*.onnx")) == 2  # the base and the tuned model, exported once each
     assert report["stages"][-1] == {**report["stages"][-1], "stage": "publish", "kept": len(chunks)}
     assert report["new_documents"] and report["promotion"]["reason"]
     published = SentenceTransformer(str(out / "model"), device="cpu").encode(["vacuum"])

@@ -13,7 +13,7 @@ from test_evaluate import PASSAGES, QUESTIONS
 
 from domain_embed.flows.cli import main
 from domain_embed.tasks.embedding.models import load_model
-from domain_embed.tasks.publishing.onnx_export import OnnxTransformer, load_onnx_model
+from domain_embed.tasks.embedding.onnx_export import OnnxTransformer, load_onnx_model
 
 TEXTS = [text for _, text in PASSAGES.values()] + list(QUESTIONS.values()) + ["x", "a much longer passage " * 30]
 INT8_MIN_COSINE = 0.95  # dynamic int8 quantization moves embeddings a little: measured 0.98 and above on these texts

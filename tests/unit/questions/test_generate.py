@@ -280,8 +280,8 @@ def test_filters_drop_with_reasons(base_model):
 def test_the_roundtrip_filter_reuses_the_corpus_embeddings_and_ranks_as_if_it_embedded_them(
     base_model, store, monkeypatch
 ):
-    from domain_embed.tasks.embedding import models as embed
     from domain_embed.tasks.embedding.corpus import corpus_embeddings
+    from domain_embed.tasks.questions import filters as embed  # where the filter finds embed_texts
 
     texts = {c["chunk_id"]: c["text"] for c in CHUNKS}
     candidates = [

@@ -11,11 +11,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+
+from ..core.model_ref import local_cache
+from ..core.objects import Ref, intact
+from ..core.store import RunStore, put_record, read_record
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
@@ -64,8 +69,9 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def export_onnx(model_dir: str) -> Path:
-    """Export the model's transformer to MODEL/onnx/model.onnx (fp32, dynamic batch and sequence length)."""
+def export_onnx(model_dir: str, target: Path | None = None) -> Path:
+    """Export the model's transformer to `target`, by default MODEL/onnx/model.onnx (fp32, dynamic batch and sequence
+    length)."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(model_dir, device="cpu", local_files_only=True)
@@ -73,7 +79,7 @@ def export_onnx(model_dir: str) -> Path:
     features = transformer.preprocess(SAMPLE_TEXTS)
     inputs = {name: features[name] for name in INPUT_NAMES if name in features}
     dynamic = {name: {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC} for name in inputs}
-    target = Path(model_dir) / ONNX_DIR / FP32_FILE
+    target = target or Path(model_dir) / ONNX_DIR / FP32_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
@@ -144,3 +150,24 @@ def load_onnx_model(model_dir: str, onnx_path: Path):
     transformer = _transformer(model, model_dir)
     transformer.model = OnnxTransformer(str(onnx_path), transformer.model.config)
     return model
+
+
+def stored_onnx(model_dir: str, fingerprint: str, store: RunStore) -> Path:
+    """A local copy of the model's fp32 ONNX export, exported once per model hash (fingerprint) into the run store."""
+    pointer = store.key_path("onnx-exports", fingerprint, ".json")
+    record = read_record(pointer)
+    ref = Ref.model_validate(record) if record is not None else None
+    if ref is None or not intact(ref):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = export_onnx(model_dir, Path(tmp) / FP32_FILE).read_bytes()
+        ref = store.put_bytes("onnx", data, ".onnx")
+        put_record(pointer, ref.model_dump(mode="json"))
+    if "://" not in ref.uri:
+        return Path(ref.uri)
+    local = local_cache() / "onnx" / f"{ref.sha256}.onnx"
+    if not local.exists():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(f".{local.name}.tmp")
+        store.fs.get_file(ref.uri, str(tmp))
+        os.replace(tmp, local)
+    return local
