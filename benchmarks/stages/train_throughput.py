@@ -135,7 +135,8 @@ def ours(
     learning_rate: float = 5e-5,
 ):
     """Our trainer (domain_embed.tasks.training.trainer.build_trainer), checkpoints off so that only training is timed."""
-    from domain_embed.tasks.training.trainer import build_trainer, load_for_training
+    from domain_embed.tasks.training.loading import load_for_training
+    from domain_embed.tasks.training.trainer import build_trainer
 
     settings = TrainSettings(
         batch_size=batch_size,

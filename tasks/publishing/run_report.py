@@ -24,6 +24,7 @@ def training_recipe(settings, dims: list[int]) -> dict:
         "schedule": f"AdamW, warm-up {settings.warmup_ratio:.0%} of the steps then cosine decay",
         "teacher": settings.teacher,
         "seed": settings.seed,
+        "attention_dropout": settings.attention_dropout,  # None: the base model's own
         "rotation": "principal axes of the corpus's embeddings" if settings.rotate else None,
     }
 

@@ -46,7 +46,8 @@ class LLMSettings(Settings):
         ge=1,
         le=20,
         description="Questions asked for per chunk; the training documents keep the questions_per_chunk "
-        "best by the round-trip rank, held-out documents the first ones (empty: questions_per_chunk)",
+        "best by the round-trip rank (with filter.roundtrip_top_k set; else the first ones), held-out documents the "
+        "first ones (empty: questions_per_chunk)",
     )
     temperature: float = Field(0.7, ge=0, le=2, description="LLM sampling temperature (higher: more varied questions)")
     max_tokens: int = Field(256, ge=16, description="Completion token cap per call (one-question prompts cap at 64)")

@@ -81,6 +81,14 @@ class TrainSettings(Settings):
         description="Use CachedMultipleNegativesRankingLoss with this mini-batch (no teacher): bigger batches than memory holds",
     )
     max_seq_length: int | None = Field(None, description="Tokens per text; default: the base model's")
+    attention_dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Dropout on the attention weights while training (the model config's attention_probs_dropout_prob "
+        "or attention_dropout); empty: the model's own. At 0, PyTorch's fused CPU attention applies, which never "
+        "holds the attention matrix",
+    )
     seed: int = Field(13, description="Seed of shuffling, sampling and initialisation")
     evaluations: int = Field(
         4,

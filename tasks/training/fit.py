@@ -20,9 +20,10 @@ from ..embedding.corpus import keep_corpus_embeddings, stored_corpus_embeddings
 from ..embedding.models import max_seq_length, resolve_model
 from ..settings import TrainSettings
 from .checkpoints import clear_checkpoints, restore_checkpoints, scratch_dir, store_sync
+from .loading import load_for_training
 from .ranks import world_size
 from .rotation import with_rotation
-from .trainer import BEST_METRIC, build_trainer, load_for_training, matryoshka_dims, planned_epochs
+from .trainer import BEST_METRIC, build_trainer, matryoshka_dims, planned_epochs
 
 
 class TrainResult(BaseModel):

@@ -50,22 +50,6 @@ def planned_epochs(examples: int, settings: TrainSettings) -> float:
     return planned_steps(examples, settings) / math.ceil(examples / max(1, min(settings.batch_size, examples)))
 
 
-def load_for_training(base_model_dir: str, settings: TrainSettings) -> SentenceTransformer:
-    """The base model on the best device with SDPA attention, its max length set, compiled when asked."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = SentenceTransformer(
-        base_model_dir, device=device, local_files_only=True, model_kwargs={"attn_implementation": "sdpa"}
-    )
-    if settings.max_seq_length:
-        model.max_seq_length = settings.max_seq_length
-    if settings.compile:
-        model[0].auto_model.compile(dynamic=True)
-    return model
-
-
 def build_loss(model: SentenceTransformer, settings: TrainSettings, dims: list[int]) -> torch.nn.Module:
     """Inside MatryoshkaLoss: the teacher-distilled ranking loss, else MNRL (or Cached MNRL when a mini-batch is set);
     in data-parallel training every rank's queries rank against the passages of all ranks (the global batch)."""

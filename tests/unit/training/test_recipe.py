@@ -9,7 +9,8 @@ import torch
 from domain_embed.tasks.evaluation.uncertainty import paired_bootstrap
 from domain_embed.tasks.questions.supervision import add_supervision, heading_pairs, heading_query, ict_pairs
 from domain_embed.tasks.settings import SupervisionSettings, TrainSettings
-from domain_embed.tasks.training.trainer import build_loss, load_for_training, planned_epochs, planned_steps
+from domain_embed.tasks.training.loading import load_for_training
+from domain_embed.tasks.training.trainer import build_loss, planned_epochs, planned_steps
 
 
 def test_paired_bootstrap_interval_on_a_fixed_example():

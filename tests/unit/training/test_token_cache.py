@@ -7,8 +7,9 @@ from sentence_transformers import SentenceTransformer
 
 from domain_embed.tasks.settings import TrainSettings
 from domain_embed.tasks.training.batching import TokenLengths
+from domain_embed.tasks.training.loading import load_for_training
 from domain_embed.tasks.training.token_cache import TokenCache
-from domain_embed.tasks.training.trainer import build_trainer, load_for_training
+from domain_embed.tasks.training.trainer import build_trainer
 
 TEXTS = [
     "how does vacuum work",

@@ -19,7 +19,8 @@ from domain_embed.tasks.settings import TrainSettings
 from domain_embed.tasks.training.batching import LengthGroupedBatchSampler, TokenLengths, padding_fraction
 from domain_embed.tasks.training.checkpoints import scratch_dir, stored_checkpoints
 from domain_embed.tasks.training.fit import read_train_result, save_train_result, train_model, training_rows
-from domain_embed.tasks.training.trainer import build_loss, build_trainer, load_for_training, matryoshka_dims
+from domain_embed.tasks.training.loading import load_for_training
+from domain_embed.tasks.training.trainer import build_loss, build_trainer, matryoshka_dims
 
 TOPICS = ["index", "vacuum", "wal", "replication", "planner", "trigger", "sequence", "schema"]
 

@@ -1,0 +1,58 @@
+"""The model training starts from: the base model on the best device, SDPA attention, its length and attention dropout
+as the settings say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..settings import TrainSettings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT, MPNet, RoBERTa; others
+
+
+def transformer_config(model_dir: str) -> Path:
+    """The config.json of the model's Transformer module (modules.json names its folder)."""
+    modules = Path(model_dir) / "modules.json"
+    entries = json.loads(modules.read_text()) if modules.exists() else []
+    folder = next((m.get("path", "") for m in entries if m.get("type", "").endswith("Transformer")), "")
+    return Path(model_dir) / folder / "config.json"
+
+
+def attention_dropout_config(model_dir: str, dropout: float | None) -> dict[str, float]:
+    """The config overrides that set the transformer's attention dropout, under whichever key its config uses; a
+    dropout the config has no key for is a ValueError naming train.attention_dropout."""
+    if dropout is None:
+        return {}
+    config = json.loads(transformer_config(model_dir).read_text())
+    keys = [key for key in ATTENTION_DROPOUT_KEYS if key in config]
+    if not keys:
+        raise ValueError(
+            f"train.attention_dropout: the model in {model_dir} names no attention dropout in its config.json "
+            f"({' or '.join(ATTENTION_DROPOUT_KEYS)}); leave the setting empty"
+        )
+    return dict.fromkeys(keys, dropout)
+
+
+def load_for_training(base_model_dir: str, settings: TrainSettings) -> SentenceTransformer:
+    """The base model on the best device with SDPA attention, its max length set, compiled when asked."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = SentenceTransformer(
+        base_model_dir,
+        device=device,
+        local_files_only=True,
+        model_kwargs={"attn_implementation": "sdpa"},
+        config_kwargs=attention_dropout_config(base_model_dir, settings.attention_dropout),
+    )
+    if settings.max_seq_length:
+        model.max_seq_length = settings.max_seq_length
+    if settings.compile:
+        model[0].auto_model.compile(dynamic=True)
+    return model
