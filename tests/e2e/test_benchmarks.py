@@ -22,6 +22,7 @@ TINY = {  # script -> (extra arguments, keys of its last JSON line)
     "stages.llm_throughput": ([], {"rpm_ratio", "chunks_lost", "speedup", "client_at_2x_limit", "limits_matched"}),
     "stages.loss_parity": ([], {"ours", "seed_defaults", "heldout_difference", "noise_2se", "within_noise"}),
     "stages.mining": ([], {"ours_s", "theirs_s", "ratio_ours_over_theirs", "overlap"}),
+    "stages.train_memory": ([], {"variants", "steps", "batch_size", "words"}),
     "stages.train_throughput": (
         ["--steps", "4", "--batch-size", "16"],
         {"ours", "seed_defaults", "speedup_real_tokens_per_s", "device"},
