@@ -155,3 +155,13 @@ def test_the_deployments_entrypoint_module_applies_the_offline_defaults_and_load
     assert (result["name"], result["is_watch_docs"]) == ("watch-docs", True)
     assert {k: result["env"].get(k) for k in OFFLINE_DEFAULTS} == OFFLINE_DEFAULTS
     assert not result["torch"]  # the 5-minute watcher does not load the training stack
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {
+        "domain_embed." + ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("flows", "tasks", "deployments")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert on_disk <= listed, sorted(on_disk - listed)
