@@ -49,7 +49,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--epochs",
         type=float,
-        help="Passes over the training rows (default: from the data, at least train.min_steps steps)",
+        help="Passes over the training rows (default: train.min_steps to train.max_steps steps, 60)",
     )
     run.add_argument(
         "--batch-size",

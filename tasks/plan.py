@@ -232,7 +232,7 @@ def plan_rows(plan: Plan) -> list[dict]:
         ("LLM cost", cost, "litellm's price map"),
         ("LLM time (min)", plan.llm_minutes, plan.llm_minutes_basis),
         ("training rows", plan.training_rows, f"{KEEP_RATE:.0%} of generated questions kept, plus the LLM-free pairs"),
-        ("training steps", plan.steps, "train.epochs, else train.min_steps"),
+        ("training steps", plan.steps, "train.epochs, else train.min_steps to max_steps"),
         ("device time (min)", plan.device_minutes, plan.device_basis),
     ]
     return [{"what": what, "count": count, "how": how} for what, count, how in rows]

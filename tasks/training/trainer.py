@@ -38,11 +38,15 @@ def matryoshka_dims(full_dim: int, requested: list[int] | None) -> list[int]:
 
 
 def planned_steps(examples: int, settings: TrainSettings) -> int:
-    """Optimizer steps: settings.epochs passes, else min_steps, but at least one pass and at most max_epochs passes."""
+    """Optimizer steps: settings.epochs passes; else one pass, at least min_steps and at most max_steps (the larger of
+    the two), never more than max_epochs passes."""
     per_epoch = math.ceil(examples / max(1, min(settings.batch_size, examples)))
     if settings.epochs:
         return max(1, math.ceil(per_epoch * settings.epochs))
-    return int(min(per_epoch * settings.max_epochs, max(per_epoch, settings.min_steps)))
+    steps = max(per_epoch, settings.min_steps)
+    if settings.max_steps:
+        steps = min(steps, max(settings.max_steps, settings.min_steps))
+    return int(min(per_epoch * settings.max_epochs, steps))
 
 
 def planned_epochs(examples: int, settings: TrainSettings) -> float:

@@ -79,13 +79,14 @@ def test_supervision_uses_training_documents_only_and_counts_sources(store):
 
 
 def test_training_length_comes_from_the_data():
-    settings = (
-        TrainSettings()
-    )  # epochs empty: at least min_steps (60) steps, at least 1 and at most max_epochs (8) passes
+    settings = TrainSettings()  # epochs empty: min_steps = max_steps = 60 steps, at most max_epochs (8) passes
     assert planned_steps(300, settings) == 60 and planned_epochs(300, settings) == 6.0
     assert planned_steps(100, settings) == 32 and planned_epochs(100, settings) == 8.0
     assert planned_steps(1000, settings) == 60 and planned_epochs(1000, settings) == pytest.approx(60 / 32)
-    assert planned_steps(30_000, settings) == 938 and planned_epochs(30_000, settings) == 1.0
+    assert planned_steps(30_000, settings) == 60 and planned_epochs(30_000, settings) == pytest.approx(60 / 938)
+    one_pass = TrainSettings(max_steps=None)  # at least min_steps, at least one pass
+    assert planned_steps(30_000, one_pass) == 938 and planned_steps(1000, one_pass) == 60
+    assert planned_steps(30_000, TrainSettings(min_steps=100, max_steps=60)) == 100  # min_steps wins
     fixed = TrainSettings(epochs=2)
     assert planned_steps(300, fixed) == 20 and planned_steps(30_000, fixed) == 1876
 
