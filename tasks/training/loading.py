@@ -24,18 +24,12 @@ def transformer_config(model_dir: str) -> Path:
 
 
 def attention_dropout_config(model_dir: str, dropout: float | None) -> dict[str, float]:
-    """The config overrides that set the transformer's attention dropout, under whichever key its config uses; a
-    dropout the config has no key for is a ValueError naming train.attention_dropout."""
+    """The config overrides that set the transformer's attention dropout, under whichever keys its config uses (none
+    when it has no such key: the model keeps its own)."""
     if dropout is None:
         return {}
     config = json.loads(transformer_config(model_dir).read_text())
-    keys = [key for key in ATTENTION_DROPOUT_KEYS if key in config]
-    if not keys:
-        raise ValueError(
-            f"train.attention_dropout: the model in {model_dir} names no attention dropout in its config.json "
-            f"({' or '.join(ATTENTION_DROPOUT_KEYS)}); leave the setting empty"
-        )
-    return dict.fromkeys(keys, dropout)
+    return {key: dropout for key in ATTENTION_DROPOUT_KEYS if key in config}
 
 
 def load_for_training(base_model_dir: str, settings: TrainSettings) -> SentenceTransformer:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from domain_embed.tasks.settings import TrainSettings
 from domain_embed.tasks.training.loading import attention_dropout_config, load_for_training
 
@@ -18,11 +16,12 @@ def test_attention_dropout_zero_reaches_every_attention_layer_and_nothing_else(b
     assert config.attention_probs_dropout_prob == 0.0 and config.hidden_dropout_prob == 0.1
     attention = [m for name, m in model.named_modules() if name.endswith("attention.self")]
     assert len(attention) == 6 and all(m.dropout.p == 0.0 for m in attention)
-    default = load_for_training(base_model_dir, TrainSettings())
-    assert {m.dropout.p for name, m in default.named_modules() if name.endswith("attention.self")} == {0.1}
+    own = load_for_training(base_model_dir, TrainSettings(attention_dropout=None))
+    assert {m.dropout.p for name, m in own.named_modules() if name.endswith("attention.self")} == {0.1}
 
 
-def test_a_model_without_an_attention_dropout_key_is_refused_naming_the_setting(tmp_path):
+def test_a_model_without_an_attention_dropout_key_keeps_its_own(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "mystery", "hidden_size": 8}))
-    with pytest.raises(ValueError, match="train.attention_dropout"):
-        attention_dropout_config(str(tmp_path), 0.0)
+    assert attention_dropout_config(str(tmp_path), 0.0) == {}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "attention_dropout": 0.1}))
+    assert attention_dropout_config(str(tmp_path), 0.0) == {"attention_dropout": 0.0}
