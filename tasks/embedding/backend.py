@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
@@ -65,7 +67,8 @@ def calibrate(model_dir: str, store_url: str | None, texts: list[str]) -> dict:
 
 def choose_backend(choice: str, model_dir: str, store_url: str | None, texts: list[str]) -> dict:
     """The backend to embed with ('torch' or 'onnx') and why: the setting itself, or auto's choice for this machine
-    (timed on `texts` once per model, CPU and thread count, and remembered in the machine's local cache)."""
+    (timed on `texts` in a child process, once per model, CPU and thread count, and remembered in the machine's local
+    cache)."""
     if choice != "auto":
         return {"backend": choice, "reason": "embed.backend"}
     if best_device() == "cuda" or not texts:
@@ -77,7 +80,9 @@ def choose_backend(choice: str, model_dir: str, store_url: str | None, texts: li
     record_path = local_cache() / "backend-choices" / f"{key}.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
-    record = calibrate(model_dir, store_url, texts)
+    spawn = multiprocessing.get_context("spawn")  # the export's and both models' memory goes with the child
+    with ProcessPoolExecutor(1, mp_context=spawn) as child:
+        record = child.submit(calibrate, model_dir, store_url, texts).result()
     record_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = record_path.with_name(f".{record_path.name}.{os.getpid()}")
     tmp.write_text(json.dumps(record))
