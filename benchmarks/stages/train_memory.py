@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from domain_embed.flows.env import set_offline_defaults
 set_offline_defaults()
 
 from benchmarks.tiny import parse_args  # noqa: E402
+from domain_embed.tasks.core.progress import peak_rss_mb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,11 +48,6 @@ def passages(count: int, words: int) -> list[str]:
     return [" ".join(rng.choices(vocabulary, k=words)) for _ in range(count)]
 
 
-def peak_mb() -> float:
-    """This process's peak RSS in MB (Linux reports KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def one(variant: str, steps: int, batch: int, words: int) -> dict:
     """Train `steps` steps of one variant in this process; its peak RSS and seconds per step after the first."""
     from transformers import TrainerCallback
@@ -71,7 +66,7 @@ def one(variant: str, steps: int, batch: int, words: int) -> dict:
     model = load_for_training(resolve_model("all-MiniLM-L6-v2"), settings)
     if variant == "checkpointing":
         model[0].auto_model.gradient_checkpointing_enable({"use_reentrant": False})
-    before = peak_mb()
+    before = peak_rss_mb()
     marks: list[float] = []
 
     class Clock(TrainerCallback):
@@ -84,7 +79,7 @@ def one(variant: str, steps: int, batch: int, words: int) -> dict:
         trainer.train()
     timed = marks[-1] - marks[0] if len(marks) > 1 else float("nan")
     return {
-        "peak_rss_mb": peak_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "before_training_mb": before,
         "s_per_step": round(timed / max(1, len(marks) - 1), 2),
     }

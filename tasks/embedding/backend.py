@@ -4,7 +4,6 @@ PyTorch fp32 and ONNX Runtime fp32 on this CPU, timed once per machine and model
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing
 import os
 import platform
@@ -21,6 +20,7 @@ from ..core.caching import source_hash
 from ..core.model_ref import local_cache
 from ..core.objects import Ref, iter_jsonl, stable_hash
 from ..core.reports import publish_table
+from ..core.store import put_record, read_record
 from .models import Backend, best_device, embed_texts, model_fingerprint, resolve_model
 
 SAMPLE = 48  # corpus texts each backend embeds, timed
@@ -77,16 +77,13 @@ def choose_backend(choice: str, model_dir: str, store_url: str | None, texts: li
 
     machine = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "cores": os.cpu_count()}
     key = stable_hash({"model": model_fingerprint(model_dir), **machine, "code": source_hash(__name__)})
-    record_path = local_cache() / "backend-choices" / f"{key}.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
-    spawn = multiprocessing.get_context("spawn")  # the export's and both models' memory goes with the child
-    with ProcessPoolExecutor(1, mp_context=spawn) as child:
-        record = child.submit(calibrate, model_dir, store_url, texts).result()
-    record_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record_path.with_name(f".{record_path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, record_path)
+    record_path = str(local_cache() / "backend-choices" / f"{key}.json")
+    record = read_record(record_path)
+    if record is None:
+        spawn = multiprocessing.get_context("spawn")  # the export's and both models' memory goes with the child
+        with ProcessPoolExecutor(1, mp_context=spawn) as child:
+            record = child.submit(calibrate, model_dir, store_url, texts).result()
+        put_record(record_path, record)
     return record
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ..core.model_ref import local_cache
-from ..core.objects import Ref, intact
-from ..core.store import RunStore, put_record, read_record
+from ..core.objects import Ref, intact, read_bytes
+from ..core.store import RunStore, atomic_write, put_record, read_record
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
@@ -166,8 +166,5 @@ def stored_onnx(model_dir: str, fingerprint: str, store: RunStore) -> Path:
         return Path(ref.uri)
     local = local_cache() / "onnx" / f"{ref.sha256}.onnx"
     if not local.exists():
-        local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.with_name(f".{local.name}.tmp")
-        store.fs.get_file(ref.uri, str(tmp))
-        os.replace(tmp, local)
+        atomic_write(str(local), read_bytes(ref.uri, ref.sha256))
     return local
