@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..tasks.core.allocator import preload_allocator
 from .cli_options import add_run_options, config_from_args
 from .env import ONLINE_ENV, set_offline_defaults
 
@@ -58,7 +59,13 @@ def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; config errors print one line and exit 2."""
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:  # the console script: re-executed once with tcmalloc preloaded where the machine has it
+        try:
+            preload_allocator()
+        except ValueError as exc:
+            print(f"domain-embed: error: {exc}", file=sys.stderr)
+            return 2
+        argv = sys.argv[1:]
     if "--online" in argv:
         os.environ[ONLINE_ENV] = "1"  # before the defaults: the Hub libraries read HF_HUB_OFFLINE when imported
     set_offline_defaults()

@@ -8,6 +8,7 @@ from prefect.logging import get_run_logger
 
 from ..tasks.checks import check_config
 from ..tasks.core import Ref, RunStore, Stopwatch, die_with_worker
+from ..tasks.core.allocator import allocator_in_use
 from ..tasks.embedding import model_fingerprint, resolve_model
 from ..tasks.evaluation import EvalReport, beir_fingerprint, evaluate_beir_task, evaluate_task
 from ..tasks.llm import llm_endpoint, run_settings
@@ -223,7 +224,7 @@ def build_embedder(config: PipelineConfig, use_saved_config: bool = False) -> di
         new_documents=corpus_changed(RunStore(store), config.model_name, corpus.ref.sha256),
     )
     report.update(out_dir=config.out_dir, config=config.model_dump(mode="json"), config_source=source)
-    report.update(embed_backend=prepared.backend, peak_rss_mb=clock.peak_rss_mb)
+    report.update(embed_backend=prepared.backend, peak_rss_mb=clock.peak_rss_mb, allocator=allocator_in_use())
     write_run_report_task(report, config.out_dir)
     record_run_task(store, config.model_name, corpus.ref.sha256)
     return report

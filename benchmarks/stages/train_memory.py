@@ -5,16 +5,19 @@ Rows: (query, positive, negative), passages of --words words drawn from the demo
 passage's first 12 words), as the default recipe trains (batch 32, one mined negative, bf16 where the CPU has it). Variants:
 `default` (the model's own attention dropout, the default until train.attention_dropout 0); `attention-dropout-0`;
 `checkpointing` (gradient checkpointing) and `cached-mnrl-8` (train.cached_mnrl_mini_batch 8), both with the shipped
-attention dropout 0. Prints one JSON line: per variant peak_rss_mb (the process's, model
-and data included), before_training_mb and s_per_step (after the first step).
+attention dropout 0. Each variant runs under each of --allocators (DOMAIN_EMBED_ALLOCATOR: `system` is glibc's malloc,
+`auto` the tcmalloc that runs preload where found). Prints one JSON line: per variant and allocator peak_rss_mb (the
+process's, model and data included), before_training_mb, s_per_step (after the first step), the final loss (the same
+under every allocator) and the allocator that was loaded.
 
-    python -m benchmarks.stages.train_memory [--steps 6] [--variants default,attention-dropout-0]
+    python -m benchmarks.stages.train_memory [--steps 6] [--variants default,attention-dropout-0] [--allocators system,auto]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from domain_embed.flows.env import set_offline_defaults
 set_offline_defaults()
 
 from benchmarks.tiny import parse_args  # noqa: E402
+from domain_embed.tasks.core.allocator import ALLOCATOR_ENV, allocator_in_use, preload_allocator  # noqa: E402
 from domain_embed.tasks.core.progress import peak_rss_mb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,12 +80,14 @@ def one(variant: str, steps: int, batch: int, words: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         trainer = build_trainer(model, {"with_negatives": rows}, settings, out, [Clock()], checkpoints=False)
         trainer.args.max_steps = steps
-        trainer.train()
+        output = trainer.train()
     timed = marks[-1] - marks[0] if len(marks) > 1 else float("nan")
     return {
         "peak_rss_mb": peak_rss_mb(),
         "before_training_mb": before,
         "s_per_step": round(timed / max(1, len(marks) - 1), 2),
+        "loss": round(output.training_loss, 6),
+        "allocator": allocator_in_use(),
     }
 
 
@@ -91,17 +97,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--words", type=int, default=150, help="Words per passage (about 200 tokens at 150)")
+    parser.add_argument("--allocators", default="system,auto", help="DOMAIN_EMBED_ALLOCATOR values to run each under")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # run a single variant in this process
     args = parse_args(parser, {"variants": "default", "steps": 2, "batch_size": 4, "words": 30}, argv)
     if args.one:
+        preload_allocator()
         print(json.dumps(one(args.one, args.steps, args.batch_size, args.words)))
         return
-    results = {}
+    results: dict[str, dict] = {}
     for variant in args.variants.split(","):
         command = [sys.executable, "-m", "benchmarks.stages.train_memory", "--one", variant]
         command += ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--words", str(args.words)]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+        for allocator in args.allocators.split(","):
+            env = {**{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, ALLOCATOR_ENV: allocator}
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            results.setdefault(variant, {})[allocator] = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps({"variants": results, "steps": args.steps, "batch_size": args.batch_size, "words": args.words}))
 
 
