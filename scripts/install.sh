@@ -43,13 +43,14 @@ if ! .venv/bin/python -c "import en_core_web_sm" 2>/dev/null; then
 fi
 # tcmalloc, which each run preloads (tasks/core/allocator.py): PyTorch's freed CPU memory is reused instead of fragmenting
 # glibc's arenas. Optional: from Debian's packages where this runs as root with apt-get, else a note.
-if ! ldconfig -p 2>/dev/null | grep -q libtcmalloc; then
+tcmalloc() { .venv/bin/python -c "from domain_embed.tasks.core.allocator import wanted_library as w; raise SystemExit(w('auto') is None)"; }
+if [ "$(uname -s)" = Linux ] && ! tcmalloc; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    { apt-get install -y -qq libtcmalloc-minimal4 || { apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4; }; } \
+    apt="apt-get -o DPkg::Lock::Timeout=600"  # CI (.ci/run) may be installing it in the background
+    { $apt install -y -qq libtcmalloc-minimal4 || { $apt update -qq && $apt install -y -qq libtcmalloc-minimal4; }; } \
       >/dev/null 2>&1 || true
   fi
-  ldconfig -p 2>/dev/null | grep -q libtcmalloc \
-    || echo "domain-embed: no tcmalloc (libtcmalloc-minimal4): runs use the C library's malloc, and more memory" >&2
+  tcmalloc || echo "domain-embed: no tcmalloc (libtcmalloc-minimal4): runs use the C library's malloc, and more memory" >&2
 fi
 .venv/bin/python - <<'PY'
 import importlib

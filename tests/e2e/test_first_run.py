@@ -19,6 +19,8 @@ from conftest import FIXTURES
 from llm_stub import LLMStub
 from test_no_call_home import ROOT, guarded_env
 
+from domain_embed.tasks.core.allocator import wanted_library
+
 BUSY = "import time\nend = time.time() + 900\nwhile time.time() < end: pass\n"
 
 
@@ -109,6 +111,7 @@ def test_two_first_runs_on_a_fresh_prefect_home_with_busy_cores_succeed_and_call
         assert "telemetry" not in output.lower()
         reports.append(json.loads((tmp_path / f"out{i}" / "report.json").read_text()))
         assert reports[-1]["evaluation"]["synthetic"]["results"]["tuned"]
+        assert reports[-1]["allocator"] == ("tcmalloc" if wanted_library("auto") else "system")  # the re-executed CLI
     assert asked and set(asked.values()) == {1}, asked  # no chunk paid twice
     assert sum(r["llm_usage"]["llm_calls"] for r in reports) == len(asked)
     assert reports[0]["store"] == reports[1]["store"]  # the same corpus, pairs, tuples and model as one run would make

@@ -14,6 +14,7 @@ from conftest import NETGUARD, ROOT
 def guarded_env(home: Path, log: Path) -> dict[str, str]:
     """The environment of a fresh machine (no Prefect or telemetry settings) with the network guard on every Python child."""
     drop = ("PREFECT_", "DO_NOT_TRACK", "HF_", "TRANSFORMERS_", "LITELLM_", "SCARF_", "UNSTRUCTURED_")
+    drop += ("LD_PRELOAD", "DOMAIN_EMBED_ALLOCATOR")  # the allocator a fresh machine's run picks itself
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(
         PREFECT_HOME=str(home),
