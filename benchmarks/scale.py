@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.tiny import parse_args  # noqa: E402
 from domain_embed.flows.env import set_offline_defaults  # noqa: E402
+from domain_embed.tasks.core.progress import peak_rss_mb  # noqa: E402
 
 set_offline_defaults()
 
@@ -115,7 +115,7 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int, ll
     started = time.perf_counter()
     counts = corpus_stages()
     first_s, first = time.perf_counter() - started, counts.pop("seconds")
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak_rss = peak_rss_mb()
     task_runs = asyncio.run(count_task_runs())
     started = time.perf_counter()
     again = corpus_stages()
@@ -142,7 +142,7 @@ def measure(n: int, docs_dir: Path, store_dir: Path, documents_per_task: int, ll
         "rerun_seconds": {s: again["seconds"][s] for s in STAGES},
         "rerun_llm_calls": again["llm_calls"],
         "rerun_task_runs": asyncio.run(count_task_runs()) - task_runs,
-        "peak_rss_mb": round(peak_rss / 2**20),
+        "peak_rss_mb": round(peak_rss),
         "store_bytes": scale_corpus.total_bytes(store_dir),
     }
 

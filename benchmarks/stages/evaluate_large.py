@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from domain_embed.tasks.core.progress import peak_rss_mb  # noqa: E402
 from domain_embed.tasks.embedding.models import load_model, resolve_model  # noqa: E402
 from domain_embed.tasks.evaluation.evaluate import evaluate_retrieval  # noqa: E402
 
@@ -59,7 +59,7 @@ def main() -> None:
     start = time.perf_counter()
     results = evaluate_retrieval(model_dir, corpus, queries, relevant, dims, args.batch_size, show_progress=True)
     wall = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_mb()
     print(
         json.dumps(
             {
@@ -73,7 +73,7 @@ def main() -> None:
                 "torch_threads": __import__("torch").get_num_threads(),
                 "wall_s": round(wall, 1),
                 "passages_per_s": round(len(corpus) / wall, 1),
-                "peak_rss_mb": round(peak_kb / 1024, 1),
+                "peak_rss_mb": peak,
                 "ndcg@10": {dim: round(r["ndcg@10"], 4) for dim, r in results.items()},
                 "recall@100": {dim: round(r["recall@100"], 4) for dim, r in results.items()},
             }
