@@ -1,5 +1,5 @@
-"""The model training starts from: the base model on the best device, SDPA attention, its length and attention dropout
-as the settings say."""
+"""The model training starts from: the base model on the best device, SDPA attention, its length, attention dropout and
+gradient checkpointing as the settings say."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def attention_dropout_config(model_dir: str, dropout: float | None) -> dict[str,
 
 
 def load_for_training(base_model_dir: str, settings: TrainSettings) -> SentenceTransformer:
-    """The base model on the best device with SDPA attention, its max length set, compiled when asked."""
+    """The base model on the best device with SDPA attention, its max length set, checkpointed and compiled when
+    asked."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -47,6 +48,10 @@ def load_for_training(base_model_dir: str, settings: TrainSettings) -> SentenceT
     )
     if settings.max_seq_length:
         model.max_seq_length = settings.max_seq_length
+    if settings.gradient_checkpointing:  # non-reentrant: the embeddings' outputs need no requires_grad hook, which
+        transformer = model[0].auto_model  # would not pickle into a checkpoint
+        transformer.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        transformer.disable_input_require_grads()
     if settings.compile:
         model[0].auto_model.compile(dynamic=True)
     return model
