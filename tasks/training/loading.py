@@ -48,7 +48,10 @@ def load_for_training(base_model_dir: str, settings: TrainSettings) -> SentenceT
     )
     if settings.max_seq_length:
         model.max_seq_length = settings.max_seq_length
-    if settings.gradient_checkpointing:  # non-reentrant: the embeddings' outputs need no requires_grad hook, which
+    checkpointing = settings.gradient_checkpointing
+    if checkpointing or (
+        checkpointing is None and device == "cpu"
+    ):  # non-reentrant: the embeddings' outputs need no requires_grad hook, which
         transformer = model[0].auto_model  # would not pickle into a checkpoint
         transformer.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         transformer.disable_input_require_grads()

@@ -317,10 +317,20 @@ def test_train_bf16_trains_under_bfloat16_autocast_on_cpu_and_is_off_when_unset_
 
 def test_gradient_checkpointing_trains_to_the_same_losses_with_the_layers_checkpointed(store, base_model_dir):
     tuples, pairs = dataset(store, n=24)
-    settings = TrainSettings(epochs=1, batch_size=8, max_seq_length=48, teacher=None, evaluations=0, rotate=False)
+    settings = TrainSettings(
+        epochs=1,
+        batch_size=8,
+        max_seq_length=48,
+        teacher=None,
+        evaluations=0,
+        rotate=False,
+        gradient_checkpointing=False,
+    )
     checkpointed = settings.model_copy(update={"gradient_checkpointing": True})
     assert load_for_training(base_model_dir, checkpointed)[0].auto_model.is_activation_checkpointing
     assert not load_for_training(base_model_dir, settings)[0].auto_model.is_activation_checkpointing
+    on_this_cpu = settings.model_copy(update={"gradient_checkpointing": None})  # empty: on a CPU, on
+    assert load_for_training(base_model_dir, on_this_cpu)[0].auto_model.is_activation_checkpointing
     plain = train_model(tuples, pairs, base_model_dir, settings, store, "unit-plain")
     recomputed = train_model(tuples, pairs, base_model_dir, checkpointed, store, "unit-checkpointed")
     assert len(plain.loss_curve) >= 3
