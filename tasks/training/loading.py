@@ -49,10 +49,9 @@ def load_for_training(base_model_dir: str, settings: TrainSettings) -> SentenceT
     if settings.max_seq_length:
         model.max_seq_length = settings.max_seq_length
     checkpointing = settings.gradient_checkpointing
-    if checkpointing or (
-        checkpointing is None and device == "cpu"
-    ):  # non-reentrant: the embeddings' outputs need no requires_grad hook, which
-        transformer = model[0].auto_model  # would not pickle into a checkpoint
+    if checkpointing or (checkpointing is None and device == "cpu"):
+        # non-reentrant: the embeddings' outputs need no requires_grad hook (which would not pickle into a checkpoint)
+        transformer = model[0].auto_model
         transformer.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         transformer.disable_input_require_grads()
     if settings.compile:
