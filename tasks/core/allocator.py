@@ -15,13 +15,14 @@ import sys
 
 ALLOCATOR_ENV = "DOMAIN_EMBED_ALLOCATOR"
 KNOWN = ("tcmalloc", "jemalloc", "mimalloc")  # preloadable allocators, as their libraries' file names say
+AUTO = ("", "auto")  # the setting's values (unset or empty included) that mean: tcmalloc where found
 
 
 def wanted_library(setting: str) -> str | None:
     """The library DOMAIN_EMBED_ALLOCATOR asks for: None for `system`, or when `auto` finds no tcmalloc."""
     if setting == "system" or sys.platform != "linux":
         return None
-    if setting in ("", "auto"):
+    if setting in AUTO:
         return ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
     if not os.path.isfile(setting) or re.search(r"[\s:]", setting):
         raise ValueError(
@@ -40,7 +41,7 @@ def preload_allocator() -> None:
         return
     preloaded = [entry for entry in re.split(r"[\s:]+", os.environ.get("LD_PRELOAD", "")) if entry]
     kept = [entry for entry in preloaded if not any(name in os.path.basename(entry) for name in KNOWN)]
-    if setting in ("", "auto") and kept != preloaded:
+    if setting in AUTO and kept != preloaded:
         return
     wanted = kept + ([library] if library else [])
     if wanted == preloaded:
