@@ -1,10 +1,14 @@
 """Do the inference backends leave retrieval unchanged? Each backend (PyTorch fp32, PyTorch bf16 autocast, ONNX Runtime
 fp32 and int8) embeds every Debian FAQ domain's corpus and its dev and test queries (benchmarks/faq/domains.py); per
-dim, its pooled NDCG@10 minus PyTorch fp32's, and the share of queries whose top 10 is the same set of passages.
+dim, its pooled NDCG@10 minus PyTorch fp32's, and the share of queries whose top 10 is the same set of passages. Beside
+retrieval, the decisions taken on the base model's embeddings outside evaluation, with each query's first relevant
+passage as its positive: the hard negative mining picks (mine's defaults) and the round-trip filter's keep or drop (at
+top k 20, its value when it was on by default).
 
 Prints one JSON line: under `backends`, per backend `passages_per_s` (the corpus embedding), `ndcg@10` and `minus_torch` per dim, and
 `same_top10` per dim; `unchanged` says whether it meets the bar embed.backend's auto is held to (NDCG@10 within
-0.001 at every dim, the same top 10 for at least 99.5% of queries).
+0.001 at every dim, the same top 10 for at least 99.5% of queries); `same_negative` and `same_roundtrip` are the shares of
+queries with the same mining pick and the same filter decision, and `decisions_unchanged` holds both to 99.5%.
 
     python -m benchmarks.stages.backend_parity [--work DIR] [--domains git,sqlite] [--backends torch,onnx]
 """
@@ -29,15 +33,21 @@ from benchmarks.faq import domains as faq_domains  # noqa: E402
 from benchmarks.faq.scores import DIMS, Scorer, split_queries  # noqa: E402
 from benchmarks.stages.embed_throughput import BACKENDS, load  # noqa: E402
 from benchmarks.tiny import parse_args  # noqa: E402
+from domain_embed.tasks.core.text import normalize  # noqa: E402
 from domain_embed.tasks.embedding.models import resolve_model  # noqa: E402
+from domain_embed.tasks.mining.negatives import select_negatives  # noqa: E402
+from domain_embed.tasks.questions.filters import roundtrip_ranks  # noqa: E402
+from domain_embed.tasks.settings import MineSettings  # noqa: E402
 
 NDCG_TOLERANCE = 0.001
 SAME_TOP10_SHARE = 0.995
 BATCH = 32
+ROUNDTRIP_TOP_K = 20
 
 
-def run_backend(backend: str, model, domains: dict) -> tuple[dict, dict, float]:
-    """Per domain: per-query NDCG@10 per dim and top-10 passage sets per dim; and the corpus passages/s."""
+def run_backend(backend: str, model, domains: dict) -> tuple[dict, dict, dict, float]:
+    """Per domain: per-query NDCG@10 per dim, top-10 passage sets per dim and the (query, passage) embeddings in the
+    evaluator's order; and the corpus passages/s."""
     from domain_embed.tasks.evaluation.retrieval import (
         embed_blocks,
         ir_evaluator,
@@ -46,7 +56,7 @@ def run_backend(backend: str, model, domains: dict) -> tuple[dict, dict, float]:
         truncate,
     )
 
-    ndcg, tops, passages, seconds = {}, {}, 0, 0.0
+    ndcg, tops, embedded, passages, seconds = {}, {}, {}, 0, 0.0
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=backend == "torch-bf16")
     for name, (corpus, queries, relevant) in domains.items():
         evaluator = ir_evaluator(corpus, queries, relevant, BATCH)
@@ -57,12 +67,39 @@ def run_backend(backend: str, model, domains: dict) -> tuple[dict, dict, float]:
             asked = embed_blocks(model, evaluator.queries, BATCH, query=True)
             _, per_query = score_retrieval("", corpus, queries, relevant, DIMS, BATCH, model=model, passages=vectors)
         passages += len(vectors)
+        embedded[name] = (asked, vectors, evaluator.queries_ids, evaluator.corpus_ids)
         ndcg[name] = {dim: per_query[dim]["ndcg@10"] for dim in DIMS}
         tops[name] = {
             dim: [{i for i, _ in ranked} for ranked in top_passages(truncate(asked, dim), truncate(vectors, dim), 10)]
             for dim in DIMS
         }
-    return ndcg, tops, passages / seconds
+    return ndcg, tops, embedded, passages / seconds
+
+
+def picks(embedded: tuple, corpus: dict, relevant: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: the hard negatives mining picks, and whether the round-trip filter keeps it."""
+    asked, vectors, query_ids, corpus_ids = embedded
+    position = {pid: i for i, pid in enumerate(corpus_ids)}
+    positives = np.array([position[min(relevant[q])] for q in query_ids], dtype=np.int64)
+    texts = [normalize(corpus[pid]) for pid in corpus_ids]
+    negatives, _ = select_negatives(asked, vectors, positives, corpus_ids, texts, MineSettings())
+    return negatives, roundtrip_ranks(asked, vectors, positives) < ROUNDTRIP_TOP_K
+
+
+def decisions(embedded: dict, reference: dict, domains: dict) -> dict:
+    """Shares of queries whose mining pick and round-trip decision are those of the reference backend."""
+    same_negative, same_roundtrip = [], []
+    for name, (corpus, _, relevant) in domains.items():
+        (negatives, kept), (ref_negatives, ref_kept) = (
+            picks(e[name], corpus, relevant) for e in (embedded, reference)
+        )
+        same_negative += list(np.all(negatives == ref_negatives, axis=1))
+        same_roundtrip += list(kept == ref_kept)
+    shares = {"same_negative": float(np.mean(same_negative)), "same_roundtrip": float(np.mean(same_roundtrip))}
+    return {
+        **{k: round(v, 4) for k, v in shares.items()},
+        "decisions_unchanged": all(v >= SAME_TOP10_SHARE for v in shares.values()),
+    }
 
 
 def compare(ndcg: dict, tops: dict, reference: tuple[dict, dict]) -> dict:
@@ -97,9 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(shutil.copytree(resolve_model(args.model), Path(tmp) / "model"))
         for backend in args.backends.split(","):
-            ndcg, tops, speed = run_backend(backend, load(backend, model_dir), domains)
-            reference = reference or (ndcg, tops)
-            results[backend] = {"passages_per_s": round(speed, 1), **compare(ndcg, tops, reference)}
+            ndcg, tops, embedded, speed = run_backend(backend, load(backend, model_dir), domains)
+            reference = reference or (ndcg, tops, embedded)
+            results[backend] = {
+                "passages_per_s": round(speed, 1),
+                **compare(ndcg, tops, reference[:2]),
+                **decisions(embedded, reference[2], domains),
+            }
     queries = sum(len(q) for _, q, _ in domains.values())
     passages = sum(len(c) for c, _, _ in domains.values())
     print(

@@ -52,6 +52,9 @@ CHECKS = {  # script -> what its tiny run must show beyond the keys
     "scale": lambda r: r["documents_ratio"] == 2.0,
     "stages.backend_parity": lambda r: r["backends"]["torch"]["unchanged"]
     and r["backends"]["torch"]["same_top10"]["384"] == 1.0
+    and r["backends"]["torch"]["decisions_unchanged"]
+    and r["backends"]["torch"]["same_negative"] == r["backends"]["torch"]["same_roundtrip"] == 1.0
+    and 0 <= r["backends"]["onnx"]["same_negative"] <= 1
     and set(r["backends"]["onnx"]["minus_torch"]) == {"384", "256", "128", "64"},
 }
 
