@@ -1,5 +1,6 @@
 """embed.backend: which inference backend embeds texts outside training. 'auto' is PyTorch on a GPU, else the faster of
-PyTorch fp32 and ONNX Runtime fp32 on this CPU, timed once per machine and model and remembered in its local cache."""
+PyTorch fp32 and ONNX Runtime fp32 on this CPU, timed once per machine and model and remembered in its local cache; a
+corpus too small to repay the timing embeds with PyTorch untimed."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ SAMPLE = 48  # corpus texts each backend embeds, timed
 WARM_UP = 8  # texts embedded first, untimed: loading, first-call allocations
 SAME_COSINE = 0.9999  # ONNX Runtime must embed every sample text this close to PyTorch's vector to be chosen
 MARGIN = 1.1  # and be this much faster: a near tie stays with PyTorch, the reference
+# Timing costs ~16 s once per machine (export, two models in a child process); ONNX Runtime measured at most 1.36x
+# PyTorch's speed, which on 2 cores at ~40 passages/s saves under 7 s per 1,000 chunks: a smaller corpus is not timed.
+MIN_CHUNKS_TO_TIME = 1000
 
 
 def cpu_name() -> str:
@@ -65,10 +69,13 @@ def calibrate(model_dir: str, store_url: str | None, texts: list[str]) -> dict:
     }
 
 
-def choose_backend(choice: str, model_dir: str, store_url: str | None, texts: list[str]) -> dict:
+def choose_backend(
+    choice: str, model_dir: str, store_url: str | None, texts: list[str], chunks: int | None = None
+) -> dict:
     """The backend to embed with ('torch' or 'onnx') and why: the setting itself, or auto's choice for this machine
     (timed on `texts` in a child process, once per model, CPU and thread count, and remembered in the machine's local
-    cache)."""
+    cache); PyTorch, untimed and not remembered, while none is remembered and the corpus has fewer than
+    MIN_CHUNKS_TO_TIME `chunks`."""
     if choice != "auto":
         return {"backend": choice, "reason": "embed.backend"}
     if best_device() == "cuda" or not texts:
@@ -79,6 +86,8 @@ def choose_backend(choice: str, model_dir: str, store_url: str | None, texts: li
     key = stable_hash({"model": model_fingerprint(model_dir), **machine, "code": source_hash(__name__)})
     record_path = str(local_cache() / "backend-choices" / f"{key}.json")
     record = read_record(record_path)
+    if record is None and chunks is not None and chunks < MIN_CHUNKS_TO_TIME:
+        return {"backend": "torch", "reason": f"{chunks} chunks, too few to repay timing ONNX Runtime"}
     if record is None:
         spawn = multiprocessing.get_context("spawn")  # the export's and both models' memory goes with the child
         with ProcessPoolExecutor(1, mp_context=spawn) as child:
@@ -96,7 +105,7 @@ def sample_texts(corpus: Ref, count: int = SAMPLE) -> list[str]:
 @task(name="choose-backend", persist_result=False, retries=1)
 def choose_backend_task(choice: str, base_model: str, corpus: Ref, store_url: str) -> str:
     """embed.backend resolved for this run ('torch' or 'onnx'), with a table artifact of why."""
-    record = choose_backend(choice, resolve_model(base_model), store_url, sample_texts(corpus))
+    record = choose_backend(choice, resolve_model(base_model), store_url, sample_texts(corpus), corpus.count)
     get_run_logger().info("embed.backend %s: %s (%s)", choice, record["backend"], record["reason"])
     speeds = record.get("passages_per_s", {})
     rows = [

@@ -1,5 +1,6 @@
 """embed.backend: ONNX Runtime embeds as PyTorch does, from an export kept once per model hash in the run store; auto
-times both once per machine and model; the corpus embeddings are shared by both backends."""
+times both once per machine and model (not for a corpus too small to repay it); the corpus embeddings are shared by
+both backends."""
 
 from __future__ import annotations
 
@@ -43,9 +44,13 @@ def test_both_backends_share_the_corpus_embeddings(model_dir, store):
     assert corpus_embeddings(corpus, model_dir, store, backend="onnx") == by_torch  # reused, not embedded again
 
 
-def test_auto_times_both_once_per_machine_and_model(model_dir, store, monkeypatch):
-    texts = TEXTS * 4
-    record = backends.choose_backend("auto", model_dir, store.url, texts)
+def test_auto_times_both_once_per_machine_and_model(model_dir, store, monkeypatch, tmp_path):
+    monkeypatch.setenv("DOMAIN_EMBED_LOCAL_CACHE", str(tmp_path / "machine"))  # nothing remembered yet
+    texts, small = TEXTS * 4, backends.MIN_CHUNKS_TO_TIME - 1
+    untimed = backends.choose_backend("auto", model_dir, store.url, texts, small)
+    assert untimed["backend"] == "torch" and "too few" in untimed["reason"] and "passages_per_s" not in untimed
+    assert not (tmp_path / "machine" / "backend-choices").exists()  # not remembered: a larger corpus is timed
+    record = backends.choose_backend("auto", model_dir, store.url, texts, backends.MIN_CHUNKS_TO_TIME)
     assert record["backend"] in ("torch", "onnx")
     assert set(record["passages_per_s"]) == {"torch", "onnx"} and all(v > 0 for v in record["passages_per_s"].values())
     assert record["min_cosine"] >= backends.SAME_COSINE and record["cpu"]
@@ -58,6 +63,7 @@ def test_auto_times_both_once_per_machine_and_model(model_dir, store, monkeypatc
 
     monkeypatch.setattr(backends, "calibrate", refuse)
     assert backends.choose_backend("auto", model_dir, store.url, texts) == record  # remembered for this machine
+    assert backends.choose_backend("auto", model_dir, store.url, texts, small) == record  # small corpora take it too
     assert backends.choose_backend("onnx", model_dir, store.url, texts)["backend"] == "onnx"  # the setting wins
 
 
