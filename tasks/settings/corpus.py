@@ -60,6 +60,8 @@ class EmbedSettings(Settings):
         "auto",
         description="Inference backend. 'torch': PyTorch fp32; 'onnx': ONNX Runtime fp32 on the CPU, the model "
         "exported once per model hash into the run store; 'auto': torch on a GPU, else whichever of the two embeds "
-        "faster on this CPU, timed once per CPU and model and kept in the run store. Both leave retrieval unchanged "
-        "on the Debian FAQ benchmark (benchmarks/stages/backend_parity.py); bf16 and int8 did not and are not offered",
+        "faster on this CPU, timed once per CPU and model and kept in the machine's cache (a corpus under 1,000 chunks, "
+        "too small to repay the timing, takes torch untimed). Both leave retrieval, mining and the round-trip filter "
+        "unchanged on the Debian FAQ benchmark (benchmarks/stages/backend_parity.py); bf16 and int8 did not and are "
+        "not offered",
     )
