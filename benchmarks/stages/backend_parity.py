@@ -46,8 +46,8 @@ ROUNDTRIP_TOP_K = 20
 
 
 def run_backend(backend: str, model, domains: dict) -> tuple[dict, dict, dict, float]:
-    """Per domain: per-query NDCG@10 per dim, top-10 passage sets per dim and the (query, passage) embeddings in the
-    evaluator's order; and the corpus passages/s."""
+    """Per domain: per-query NDCG@10 per dim, top-10 passage sets per dim and the mining and round-trip decisions
+    (picks); and the corpus passages/s."""
     from domain_embed.tasks.evaluation.retrieval import (
         embed_blocks,
         ir_evaluator,
@@ -56,7 +56,7 @@ def run_backend(backend: str, model, domains: dict) -> tuple[dict, dict, dict, f
         truncate,
     )
 
-    ndcg, tops, embedded, passages, seconds = {}, {}, {}, 0, 0.0
+    ndcg, tops, picked, passages, seconds = {}, {}, {}, 0, 0.0
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=backend == "torch-bf16")
     for name, (corpus, queries, relevant) in domains.items():
         evaluator = ir_evaluator(corpus, queries, relevant, BATCH)
@@ -67,18 +67,19 @@ def run_backend(backend: str, model, domains: dict) -> tuple[dict, dict, dict, f
             asked = embed_blocks(model, evaluator.queries, BATCH, query=True)
             _, per_query = score_retrieval("", corpus, queries, relevant, DIMS, BATCH, model=model, passages=vectors)
         passages += len(vectors)
-        embedded[name] = (asked, vectors, evaluator.queries_ids, evaluator.corpus_ids)
+        picked[name] = picks(asked, vectors, evaluator.queries_ids, evaluator.corpus_ids, corpus, relevant)
         ndcg[name] = {dim: per_query[dim]["ndcg@10"] for dim in DIMS}
         tops[name] = {
             dim: [{i for i, _ in ranked} for ranked in top_passages(truncate(asked, dim), truncate(vectors, dim), 10)]
             for dim in DIMS
         }
-    return ndcg, tops, embedded, passages / seconds
+    return ndcg, tops, picked, passages / seconds
 
 
-def picks(embedded: tuple, corpus: dict, relevant: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Per query: the hard negatives mining picks, and whether the round-trip filter keeps it."""
-    asked, vectors, query_ids, corpus_ids = embedded
+def picks(
+    asked: np.ndarray, vectors: np.ndarray, query_ids: list, corpus_ids: list, corpus: dict, relevant: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query (in query_ids' order): the hard negatives mining picks, and whether the round-trip filter keeps it."""
     position = {pid: i for i, pid in enumerate(corpus_ids)}
     positives = np.array([position[min(relevant[q])] for q in query_ids], dtype=np.int64)
     texts = [normalize(corpus[pid]) for pid in corpus_ids]
@@ -86,13 +87,11 @@ def picks(embedded: tuple, corpus: dict, relevant: dict) -> tuple[np.ndarray, np
     return negatives, roundtrip_ranks(asked, vectors, positives) < ROUNDTRIP_TOP_K
 
 
-def decisions(embedded: dict, reference: dict, domains: dict) -> dict:
+def decisions(picked: dict, reference: dict) -> dict:
     """Shares of queries whose mining pick and round-trip decision are those of the reference backend."""
     same_negative, same_roundtrip = [], []
-    for name, (corpus, _, relevant) in domains.items():
-        (negatives, kept), (ref_negatives, ref_kept) = (
-            picks(e[name], corpus, relevant) for e in (embedded, reference)
-        )
+    for name, (negatives, kept) in picked.items():
+        ref_negatives, ref_kept = reference[name]
         same_negative += list(np.all(negatives == ref_negatives, axis=1))
         same_roundtrip += list(kept == ref_kept)
     shares = {"same_negative": float(np.mean(same_negative)), "same_roundtrip": float(np.mean(same_roundtrip))}
@@ -134,12 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(shutil.copytree(resolve_model(args.model), Path(tmp) / "model"))
         for backend in args.backends.split(","):
-            ndcg, tops, embedded, speed = run_backend(backend, load(backend, model_dir), domains)
-            reference = reference or (ndcg, tops, embedded)
+            ndcg, tops, picked, speed = run_backend(backend, load(backend, model_dir), domains)
+            reference = reference or (ndcg, tops, picked)
             results[backend] = {
                 "passages_per_s": round(speed, 1),
                 **compare(ndcg, tops, reference[:2]),
-                **decisions(embedded, reference[2], domains),
+                **decisions(picked, reference[2]),
             }
     queries = sum(len(q) for _, q, _ in domains.values())
     passages = sum(len(c) for c, _, _ in domains.values())
