@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes.util
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ PROBE = (
     "preload_allocator()\n"
     "print(json.dumps([allocator_in_use(), os.environ.get('LD_PRELOAD', ''), sys.argv[1:]]))\n"
 )
-TCMALLOC = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+TCMALLOC = wanted_library("auto")
 linux = pytest.mark.skipif(sys.platform != "linux", reason="LD_PRELOAD is Linux's")
 
 
